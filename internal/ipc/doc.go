@@ -1,0 +1,46 @@
+// Package ipc is the control channel between a Remuda master and its workers.
+//
+// # Roles and handshake
+//
+// The master starts a worker by re-executing its own binary with:
+//
+//   - the environment variable REMUDA_WORKER_PROTOCOL set to the protocol
+//     version (Version, currently "1"). Its presence is what makes the
+//     process a worker; the worker reads it and unsets it, so that programs
+//     the app starts do not think they are workers too. A worker whose
+//     version differs refuses to start and exits with code ExitProtocol: the
+//     master must then be upgraded too (USR2), since only a master speaking
+//     the new version can run the new workers;
+//   - fd 3: its end of a unix stream socketpair, the control channel;
+//   - fd 4 and up: the listening sockets, in the order of --bind.
+//
+// # Frames
+//
+// Each frame is one JSON object on one line, terminated by '\n', at most
+// MaxFrameSize bytes including the newline. Every frame has a "type"; the
+// other members depend on it and unknown members are ignored, so a later
+// version may add members without breaking this one.
+//
+// Master to worker, exactly once, first:
+//
+//	{"type":"config","worker":7,"generation":2,"listeners":2,"config":{...}}
+//
+// "worker" is the worker's number (unique within a master's life),
+// "generation" counts HUPs, "listeners" is how many listening sockets follow
+// the control channel (fds 4 to 3+listeners), "config" is the application's configuration,
+// opaque to this package (secrets included: this is why it travels here and
+// never in argv or the environment).
+//
+// Worker to master:
+//
+//	{"type":"ready"}                                   booted, serving
+//	{"type":"heartbeat","requests":1234,"active":3}    every second
+//	{"type":"recycle","reason":"timeout"}              replace me, then drain me
+//	{"type":"failed","error":"open db: no such file"}  boot failed; exit follows
+//
+// The master stops a worker with signals, not frames: SIGTERM drains it
+// (finish in-flight requests within the graceful timeout), SIGINT stops it
+// at once. SIGQUIT keeps the Go runtime's meaning (dump the goroutines and
+// exit), which the runtime itself relies on when a SIGABRT dumps them. A worker that reads EOF on the control channel knows the master
+// is gone and drains.
+package ipc
