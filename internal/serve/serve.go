@@ -1,0 +1,178 @@
+// Package serve runs an http.Server the way both a prod worker and the dev
+// server need it: one JSON access-log line per request, a request id, a
+// per-request timeout answered 503, and a drain that serves every connection
+// the kernel had already queued before it stops accepting.
+package serve
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+const (
+	// DefaultKeepAlive is used when Options.KeepAlive is zero.
+	DefaultKeepAlive = 75 * time.Second
+	// ReadHeaderTimeout bounds how long a client may take to send a
+	// request's headers (slowloris).
+	ReadHeaderTimeout = 10 * time.Second
+	// acceptDrainWindow is how long Drain keeps accepting after it starts:
+	// long enough to take every connection already queued in the kernel,
+	// short enough that connections made after a stop are refused.
+	acceptDrainWindow = 100 * time.Millisecond
+	// drainPoll is how often Drain checks whether connections remain.
+	drainPoll = 10 * time.Millisecond
+)
+
+// Options configure a Server. The zero value serves without a request
+// timeout, logs nothing, and keeps idle connections DefaultKeepAlive.
+type Options struct {
+	// Timeout bounds each request: past it the client is answered 503
+	// (when no response has started) and its connection closed. Go cannot
+	// stop the handler's goroutine, so OnRecycle is then asked to replace
+	// the process. If zero, requests are not bounded.
+	Timeout time.Duration
+	// KeepAlive is how long an idle keep-alive connection stays open.
+	// If zero, DefaultKeepAlive is used.
+	KeepAlive time.Duration
+	// MaxRequests asks for a recycle after this many requests; 0 never does.
+	MaxRequests uint64
+	// OnRecycle, if non-nil, is called once, with "timeout" or
+	// "max_requests", when this process should be replaced.
+	OnRecycle func(reason string)
+	// Logger receives server errors and timed-out requests. If nil,
+	// zap.NewNop() is used.
+	Logger *zap.Logger
+	// AccessLog, if non-nil, receives one line per request. It should not
+	// be sampled: every request deserves its line.
+	AccessLog *zap.Logger
+}
+
+// Server is an http.Server with the behaviour described in the package doc.
+// It serves once: after Drain or Close it may not be reused.
+type Server struct {
+	opts     Options
+	handler  http.Handler
+	srv      *http.Server
+	lns      []*drainListener
+	serving  sync.WaitGroup
+	conns    atomic.Int64 // open connections, hijacked ones excluded
+	requests atomic.Uint64
+	active   atomic.Int64
+	recycled atomic.Bool
+}
+
+// New returns a Server for h; Serve starts it.
+func New(h http.Handler, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.KeepAlive == 0 {
+		opts.KeepAlive = DefaultKeepAlive
+	}
+	s := &Server{opts: opts, handler: h}
+	s.srv = &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		IdleTimeout:       opts.KeepAlive,
+		ErrorLog:          zap.NewStdLog(opts.Logger.Named("http")),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				s.conns.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				s.conns.Add(-1)
+			}
+		},
+	}
+	return s
+}
+
+// Serve accepts on every listener in the background and returns at once.
+func (s *Server) Serve(lns []net.Listener) {
+	for _, ln := range lns {
+		dl := &drainListener{Listener: ln}
+		s.lns = append(s.lns, dl)
+		s.serving.Go(func() {
+			err := s.srv.Serve(dl)
+			if !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, errDrained) {
+				s.opts.Logger.Error("serve", zap.String("addr", ln.Addr().String()), zap.Error(err))
+			}
+		})
+	}
+}
+
+// Requests is the number of requests begun so far.
+func (s *Server) Requests() uint64 { return s.requests.Load() }
+
+// Active is the number of requests in flight (timed-out ones included:
+// their goroutines are still running).
+func (s *Server) Active() int64 { return s.active.Load() }
+
+// Drain stops the server gracefully and returns once every connection is
+// closed, or ctx is done (then it closes the rest and returns ctx's error).
+//
+// It first accepts every connection the kernel has already queued on the
+// listeners: closing a listener with a non-empty queue resets those
+// connections, which a graceful stop must not do. Then it turns keep-alives
+// off, which closes idle connections and makes every other one close after
+// its next response. It does not use http.Server.Shutdown, which drops
+// (closes without an answer) any request it reads after it began: a
+// connection accepted from the queue may not have sent its request yet.
+// Requests that timed out are not waited for.
+func (s *Server) Drain(ctx context.Context) error {
+	deadline := time.Now().Add(acceptDrainWindow)
+	for _, ln := range s.lns {
+		ln.drain(deadline)
+	}
+	s.serving.Wait()
+	s.srv.SetKeepAlivesEnabled(false)
+	t := time.NewTicker(drainPoll)
+	defer t.Stop()
+	for s.conns.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			s.srv.Close()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Close stops the server at once, dropping connections in flight.
+func (s *Server) Close() error { return s.srv.Close() }
+
+// errDrained ends a Serve loop once its listener's queue is drained.
+var errDrained = errors.New("serve: listener drained")
+
+// drainListener lets Drain empty the accept queue before Serve closes it:
+// with a deadline slightly ahead, Accept returns every connection already
+// queued without waiting, and the first timeout after that ends Serve.
+type drainListener struct {
+	net.Listener
+	draining atomic.Bool
+}
+
+func (l *drainListener) drain(deadline time.Time) {
+	l.draining.Store(true)
+	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
+		d.SetDeadline(deadline)
+		return
+	}
+	l.Listener.Close()
+}
+
+func (l *drainListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil && l.draining.Load() {
+		return nil, errDrained
+	}
+	return c, err
+}
