@@ -1,0 +1,69 @@
+package workers
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// HeartbeatInterval is how often a worker reports to its master.
+const HeartbeatInterval = time.Second
+
+// Config is what a generation of workers runs with. A HUP replaces it
+// whole: the master starts a new generation with the new Config and
+// retires the old one once the new is ready.
+type Config struct {
+	// Workers is how many worker processes to run. If zero, one.
+	Workers int
+	// Timeout bounds one request: past it the client gets 503 and the
+	// worker is recycled. A worker silent for Timeout (but never less than
+	// three heartbeats) gets SIGABRT, which makes the Go runtime dump every
+	// goroutine's stack into the log, then SIGKILL. If zero, requests are
+	// not bounded and silence is limited to three heartbeats.
+	Timeout time.Duration
+	// GracefulTimeout is how long a draining worker may finish its requests
+	// before it is killed. If zero, DefaultGracefulTimeout.
+	GracefulTimeout time.Duration
+	// BootTimeout is how long a new worker has to report ready; kept apart
+	// from Timeout so that a slow boot is never mistaken for a hang. If
+	// zero, DefaultBootTimeout.
+	BootTimeout time.Duration
+	// KeepAlive is the idle timeout of keep-alive connections. If zero,
+	// 75 s: above nginx's upstream keepalive_timeout of 60 s, so a proxy
+	// never reuses a connection the worker is closing.
+	KeepAlive time.Duration
+	// MaxRequests recycles a worker after MaxRequests plus a random
+	// 0..MaxRequestsJitter requests, so workers do not all restart at once.
+	// If zero, workers are never recycled for their request count.
+	MaxRequests       int
+	MaxRequestsJitter int
+	// App is handed to every worker as it is; its meaning belongs to the
+	// Boot function (the server package puts its whole config here).
+	App json.RawMessage
+}
+
+// Defaults for Config's zero values.
+const (
+	DefaultGracefulTimeout = 30 * time.Second
+	DefaultBootTimeout     = 30 * time.Second
+)
+
+func (c Config) workers() int { return max(c.Workers, 1) }
+
+func (c Config) gracefulTimeout() time.Duration {
+	if c.GracefulTimeout == 0 {
+		return DefaultGracefulTimeout
+	}
+	return c.GracefulTimeout
+}
+
+func (c Config) bootTimeout() time.Duration {
+	if c.BootTimeout == 0 {
+		return DefaultBootTimeout
+	}
+	return c.BootTimeout
+}
+
+// silenceLimit is how long a ready worker may go without a frame.
+func (c Config) silenceLimit() time.Duration {
+	return max(c.Timeout, 3*HeartbeatInterval)
+}

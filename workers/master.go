@@ -1,0 +1,584 @@
+package workers
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/remuda/remuda/internal/ipc"
+)
+
+// Timing of the master's loop and of its escalations.
+const (
+	// tick is how often the master checks deadlines.
+	tick = 100 * time.Millisecond
+	// abortGrace is how long a worker sent SIGABRT has to dump its stacks
+	// before SIGKILL: the runtime's own limit for relaying the dump from
+	// thread to thread is 5 s; a healthy dump takes milliseconds.
+	abortGrace = 5 * time.Second
+	// killGrace is added to the graceful timeout before a draining worker,
+	// which should have exited by itself, is killed.
+	killGrace = time.Second
+	// quitGrace is how long a worker sent SIGINT has before SIGKILL.
+	quitGrace = time.Second
+	// firstBootAttempts is how many boot failures the first generation may
+	// have before the master gives up.
+	firstBootAttempts = 3
+	// maxBackoff caps the delay between respawns of failing workers.
+	maxBackoff = 10 * time.Second
+	// failureMemory is how long a worker failure counts toward backoff.
+	failureMemory = 10 * time.Second
+)
+
+// Master is the arbiter of a group of worker processes: it binds the
+// listening sockets, starts workers by re-executing this binary, watches
+// their heartbeats, replaces the dead and the stuck, and handles the
+// signals in the README's table. Its exported fields are read once, by Run.
+// A Master runs once and may not be reused.
+type Master struct {
+	// Binds are the addresses to listen on ("host:port", "unix:/path").
+	Binds []string
+	// Config is the first generation's.
+	Config Config
+	// Reload, if non-nil, is called on HUP for the next generation's
+	// Config; an error keeps the running generation. If nil, HUP restarts
+	// the workers with the same Config.
+	Reload func() (Config, error)
+	// PIDFile, if set, receives the master's PID while it runs.
+	PIDFile string
+	// Logger receives the master's lines and, wrapped as JSON, any line a
+	// worker writes to stderr that is not JSON already (a panic, the stack
+	// dump of a SIGABRT). If nil, zap.NewNop() is used.
+	Logger *zap.Logger
+
+	log        *zap.Logger
+	path       string // the executable, as invoked
+	listeners  []listener
+	events     chan event
+	workers    map[int]*worker // by pid
+	cfg        Config          // the newest generation's
+	gen        int             // the newest generation
+	lastGen    int             // the highest generation number handed out
+	servingGen int             // the newest generation that was whole and ready; 0 before the first
+	servingCfg Config
+	want       int // workers wanted in generation gen
+	nextID     int
+	failures   int       // recent worker failures, for backoff
+	lastFail   time.Time // when the last one happened
+	bootFails  int       // boot failures of the first generation
+	nextSpawn  time.Time
+	stopping   bool
+}
+
+type workerState int
+
+const (
+	booting  workerState = iota // started, not ready yet
+	ready                       // serving
+	draining                    // told to stop (TERM or INT)
+)
+
+// worker is the master's record of one worker process.
+type worker struct {
+	id, gen  int
+	pid      int
+	cmd      *exec.Cmd
+	ctrl     *ipc.Conn
+	state    workerState
+	started  time.Time
+	readyAt  time.Time
+	lastSeen time.Time // last frame received
+	recycle  bool      // asked to be replaced; drained once its replacement is ready
+	stopAt   time.Time // TERM or QUIT sent
+	stopWait time.Duration
+	abortAt  time.Time // SIGABRT sent
+	killed   bool
+	bootErr  string // from a failed frame
+}
+
+// event is what a worker's goroutines tell the loop: a frame, or its exit.
+type event struct {
+	w     *worker
+	frame ipc.Frame
+	exit  *os.ProcessState // non-nil: the process has exited
+}
+
+// Run binds, starts the first generation and supervises until a signal
+// stops it. It returns nil after a TERM, INT or QUIT stop, an error naming
+// the address when binding fails, and an error wrapping ErrBootFailed when
+// the first generation cannot boot.
+func (m *Master) Run() error {
+	m.log = m.Logger
+	if m.log == nil {
+		m.log = zap.NewNop()
+	}
+	path, err := executable()
+	if err != nil {
+		return err
+	}
+	m.path = path
+	sigs := notifySignals()
+	defer stopSignals(sigs)
+
+	m.listeners, err = bind(m.Binds)
+	if err != nil {
+		return err
+	}
+	defer closeListeners(m.listeners)
+	if m.PIDFile != "" {
+		if err := writePIDFile(m.PIDFile); err != nil {
+			return err
+		}
+		defer removePIDFile(m.PIDFile)
+	}
+	m.events = make(chan event, 64)
+	m.workers = make(map[int]*worker)
+	m.lastGen, m.gen, m.cfg, m.want = 1, 1, m.Config, m.Config.workers()
+	m.log.Info("master starting", zap.Strings("addr", m.Binds), zap.Int("workers", m.want), zap.String("executable", m.path))
+
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	for {
+		if err := m.reconcile(time.Now()); err != nil {
+			m.stopAll(syscall.SIGKILL)
+			return err
+		}
+		if m.stopping && len(m.workers) == 0 {
+			m.log.Info("master stopped")
+			return nil
+		}
+		select {
+		case sig := <-sigs:
+			m.signal(sig.(syscall.Signal))
+		case ev := <-m.events:
+			if err := m.handle(ev); err != nil {
+				m.stopAll(syscall.SIGKILL)
+				return err
+			}
+		case now := <-ticker.C:
+			m.checkDeadlines(now)
+		}
+	}
+}
+
+// reconcile starts and retires workers until the newest generation has
+// the wanted number of ready workers and nothing older is left serving.
+func (m *Master) reconcile(now time.Time) error {
+	if m.stopping {
+		return nil
+	}
+	var active []*worker // the newest generation's, not asked to leave
+	allReady := true
+	for _, w := range m.workers {
+		if w.gen == m.gen && !w.recycle && w.state != draining {
+			active = append(active, w)
+			allReady = allReady && w.state == ready
+		}
+	}
+	for len(active) < m.want && !now.Before(m.nextSpawn) {
+		w, err := m.spawn()
+		if err != nil {
+			// Fork or exec failed: the master's own trouble, retried later.
+			m.log.Error("spawn worker", zap.Error(err))
+			m.noteFailure(now)
+			if m.servingGen == 0 {
+				return fmt.Errorf("%w: %w", ErrBootFailed, err)
+			}
+			return nil
+		}
+		active = append(active, w)
+		allReady = false
+	}
+	for len(active) > m.want { // TTOU: retire the oldest
+		oldest := 0
+		for i, w := range active {
+			if w.started.Before(active[oldest].started) {
+				oldest = i
+			}
+		}
+		m.stop(active[oldest], syscall.SIGTERM, "fewer workers wanted")
+		active = append(active[:oldest], active[oldest+1:]...)
+	}
+	if !allReady || len(active) != m.want {
+		return nil
+	}
+	if m.servingGen != m.gen {
+		m.servingGen, m.servingCfg = m.gen, m.cfg
+		m.log.Info("generation ready", zap.Int("generation", m.gen), zap.Int("workers", m.want))
+	}
+	for _, w := range m.workers {
+		if w.state == ready && (w.gen != m.gen || w.recycle) {
+			m.stop(w, syscall.SIGTERM, "replaced")
+		}
+	}
+	return nil
+}
+
+// handle applies one worker event.
+func (m *Master) handle(ev event) error {
+	w := ev.w
+	if ev.exit != nil {
+		return m.reap(w, ev.exit)
+	}
+	now := time.Now()
+	w.lastSeen = now
+	f := ev.frame
+	switch f.Type {
+	case ipc.TypeReady:
+		if w.state == booting {
+			w.state, w.readyAt = ready, now
+			m.log.Info("worker ready", m.fields(w, zap.Duration("boot", now.Sub(w.started)))...)
+		}
+	case ipc.TypeHeartbeat:
+	case ipc.TypeRecycle:
+		if !w.recycle {
+			w.recycle = true
+			m.log.Info("worker asks to be recycled", m.fields(w, zap.String("reason", f.Reason))...)
+		}
+	case ipc.TypeFailed:
+		w.bootErr = f.Error
+	}
+	return nil
+}
+
+// reap forgets an exited worker and decides what its exit means.
+func (m *Master) reap(w *worker, st *os.ProcessState) error {
+	delete(m.workers, w.pid)
+	fields := m.fields(w, zap.String("status", st.String()))
+	switch {
+	case w.state == draining && !w.killed:
+		m.log.Info("worker exited", fields...)
+		return nil
+	case w.state == draining:
+		m.log.Warn("worker killed", fields...)
+		return nil
+	case st.ExitCode() == ExitProtocol:
+		m.log.Error("worker speaks another control protocol: upgrade the master itself with USR2", fields...)
+	case w.state == booting:
+		if w.bootErr != "" {
+			fields = append(fields, zap.String("error", w.bootErr))
+		}
+		m.log.Error("worker failed to boot", fields...)
+	default:
+		m.log.Error("worker died", fields...)
+	}
+	now := time.Now()
+	m.noteFailure(now)
+	if w.state != booting && st.ExitCode() != ExitProtocol {
+		return nil // a crash of a serving worker: replaced by reconcile
+	}
+	switch {
+	case m.servingGen == 0:
+		m.bootFails++
+		if m.bootFails >= firstBootAttempts {
+			cause := w.bootErr
+			if cause == "" {
+				cause = st.String()
+			}
+			return fmt.Errorf("%w: the first generation of workers could not boot (%d attempts); last: worker %d: %s",
+				ErrBootFailed, m.bootFails, w.id, cause)
+		}
+	case w.gen == m.gen && m.gen != m.servingGen:
+		m.log.Error("new generation failed to boot, keeping the old one",
+			zap.Int("generation", m.gen), zap.Int("serving_generation", m.servingGen))
+		for _, o := range m.workers {
+			if o.gen == m.gen {
+				m.stop(o, syscall.SIGTERM, "generation abandoned")
+			}
+		}
+		m.gen, m.cfg, m.want = m.servingGen, m.servingCfg, m.servingCfg.workers()
+	}
+	return nil
+}
+
+// noteFailure counts a failure and delays the next spawn: not at all for
+// a lone failure, then exponentially up to maxBackoff, so that a worker
+// that cannot start never becomes a fork storm.
+func (m *Master) noteFailure(now time.Time) {
+	if now.Sub(m.lastFail) > failureMemory {
+		m.failures = 0
+	}
+	m.failures++
+	m.lastFail = now
+	if m.failures > 1 {
+		m.nextSpawn = now.Add(min(100*time.Millisecond<<(m.failures-2), maxBackoff))
+	}
+}
+
+// checkDeadlines enforces boot, silence and stop deadlines.
+func (m *Master) checkDeadlines(now time.Time) {
+	cfg := m.cfg
+	for _, w := range m.workers {
+		switch {
+		case !w.abortAt.IsZero() || w.killed:
+			if !w.killed && now.Sub(w.abortAt) > abortGrace {
+				m.kill(w)
+			}
+		case w.state == draining:
+			if now.Sub(w.stopAt) > w.stopWait {
+				m.log.Warn("worker did not stop in time", m.fields(w, zap.Duration("waited", w.stopWait))...)
+				m.kill(w)
+			}
+		case w.state == booting && now.Sub(w.started) > cfg.bootTimeout():
+			m.log.Error("worker boot timed out", m.fields(w, zap.Duration("boot_timeout", cfg.bootTimeout()))...)
+			m.abort(w, now)
+		case w.state == ready && now.Sub(w.lastSeen) > cfg.silenceLimit():
+			m.log.Error("worker silent, aborting it", m.fields(w, zap.Duration("silent", now.Sub(w.lastSeen)))...)
+			m.abort(w, now)
+		}
+	}
+}
+
+// signal handles one signal to the master.
+func (m *Master) signal(sig syscall.Signal) {
+	m.log.Info("signal", zap.Stringer("signal", sig))
+	switch sig {
+	case syscall.SIGTERM:
+		if !m.stopping {
+			m.stopping = true
+			m.stopAll(syscall.SIGTERM)
+		}
+	case syscall.SIGINT, syscall.SIGQUIT:
+		m.stopping = true
+		m.stopAll(syscall.SIGINT)
+	case syscall.SIGHUP:
+		if !m.stopping {
+			m.reload()
+		}
+	case syscall.SIGTTIN:
+		m.want++
+		m.log.Info("more workers", zap.Int("workers", m.want))
+	case syscall.SIGTTOU:
+		if m.want > 1 {
+			m.want--
+		}
+		m.log.Info("fewer workers", zap.Int("workers", m.want))
+	case syscall.SIGUSR1:
+		for _, w := range m.workers {
+			w.cmd.Process.Signal(syscall.SIGUSR1)
+		}
+	case syscall.SIGUSR2:
+		m.log.Warn("USR2 (master upgrade) is not available in this version; ignored")
+	}
+}
+
+// reload starts a new generation with a freshly loaded Config. The old
+// generation is retired by reconcile once the new one is whole and ready.
+func (m *Master) reload() {
+	cfg := m.cfg
+	if m.Reload != nil {
+		var err error
+		if cfg, err = m.Reload(); err != nil {
+			m.log.Error("reload config, keeping the running one", zap.Error(err))
+			return
+		}
+	}
+	m.lastGen++
+	m.gen, m.cfg, m.want = m.lastGen, cfg, cfg.workers()
+	m.log.Info("starting new generation", zap.Int("generation", m.gen), zap.Int("workers", m.want))
+}
+
+// stopAll begins a stop: the master's listener copies are closed, so that
+// once the workers have drained the sockets close and new connections are
+// refused; every worker gets sig.
+func (m *Master) stopAll(sig syscall.Signal) {
+	closeListeners(m.listeners)
+	m.listeners = nil
+	for _, w := range m.workers {
+		if sig == syscall.SIGKILL {
+			m.kill(w)
+			continue
+		}
+		m.stop(w, sig, "master stopping")
+	}
+}
+
+// stop sends TERM (drain) or INT (now) to w, once per kind. Workers take
+// INT, not QUIT, for "now": the Go runtime needs QUIT for its stack dumps.
+func (m *Master) stop(w *worker, sig syscall.Signal, why string) {
+	wait := quitGrace
+	if sig == syscall.SIGTERM {
+		if w.state == draining {
+			return
+		}
+		wait = m.cfg.gracefulTimeout() + killGrace
+	}
+	m.log.Info("stopping worker", m.fields(w, zap.Stringer("signal", sig), zap.String("reason", why))...)
+	w.state, w.stopAt, w.stopWait = draining, time.Now(), wait
+	w.cmd.Process.Signal(sig)
+}
+
+// abort sends SIGABRT: the Go runtime prints every goroutine's stack to
+// stderr, which the master relays to the log. SIGKILL follows abortGrace
+// later.
+func (m *Master) abort(w *worker, now time.Time) {
+	w.abortAt = now
+	w.cmd.Process.Signal(syscall.SIGABRT)
+}
+
+func (m *Master) kill(w *worker) {
+	if !w.killed {
+		w.killed = true
+		w.cmd.Process.Signal(syscall.SIGKILL)
+	}
+}
+
+// fields names a worker in a log line.
+func (m *Master) fields(w *worker, more ...zap.Field) []zap.Field {
+	return append([]zap.Field{zap.Int("worker", w.id), zap.Int("worker_pid", w.pid), zap.Int("generation", w.gen)}, more...)
+}
+
+// spawn starts one worker of the newest generation: this binary again, with
+// the protocol version in its environment, the control channel at fd 3, the
+// listeners from fd 4, and its stderr relayed through the master.
+func (m *Master) spawn() (*worker, error) {
+	m.nextID++
+	w := &worker{id: m.nextID, gen: m.gen}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("control socketpair: %w", err)
+	}
+	mine, theirs := os.NewFile(uintptr(pair[0]), "control"), os.NewFile(uintptr(pair[1]), "control")
+	defer theirs.Close()
+	conn, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		return nil, fmt.Errorf("control channel: %w", err)
+	}
+	stderr, stderrW, err := os.Pipe()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("stderr pipe: %w", err)
+	}
+	defer stderrW.Close()
+
+	cmd := exec.Command(m.path, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), ipc.EnvVersion+"="+ipc.Version)
+	cmd.Stdout, cmd.Stderr = os.Stdout, stderrW
+	cmd.ExtraFiles = []*os.File{theirs}
+	for _, l := range m.listeners {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, l.file)
+	}
+	// A backstop only: the worker's real cue is EOF on its control channel.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		conn.Close()
+		stderr.Close()
+		return nil, fmt.Errorf("start worker %d: %w", w.id, err)
+	}
+	now := time.Now()
+	w.cmd, w.pid, w.ctrl, w.started, w.lastSeen = cmd, cmd.Process.Pid, ipc.NewConn(conn), now, now
+	m.workers[w.pid] = w
+	m.log.Info("worker started", m.fields(w)...)
+
+	app, err := json.Marshal(m.cfg)
+	if err == nil {
+		// The frame is far smaller than the socket buffer: Send does not block.
+		err = w.ctrl.Send(ipc.Frame{Type: ipc.TypeConfig, Worker: w.id, Generation: w.gen, Listeners: len(m.listeners), Config: app})
+	}
+	if err != nil {
+		m.log.Error("send config to worker", m.fields(w, zap.Error(err))...)
+		m.kill(w)
+	}
+
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			f, err := w.ctrl.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+					m.log.Warn("control channel", m.fields(w, zap.Error(err))...)
+				}
+				return
+			}
+			m.events <- event{w: w, frame: f}
+		}
+	}()
+	go func() {
+		cmd.Wait()
+		w.ctrl.Close()
+		<-readerDone
+		m.events <- event{w: w, exit: cmd.ProcessState}
+	}()
+	go m.relay(w, stderr)
+	return w, nil
+}
+
+// relay copies a worker's stderr into the log: JSON lines (the worker's
+// own zap output) as they are, anything else (a panic, a SIGABRT stack
+// dump, a library printing to stderr) wrapped in a JSON line of its own,
+// so that every line the master writes is one JSON object.
+func (m *Master) relay(w *worker, r *os.File) {
+	defer r.Close()
+	log := m.log.With(m.fields(w)...)
+	br := bufio.NewReaderSize(r, 64<<10)
+	var out []byte
+	for {
+		// A line longer than the buffer comes in pieces, each logged alone.
+		line, _, err := br.ReadLine()
+		if err != nil {
+			return
+		}
+		if len(line) > 0 && line[0] == '{' && json.Valid(line) {
+			out = append(append(out[:0], line...), '\n')
+			os.Stderr.Write(out) // one write: whole lines never interleave
+			continue
+		}
+		log.Error("worker output", zap.ByteString("output", line))
+	}
+}
+
+// executable is the path this binary was invoked by, made absolute, not
+// os.Executable(), which resolves symlinks: after a symlink-switch deploy,
+// new workers must run the new release.
+func executable() (string, error) {
+	name := os.Args[0]
+	if !strings.Contains(name, "/") {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			return "", fmt.Errorf("find own executable: %w", err)
+		}
+		name = p
+	}
+	p, err := filepath.Abs(name)
+	if err != nil {
+		return "", fmt.Errorf("find own executable: %w", err)
+	}
+	return p, nil
+}
+
+// writePIDFile writes the PID atomically: a reader sees the old content or
+// the new, never a partial one.
+func writePIDFile(path string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("pidfile: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("pidfile: %w", err)
+	}
+	return nil
+}
+
+// removePIDFile removes the pidfile if it still names this process.
+func removePIDFile(path string) {
+	b, err := os.ReadFile(path)
+	if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
+		os.Remove(path)
+	}
+}

@@ -1,0 +1,512 @@
+package workers_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// prod starts the test app as a prod master on a free port and waits
+// until its first generation is ready.
+func prod(t *testing.T, env []string, flags ...string) (p *proc, url string) {
+	t.Helper()
+	addr := freeAddr(t)
+	p = start(t, env, append([]string{"run", "--prod", "--bind", addr}, flags...)...)
+	p.waitReady(t, 1)
+	return p, "http://" + addr
+}
+
+func TestTwoWorkersServe(t *testing.T) {
+	p, url := prod(t, nil, "--workers", "2")
+	if got := children(p.cmd.Process.Pid); len(got) != 2 {
+		t.Fatalf("master has children %v, want exactly 2", got)
+	}
+	status, body, err := get(url+"/healthz", 2*time.Second)
+	if err != nil || status != 200 || body != "ok" {
+		t.Fatalf("GET /healthz: %d %q %v, want 200 \"ok\"", status, body, err)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("master exit code %d, want 0", code)
+	}
+	p.assertJSONLogs(t)
+}
+
+func TestKilledWorkerIsReplaced(t *testing.T) {
+	p, url := prod(t, nil, "--workers", "2")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	l := startLoad(ctx, url+"/healthz", 8)
+
+	time.Sleep(500 * time.Millisecond)
+	before := children(p.cmd.Process.Pid)
+	victim := before[0]
+	killed := time.Now()
+	syscall.Kill(victim, syscall.SIGKILL)
+	replaced := waitUntil(time.Second, func() bool {
+		now := children(p.cmd.Process.Pid)
+		return len(now) == 2 && !slices.Contains(now, victim)
+	})
+	took := time.Since(killed)
+	p.waitFor(t, time.Second, 1, "ready replacement", func(l logLine) bool {
+		return l.msg() == "worker ready" && l.int("worker") == 3
+	})
+	if !replaced {
+		t.Fatalf("worker %d killed: not replaced within 1s (children %v)", victim, children(p.cmd.Process.Pid))
+	}
+	t.Logf("worker %d replaced in %v", victim, took)
+	ok, _ := l.stop(t)
+	if ok == 0 {
+		t.Error("no request succeeded under load")
+	}
+	if !alive(p.cmd.Process.Pid) {
+		t.Fatal("master died")
+	}
+	if status, _, err := get(url+"/healthz", 2*time.Second); status != 200 {
+		t.Errorf("after the kill: GET /healthz %d %v, want 200", status, err)
+	}
+	p.assertJSONLogs(t)
+}
+
+func TestTTINTTOU(t *testing.T) {
+	p, _ := prod(t, nil, "--workers", "2")
+	master := p.cmd.Process.Pid
+	p.signal(t, syscall.SIGTTIN)
+	if !waitUntil(5*time.Second, func() bool { return len(children(master)) == 3 }) {
+		t.Fatalf("after TTIN: %d workers, want 3", len(children(master)))
+	}
+	p.waitFor(t, 5*time.Second, 3, "3 ready workers", msg("worker ready"))
+	p.signal(t, syscall.SIGTTOU)
+	if !waitUntil(5*time.Second, func() bool { return len(children(master)) == 2 }) {
+		t.Fatalf("after TTOU: %d workers, want 2", len(children(master)))
+	}
+}
+
+func TestHUPUnderLoadFailsNothing(t *testing.T) {
+	p, url := prod(t, nil, "--workers", "2", "--graceful-timeout", "5s")
+	master := p.cmd.Process.Pid
+	first := children(master)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	l := startLoad(ctx, url+"/healthz", 32)
+	time.Sleep(1500 * time.Millisecond)
+	p.signal(t, syscall.SIGHUP)
+	p.waitReady(t, 2)
+	time.Sleep(1500 * time.Millisecond)
+	p.signal(t, syscall.SIGHUP)
+	p.waitReady(t, 3)
+	ok, failed := l.stop(t)
+
+	last := children(master)
+	for _, pid := range first {
+		if slices.Contains(last, pid) {
+			t.Errorf("worker %d of the first generation still running after two HUPs (now %v)", pid, last)
+		}
+	}
+	if len(last) != 2 {
+		t.Errorf("after two HUPs: workers %v, want 2", last)
+	}
+	if ok == 0 || failed != 0 {
+		t.Errorf("two HUPs under load: %d ok, %d failed; want 0 failed", ok, failed)
+	}
+	p.assertJSONLogs(t)
+}
+
+func TestStuckRequestGets503AndWorkerIsRecycled(t *testing.T) {
+	const timeout, graceful = 2 * time.Second, 1 * time.Second
+	p, url := prod(t, nil, "--workers", "2", "--timeout", "2s", "--graceful-timeout", "1s", "--access-log", "-")
+	master := p.cmd.Process.Pid
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := startLoad(ctx, url+"/healthz", 4)
+
+	sent := time.Now()
+	status, body, err := get(url+"/stuck", 10*time.Second)
+	answered := time.Since(sent)
+	if err != nil || status != http.StatusServiceUnavailable {
+		t.Fatalf("GET /stuck: %d %q %v, want 503", status, body, err)
+	}
+	if answered > 3*time.Second {
+		t.Errorf("GET /stuck answered after %v, want within 3s", answered)
+	}
+	t.Logf("stuck request answered 503 after %v", answered)
+
+	// The worker that timed out.
+	timedOut := p.waitFor(t, time.Second, 1, `"request timed out"`, msg("request timed out"))[0]
+	stuck := timedOut.int("pid")
+	for _, key := range []string{"method", "path", "request_id", "age"} {
+		if timedOut.fields[key] == nil {
+			t.Errorf("timeout line lacks %q: %s", key, timedOut.raw)
+		}
+	}
+	if timedOut.fields["path"] != "/stuck" || timedOut.fields["method"] != "GET" {
+		t.Errorf("timeout line names %v %v, want GET /stuck", timedOut.fields["method"], timedOut.fields["path"])
+	}
+	access := p.find(func(l logLine) bool {
+		return l.msg() == "request" && l.fields["path"] == "/stuck" && l.int("status") == 503
+	})
+	if len(access) != 1 || access[0].fields["request_id"] != timedOut.fields["request_id"] {
+		t.Errorf("access-log lines for the 503: %v, want one with request_id %v", access, timedOut.fields["request_id"])
+	}
+
+	limit := timeout + graceful + time.Second
+	gone := waitUntil(limit-time.Since(sent), func() bool {
+		now := children(master)
+		return len(now) == 2 && !slices.Contains(now, stuck)
+	})
+	if !gone {
+		t.Fatalf("stuck worker %d still there %v after the request (children %v), want gone and replaced within %v",
+			stuck, time.Since(sent), children(master), limit)
+	}
+	t.Logf("stuck worker replaced %v after the request was sent", time.Since(sent))
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if ok, failed := l.stop(t); ok == 0 || failed != 0 {
+		t.Errorf("other requests: %d ok, %d failed; want all served", ok, failed)
+	}
+	p.assertJSONLogs(t)
+}
+
+func TestTERMServesQueuedAndInFlight(t *testing.T) {
+	p, url := prod(t, nil, "--workers", "1", "--graceful-timeout", "5s")
+	master := p.cmd.Process.Pid
+	addr := strings.TrimPrefix(url, "http://")
+	worker := children(master)[0]
+
+	inflight := make(chan error, 1)
+	go func() {
+		status, body, err := get(url+"/sleep?d=2500ms", 10*time.Second)
+		if err == nil && (status != 200 || body != "slept") {
+			err = fmt.Errorf("got %d %q, want 200 \"slept\"", status, body)
+		}
+		inflight <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	// Freeze the worker so that new connections wait in the kernel's
+	// accept queue, as they do behind a busy server.
+	syscall.Kill(worker, syscall.SIGSTOP)
+	const queued = 30
+	conns := make([]net.Conn, queued)
+	for i := range conns {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			syscall.Kill(worker, syscall.SIGCONT)
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		conns[i] = c
+	}
+	p.signal(t, syscall.SIGTERM)
+	p.waitFor(t, 2*time.Second, 1, "TERM logged", func(l logLine) bool { return l.msg() == "signal" && l.fields["signal"] == "terminated" })
+	syscall.Kill(worker, syscall.SIGCONT)
+
+	served := 0
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufioReader(c), nil)
+		if err != nil {
+			t.Errorf("queued connection %d: %v", i, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			served++
+		}
+	}
+	if served != queued {
+		t.Errorf("connections queued when TERM arrived: %d of %d served, want all", served, queued)
+	}
+	t.Logf("queued connections served after TERM: %d of %d", served, queued)
+
+	time.Sleep(200 * time.Millisecond)
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if resp, err := http.ReadResponse(bufioReader(c), nil); err == nil {
+			t.Errorf("a connection made after TERM was served: %s", resp.Status)
+		}
+		c.Close()
+	}
+	if err := <-inflight; err != nil {
+		t.Errorf("request in flight at TERM: %v", err)
+	}
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("master exit code %d, want 0", code)
+	}
+	if alive(worker) {
+		t.Errorf("worker %d outlived its master", worker)
+	}
+	p.assertJSONLogs(t)
+}
+
+func TestMasterKilledTakesWorkersDown(t *testing.T) {
+	p, _ := prod(t, nil, "--workers", "2")
+	workers := children(p.cmd.Process.Pid)
+	p.signal(t, syscall.SIGKILL)
+	p.wait(t, 2*time.Second)
+	killed := time.Now()
+	if !waitUntil(2*time.Second, func() bool {
+		return !slices.ContainsFunc(workers, alive)
+	}) {
+		t.Fatalf("workers %v still alive 2s after their master was killed", slices.DeleteFunc(workers, func(pid int) bool { return !alive(pid) }))
+	}
+	t.Logf("workers gone %v after the master was killed", time.Since(killed))
+}
+
+func TestSilentWorkerIsAbortedWithStackDump(t *testing.T) {
+	p, url := prod(t, []string{"GOMAXPROCS=1", "GODEBUG=asyncpreemptoff=1"}, "--workers", "1", "--timeout", "2s")
+	master := p.cmd.Process.Pid
+	wedged := children(master)[0]
+	go get(url+"/wedge", 10*time.Second)
+
+	silent := p.waitFor(t, 8*time.Second, 1, `"worker silent, aborting it"`, msg("worker silent, aborting it"))[0]
+	if silent.int("worker_pid") != wedged {
+		t.Errorf("aborted worker_pid %d, want %d", silent.int("worker_pid"), wedged)
+	}
+	dump := func(want string) func(logLine) bool {
+		return func(l logLine) bool {
+			out, _ := l.fields["output"].(string)
+			return l.msg() == "worker output" && l.int("worker_pid") == wedged && strings.Contains(out, want)
+		}
+	}
+	p.waitFor(t, 5*time.Second, 1, "SIGABRT in the relayed output", dump("SIGABRT"))
+	p.waitFor(t, 5*time.Second, 1, "the wedged goroutine in the stack dump", dump("spin"))
+	p.waitFor(t, 5*time.Second, 2, "replacement ready", msg("worker ready"))
+	if status, _, err := get(url+"/healthz", 2*time.Second); status != 200 {
+		t.Errorf("after the abort: GET /healthz %d %v, want 200", status, err)
+	}
+	p.assertJSONLogs(t)
+}
+
+func TestSlowBootIsNotATimeout(t *testing.T) {
+	p, url := prod(t, []string{envBootDelay + "=2500ms"}, "--workers", "2", "--timeout", "1s", "--boot-timeout", "10s")
+	if status, _, err := get(url+"/healthz", 2*time.Second); status != 200 {
+		t.Errorf("GET /healthz %d %v, want 200", status, err)
+	}
+	if got := p.find(msg("worker boot timed out")); len(got) != 0 {
+		t.Errorf("a boot of 2.5s under --timeout 1s timed out: %v", got[0].raw)
+	}
+	if got := len(p.find(msg("worker started"))); got != 2 {
+		t.Errorf("%d workers started, want 2 (no respawn)", got)
+	}
+}
+
+func TestBootFailureStopsMaster(t *testing.T) {
+	flag := filepath.Join(t.TempDir(), "fail")
+	os.WriteFile(flag, nil, 0o644)
+	started := time.Now()
+	p := start(t, []string{envBootFailIf + "=" + flag}, "run", "--prod", "--bind", freeAddr(t), "--workers", "2")
+	code := p.wait(t, 10*time.Second)
+	t.Logf("master exited %d after %v", code, time.Since(started))
+	if code != 3 {
+		t.Errorf("exit code %d, want 3", code)
+	}
+	if n := len(p.find(msg("worker started"))); n > 5 {
+		t.Errorf("%d workers spawned, want a handful at most", n)
+	}
+	if got := p.find(func(l logLine) bool { return strings.Contains(l.raw, bootError) && l.msg() == "boot failed" }); len(got) == 0 {
+		t.Errorf("the master's last line does not carry the worker's error %q", bootError)
+	}
+	p.assertJSONLogs(t)
+}
+
+func TestHUPKeepsOldGenerationWhenNewCannotBoot(t *testing.T) {
+	flag := filepath.Join(t.TempDir(), "fail")
+	p, url := prod(t, []string{envBootFailIf + "=" + flag}, "--workers", "2")
+	before := children(p.cmd.Process.Pid)
+	os.WriteFile(flag, nil, 0o644)
+	p.signal(t, syscall.SIGHUP)
+	p.waitFor(t, 10*time.Second, 1, `"new generation failed to boot"`, msg("new generation failed to boot, keeping the old one"))
+	waitUntil(2*time.Second, func() bool { return len(children(p.cmd.Process.Pid)) == 2 })
+	if after := children(p.cmd.Process.Pid); !slices.Equal(sorted(after), sorted(before)) {
+		t.Errorf("workers %v after a failed HUP, want the old ones %v", after, before)
+	}
+	if status, _, err := get(url+"/healthz", 2*time.Second); status != 200 {
+		t.Errorf("after a failed HUP: GET /healthz %d %v, want 200", status, err)
+	}
+	// Once the app can boot again, a HUP goes through.
+	os.Remove(flag)
+	p.signal(t, syscall.SIGHUP)
+	p.waitReady(t, 2)
+}
+
+func sorted(s []int) []int { s = slices.Clone(s); slices.Sort(s); return s }
+
+func TestPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	p := start(t, nil, "run", "--prod", "--bind", addr)
+	if code := p.wait(t, 5*time.Second); code == 0 {
+		t.Errorf("exit code 0 with %s in use, want non-zero", addr)
+	}
+	if got := p.find(func(l logLine) bool {
+		return strings.Contains(l.raw, addr) && strings.Contains(l.raw, "address already in use")
+	}); len(got) == 0 {
+		t.Errorf("no line names %s as in use", addr)
+	}
+}
+
+func TestHUPRunsNewReleaseBehindSymlink(t *testing.T) {
+	dir := t.TempDir()
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{"r1", "r2"} {
+		os.Mkdir(filepath.Join(dir, rel), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, rel, "app"), self, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	current := filepath.Join(dir, "current")
+	os.Symlink("r1", current)
+	addr := freeAddr(t)
+	p := startBinary(t, filepath.Join(current, "app"), nil, "run", "--prod", "--bind", addr, "--workers", "2")
+	p.waitReady(t, 1)
+	assertExe := func(want string) {
+		t.Helper()
+		for _, pid := range children(p.cmd.Process.Pid) {
+			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); exe != want {
+				t.Errorf("worker %d runs %s, want %s", pid, exe, want)
+			}
+		}
+	}
+	assertExe(filepath.Join(dir, "r1", "app"))
+
+	// A deploy: switch the symlink atomically, then HUP.
+	os.Symlink("r2", current+".new")
+	if err := os.Rename(current+".new", current); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(t, syscall.SIGHUP)
+	p.waitReady(t, 2)
+	waitUntil(5*time.Second, func() bool { return len(children(p.cmd.Process.Pid)) == 2 })
+	assertExe(filepath.Join(dir, "r2", "app"))
+}
+
+func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
+	p, url := prod(t, nil, "--workers", "2", "--max-requests", "300", "--max-requests-jitter", "50")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	l := startLoad(ctx, url+"/healthz", 16)
+	ok, failed := l.stop(t)
+	recycled := p.find(msg("worker asks to be recycled"))
+	exited := p.find(msg("worker exited"))
+	t.Logf("%d requests: %d recycle requests, %d workers exited", ok, len(recycled), len(exited))
+	if len(exited) < 4 {
+		t.Errorf("%d workers recycled over %d requests with --max-requests 300, want at least 4", len(exited), ok)
+	}
+	if failed != 0 {
+		t.Errorf("recycling under load: %d failed requests, want 0", failed)
+	}
+	p.assertJSONLogs(t)
+}
+
+func TestUnixSocket(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.sock")
+	// A socket file left by a process that died: nothing accepts on it.
+	stale, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	stale.Close()
+
+	p := start(t, nil, "run", "--prod", "--bind", "unix:"+path, "--workers", "1")
+	p.waitReady(t, 1)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o660 {
+		t.Errorf("socket mode %v, want 0660", mode)
+	}
+	c := &http.Client{Transport: &http.Transport{Dial: func(string, string) (net.Conn, error) { return net.Dial("unix", path) }}}
+	resp, err := c.Get("http://unix/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /healthz over %s: %v %v", path, resp, err)
+	}
+	resp.Body.Close()
+
+	// A second server on the same live socket must refuse, not steal it.
+	q := start(t, nil, "run", "--prod", "--bind", "unix:"+path)
+	if code := q.wait(t, 5*time.Second); code == 0 {
+		t.Error("a second master bound a live unix socket")
+	}
+	p.signal(t, syscall.SIGTERM)
+	p.wait(t, 10*time.Second)
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("socket file left after stop: %v", err)
+	}
+}
+
+func TestIPv6AndPIDFile(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	pidfile := filepath.Join(t.TempDir(), "server.pid")
+	p := start(t, nil, "run", "--prod", "--bind", addr, "--bind", freeAddr(t), "--workers", "1", "--pidfile", pidfile)
+	p.waitReady(t, 1)
+	if status, _, err := get("http://"+addr+"/healthz", 2*time.Second); status != 200 {
+		t.Errorf("GET /healthz on %s: %d %v", addr, status, err)
+	}
+	b, _ := os.ReadFile(pidfile)
+	if got, want := strings.TrimSpace(string(b)), fmt.Sprint(p.cmd.Process.Pid); got != want {
+		t.Errorf("pidfile holds %q, want %q", got, want)
+	}
+	p.signal(t, syscall.SIGTERM)
+	p.wait(t, 10*time.Second)
+	if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
+		t.Errorf("pidfile left after stop: %v", err)
+	}
+}
+
+func TestAccessLogLine(t *testing.T) {
+	p, url := prod(t, nil, "--workers", "1", "--access-log", "-")
+	req, _ := http.NewRequest("GET", url+"/healthz", nil)
+	req.Header.Set("User-Agent", "remuda-test")
+	req.Header.Set("X-Request-ID", "req-42")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Request-ID"); got != "req-42" {
+		t.Errorf("X-Request-ID echoed %q, want req-42", got)
+	}
+	line := p.waitFor(t, 2*time.Second, 1, "access-log line", msg("request"))[0]
+	want := map[string]any{"method": "GET", "path": "/healthz", "status": 200.0, "bytes": 2.0, "user_agent": "remuda-test", "request_id": "req-42"}
+	for k, v := range want {
+		if line.fields[k] != v {
+			t.Errorf("access log %s = %v, want %v (%s)", k, line.fields[k], v, line.raw)
+		}
+	}
+	for _, k := range []string{"ts", "duration", "remote_addr", "pid"} {
+		if line.fields[k] == nil {
+			t.Errorf("access log lacks %s: %s", k, line.raw)
+		}
+	}
+	if line.int("pid") != children(p.cmd.Process.Pid)[0] {
+		t.Errorf("access log pid %d, want the worker's %v", line.int("pid"), children(p.cmd.Process.Pid))
+	}
+}

@@ -1,0 +1,243 @@
+package workers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/remuda/remuda/internal/ipc"
+	"github.com/remuda/remuda/internal/serve"
+)
+
+// Worker is what a worker process serves. Boot functions build it from the
+// master's Config.
+type Worker struct {
+	// Handler serves every request.
+	Handler http.Handler
+	// Logger receives the worker's own lines; the runtime adds the worker
+	// number and generation. If nil, zap.NewNop() is used.
+	Logger *zap.Logger
+	// AccessLog, if non-nil, receives one line per request.
+	AccessLog *zap.Logger
+	// Reopen, if non-nil, is called on SIGUSR1 to reopen log files after
+	// logrotate moved them.
+	Reopen func() error
+}
+
+// IsWorker reports whether this process was started by a master as one of
+// its workers. It is decided by the environment, never by a flag a user
+// could type.
+func IsWorker() bool {
+	_, ok := os.LookupEnv(ipc.EnvVersion)
+	return ok
+}
+
+// RunWorker is the whole life of a worker process: it takes its control
+// channel and listeners from the fds its master passed, reads its Config,
+// boots with boot, reports ready, heartbeats every second, and serves until
+// the master sends TERM (drain) or INT (stop now), or dies (drain).
+//
+// It returns an error wrapping ErrProtocol when the master speaks another
+// control-protocol version, and ErrBootFailed when boot fails; the master
+// has then been told why.
+func RunWorker(boot func(Config) (*Worker, error)) error {
+	version := os.Getenv(ipc.EnvVersion)
+	os.Unsetenv(ipc.EnvVersion)
+	if version != ipc.Version {
+		return fmt.Errorf("%w: the master speaks version %q, this binary %q; upgrade the master (USR2)", ErrProtocol, version, ipc.Version)
+	}
+	// Signals first: a TERM that arrives while booting must drain, not kill.
+	sigs := make(chan os.Signal, 4)
+	// SIGQUIT is left to the Go runtime on purpose: when a SIGABRT makes
+	// it dump the goroutines, it relays SIGQUIT from thread to thread so
+	// that each prints the goroutine it runs; a handler for QUIT would
+	// swallow those and leave "stack unavailable" in the dump.
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	// HUP, TTIN, TTOU and USR2 are the master's; a terminal's HUP or
+	// job-control signals reach the whole process group. A write to the
+	// stderr pipe of a master that died must fail, not kill.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2, syscall.SIGPIPE)
+	// A SIGABRT from the master then dumps every goroutine, the ones
+	// running on other threads included ("all" would print "stack
+	// unavailable" for exactly the goroutine that hangs the process). The
+	// runtime then dies by SIGABRT, which writes a core file only where the
+	// core size limit allows it (systemd's default soft limit is 0).
+	debug.SetTraceback("crash")
+
+	ctrl, err := inheritControl()
+	if err != nil {
+		return err
+	}
+	defer ctrl.Close()
+	hello, err := ctrl.Recv()
+	if err != nil {
+		return fmt.Errorf("read config from master: %w", err)
+	}
+	if hello.Type != ipc.TypeConfig {
+		return fmt.Errorf("read config from master: got a %s frame", hello.Type)
+	}
+	var cfg Config
+	if err := json.Unmarshal(hello.Config, &cfg); err != nil {
+		return fmt.Errorf("decode config from master: %w", err)
+	}
+	lns, err := inheritListeners(hello.Listeners)
+	if err != nil {
+		return err
+	}
+
+	w, err := boot(cfg)
+	if err != nil {
+		ctrl.Send(ipc.Frame{Type: ipc.TypeFailed, Error: err.Error()})
+		return fmt.Errorf("%w: %w", ErrBootFailed, err)
+	}
+	log := w.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.With(zap.Int("worker", hello.Worker), zap.Int("generation", hello.Generation))
+
+	srv := serve.New(w.Handler, serve.Options{
+		Timeout:     cfg.Timeout,
+		KeepAlive:   cfg.KeepAlive,
+		MaxRequests: maxRequests(cfg),
+		OnRecycle: func(reason string) {
+			log.Info("asking to be recycled", zap.String("reason", reason))
+			ctrl.Send(ipc.Frame{Type: ipc.TypeRecycle, Reason: reason})
+		},
+		Logger:    log,
+		AccessLog: w.AccessLog,
+	})
+	srv.Serve(lns)
+	if err := ctrl.Send(ipc.Frame{Type: ipc.TypeReady}); err != nil {
+		srv.Close()
+		return fmt.Errorf("report ready: %w", err)
+	}
+
+	masterGone := make(chan struct{})
+	go func() {
+		defer close(masterGone)
+		for {
+			if _, err := ctrl.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	go heartbeat(ctrl, srv)
+
+	for {
+		select {
+		case <-masterGone:
+			log.Warn("master gone, draining")
+			return drain(srv, cfg, log)
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGTERM:
+				log.Info("draining", zap.Stringer("signal", sig))
+				return drain(srv, cfg, log)
+			case syscall.SIGUSR1:
+				if w.Reopen != nil {
+					if err := w.Reopen(); err != nil {
+						log.Error("reopen logs", zap.Error(err))
+					}
+				}
+			default: // INT
+				log.Info("stopping now", zap.Stringer("signal", sig))
+				srv.Close()
+				return nil
+			}
+		}
+	}
+}
+
+// drain finishes the requests in flight within the graceful timeout.
+func drain(srv *serve.Server, cfg Config, log *zap.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.gracefulTimeout())
+	defer cancel()
+	if err := srv.Drain(ctx); err != nil {
+		log.Warn("graceful timeout passed, dropping requests in flight",
+			zap.Int64("active", srv.Active()), zap.Error(err))
+	}
+	return nil
+}
+
+// heartbeat reports the counters every HeartbeatInterval until the channel
+// breaks.
+func heartbeat(ctrl *ipc.Conn, srv *serve.Server) {
+	t := time.NewTicker(HeartbeatInterval)
+	defer t.Stop()
+	for range t.C {
+		err := ctrl.Send(ipc.Frame{Type: ipc.TypeHeartbeat, Requests: srv.Requests(), Active: srv.Active()})
+		if err != nil {
+			return
+		}
+	}
+}
+
+// maxRequests draws this worker's request budget: MaxRequests plus a
+// random share of the jitter, so that workers started together do not all
+// recycle together.
+func maxRequests(cfg Config) uint64 {
+	if cfg.MaxRequests <= 0 {
+		return 0
+	}
+	return uint64(cfg.MaxRequests + rand.IntN(max(cfg.MaxRequestsJitter, 0)+1))
+}
+
+// inheritControl takes the control channel from its fixed fd. The fd is
+// duplicated close-on-exec and the original closed, so that programs the
+// app starts do not inherit it (and keep the master's EOF from arriving).
+func inheritControl() (*ipc.Conn, error) {
+	f := os.NewFile(ipc.ControlFD, "control")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("control channel at fd %d: %w", ipc.ControlFD, err)
+	}
+	return ipc.NewConn(c), nil
+}
+
+// inheritListeners takes n listening sockets from fd ListenFD on, in the
+// same close-on-exec way.
+func inheritListeners(n int) ([]net.Listener, error) {
+	lns := make([]net.Listener, 0, n)
+	for i := range n {
+		fd := ipc.ListenFD + i
+		f := os.NewFile(uintptr(fd), "listener")
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("listener at fd %d: %w", fd, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// Errors a caller branches on, to pick an exit code.
+var (
+	// ErrBootFailed: a worker's boot failed, or (from Master.Run) the first
+	// generation of workers could not boot.
+	ErrBootFailed = errors.New("workers: boot failed")
+	// ErrProtocol: this worker's control-protocol version differs from its
+	// master's.
+	ErrProtocol = errors.New("workers: control protocol mismatch")
+)
+
+// Exit codes a worker ends with, read by its master.
+const (
+	// ExitBootFailed is also the master's exit code when its first
+	// generation cannot boot (as Gunicorn's arbiter).
+	ExitBootFailed = 3
+	ExitProtocol   = ipc.ExitProtocol
+)
