@@ -1,0 +1,942 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Defaults and limits of the settings. A loaded Config holds a value for every
+// setting: the mode default when no file, environment variable or flag gave one.
+// MaxRequests and MaxRequestsJitter default to 0 (off) and PIDFile to "" (none)
+// in both modes.
+const (
+	// DefaultBind is the address served in both modes when none is given:
+	// loopback only, for a reverse proxy on the same host.
+	DefaultBind = "127.0.0.1:8000"
+
+	// DefaultDevWorkers is the worker count in dev, where it is ignored (dev
+	// serves from one process). Prod defaults to runtime.NumCPU(), at most
+	// MaxWorkers.
+	DefaultDevWorkers = 1
+	// MaxWorkers is the largest worker count accepted.
+	MaxWorkers = 1024
+
+	// DefaultTimeout is the default Config.Timeout in both modes.
+	DefaultTimeout = 30 * time.Second
+	// DefaultGracefulTimeout is the default Config.GracefulTimeout in both modes.
+	DefaultGracefulTimeout = 30 * time.Second
+	// DefaultBootTimeout is the default Config.BootTimeout in both modes.
+	DefaultBootTimeout = 30 * time.Second
+	// DefaultKeepAlive is the default Config.KeepAlive in both modes: above
+	// nginx's upstream keepalive_timeout (60s), so that a proxy never sends a
+	// request on a connection the server is closing.
+	DefaultKeepAlive = 75 * time.Second
+	// MaxTimeout is the longest value accepted by every duration setting.
+	MaxTimeout = 24 * time.Hour
+
+	// DefaultDevAccessLog sends the access log to stderr in dev. Prod
+	// defaults to "" (no access log).
+	DefaultDevAccessLog = "-"
+	// DefaultDevLogLevel is the log level in dev.
+	DefaultDevLogLevel = "debug"
+	// DefaultProdLogLevel is the log level in prod.
+	DefaultProdLogLevel = "info"
+)
+
+// Config is the effective configuration of one `server run` or `server check`:
+// mode defaults, overlaid by the TOML file named by --config, then by SERVER_*
+// environment variables, then by flags (flag > env > file > mode default).
+//
+// In prod the master sends it, JSON-encoded, to every worker over the control
+// channel; a HUP loads it again from the same flags, environment and file.
+//
+// A Config from loadConfig has every field set and valid; its zero value is
+// not a usable configuration.
+type Config struct {
+	// Prod selects the pre-forking production runner (--prod).
+	Prod bool `json:"prod"`
+	// File is the TOML file given by --config; empty when none.
+	File string `json:"config"`
+	// Bind lists the addresses to listen on: "host:port", "[::1]:port" or
+	// "unix:/path". Never empty after loading. Default: DefaultBind.
+	Bind []string `json:"bind"`
+	// Workers is the number of worker processes in prod (ignored in dev),
+	// 1 to MaxWorkers. Default: runtime.NumCPU() in prod.
+	Workers int `json:"workers"`
+	// Timeout bounds a request (it then gets 503 and its worker is
+	// recycled) and a worker's silence before it is killed.
+	// Default: DefaultTimeout.
+	Timeout time.Duration `json:"timeout"`
+	// GracefulTimeout is how long in-flight requests may run on after
+	// TERM, HUP or a recycle before the process is killed.
+	// Default: DefaultGracefulTimeout.
+	GracefulTimeout time.Duration `json:"graceful_timeout"`
+	// BootTimeout is how long a new worker has to report ready.
+	// Default: DefaultBootTimeout.
+	BootTimeout time.Duration `json:"boot_timeout"`
+	// KeepAlive is how long an idle keep-alive connection is kept open.
+	// Default: DefaultKeepAlive.
+	KeepAlive time.Duration `json:"keep_alive"`
+	// MaxRequests recycles a worker after this many requests plus a
+	// random 0..MaxRequestsJitter; 0 never recycles.
+	MaxRequests       int `json:"max_requests"`
+	MaxRequestsJitter int `json:"max_requests_jitter"`
+	// PIDFile, when set, receives the master's PID.
+	PIDFile string `json:"pidfile"`
+	// AccessLog is where the JSON access log goes: a path, "-" for
+	// stderr, or empty for none. Default: DefaultDevAccessLog in dev, none
+	// in prod.
+	AccessLog string `json:"access_log"`
+	// LogLevel is zap's level name: debug, info, warn or error.
+	// Default: DefaultDevLogLevel or DefaultProdLogLevel.
+	LogLevel string `json:"log_level"`
+
+	// sources maps each setting's TOML key (and "config") to where its
+	// value came from: "default", "file", "env SERVER_X" or "flag --x".
+	// Only loadConfig sets it; it is not sent to workers.
+	sources map[string]string `json:"-"`
+}
+
+// defaultConfig returns the mode defaults, before any file, env or flag.
+func defaultConfig(prod bool) Config {
+	c := Config{
+		Prod:            prod,
+		Bind:            []string{DefaultBind},
+		Workers:         DefaultDevWorkers,
+		Timeout:         DefaultTimeout,
+		GracefulTimeout: DefaultGracefulTimeout,
+		BootTimeout:     DefaultBootTimeout,
+		KeepAlive:       DefaultKeepAlive,
+		AccessLog:       DefaultDevAccessLog,
+		LogLevel:        DefaultDevLogLevel,
+	}
+	if prod {
+		c.Workers = min(runtime.NumCPU(), MaxWorkers)
+		c.AccessLog = ""
+		c.LogLevel = DefaultProdLogLevel
+	}
+	return c
+}
+
+// A setting is one configurable field: its TOML key, flag (--key with '_'
+// as '-') and environment variable (SERVER_KEY).
+type setting struct {
+	key      string
+	arg      string // the flag's argument in usage; "" for a boolean flag
+	help     string
+	want     string // what is allowed, completing "want ..."
+	min, max int    // whole-number settings
+	enum     []string
+	field    func(*Config) any // a pointer to the field
+}
+
+var logLevels = []string{"debug", "info", "warn", "error"}
+
+const (
+	wantDuration = "a duration such as 30s or a whole number of seconds, above 0 and at most 24h"
+	wantBind     = "host:port (port 0 to 65535), [IPv6]:port or unix:/absolute/path"
+)
+
+// settings are in the order of usage and writeConfig.
+var settings = []setting{
+	{key: "prod", help: "pre-forking master and workers (dev: one process)",
+		want: "true or false", field: func(c *Config) any { return &c.Prod }},
+	{key: "bind", arg: "ADDR", help: "address to listen on, repeatable; SERVER_BIND is comma-separated",
+		want: wantBind, field: func(c *Config) any { return &c.Bind }},
+	{key: "workers", arg: "N", help: "worker processes (prod only)",
+		want: fmt.Sprintf("a whole number from 1 to %d", MaxWorkers), min: 1, max: MaxWorkers,
+		field: func(c *Config) any { return &c.Workers }},
+	{key: "timeout", arg: "DUR", help: "a longer request gets 503 and recycles its worker; a worker silent this long is killed",
+		want: wantDuration, field: func(c *Config) any { return &c.Timeout }},
+	{key: "graceful_timeout", arg: "DUR", help: "time in-flight requests get to finish on TERM, HUP or recycle",
+		want: wantDuration, field: func(c *Config) any { return &c.GracefulTimeout }},
+	{key: "boot_timeout", arg: "DUR", help: "time a new worker has to report ready",
+		want: wantDuration, field: func(c *Config) any { return &c.BootTimeout }},
+	{key: "keep_alive", arg: "DUR", help: "idle keep-alive timeout; keep it above the proxy's (nginx: 60s)",
+		want: wantDuration, field: func(c *Config) any { return &c.KeepAlive }},
+	{key: "max_requests", arg: "N", help: "recycle a worker after N requests (0: never)",
+		want: "a whole number, 0 or more", min: 0, max: math.MaxInt,
+		field: func(c *Config) any { return &c.MaxRequests }},
+	{key: "max_requests_jitter", arg: "N", help: "add a random 0..N to max_requests, per worker",
+		want: "a whole number, 0 or more", min: 0, max: math.MaxInt,
+		field: func(c *Config) any { return &c.MaxRequestsJitter }},
+	{key: "pidfile", arg: "PATH", help: "file the master writes its PID to",
+		want: "a file path", field: func(c *Config) any { return &c.PIDFile }},
+	{key: "access_log", arg: "PATH", help: `JSON access log: a file, "-" for stderr, "" for none`,
+		want: `a file path, "-" for stderr or "" for none`, field: func(c *Config) any { return &c.AccessLog }},
+	{key: "log_level", arg: "LEVEL", help: "debug, info, warn or error",
+		want: "one of " + strings.Join(logLevels, ", "), enum: logLevels,
+		field: func(c *Config) any { return &c.LogLevel }},
+}
+
+func (s setting) flag() string { return "--" + strings.ReplaceAll(s.key, "_", "-") }
+func (s setting) env() string  { return "SERVER_" + strings.ToUpper(s.key) }
+
+// lookupSetting returns the setting with the TOML key key.
+func lookupSetting(key string) (setting, bool) {
+	for _, s := range settings {
+		if s.key == key {
+			return s, true
+		}
+	}
+	return setting{}, false
+}
+
+// refusal is why a value was refused and what is allowed instead.
+type refusal struct{ reason, want string }
+
+func (r *refusal) Error() string {
+	if r.reason == "" {
+		return "want " + r.want
+	}
+	return r.reason + "; want " + r.want
+}
+
+func (s setting) refuse(format string, args ...any) error {
+	r := &refusal{want: s.want}
+	if format != "" {
+		r.reason = fmt.Sprintf(format, args...)
+	}
+	return r
+}
+
+// parseText sets s in c from a flag or environment value. A list setting
+// takes a comma-separated list.
+func (s setting) parseText(c *Config, v string) error {
+	switch p := s.field(c).(type) {
+	case *bool:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return s.refuse("")
+		}
+		*p = b
+	case *int:
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return s.refuse("")
+		}
+		*p = n
+	case *time.Duration:
+		d, ok := parseDuration(v)
+		if !ok {
+			return s.refuse("")
+		}
+		*p = d
+	case *string:
+		*p = v
+	case *[]string:
+		var list []string
+		for item := range strings.SplitSeq(v, ",") {
+			list = append(list, strings.TrimSpace(item))
+		}
+		*p = list
+	}
+	return s.check(c)
+}
+
+// parseTOML sets s in c from a value decoded from the config file.
+func (s setting) parseTOML(c *Config, v any) error {
+	switch p := s.field(c).(type) {
+	case *bool:
+		b, ok := v.(bool)
+		if !ok {
+			return s.refuse("")
+		}
+		*p = b
+	case *int:
+		n, ok := v.(int64)
+		if !ok || n < int64(s.min) || n > int64(s.max) {
+			return s.refuse("")
+		}
+		*p = int(n)
+	case *time.Duration:
+		var d time.Duration
+		ok := false
+		switch v := v.(type) {
+		case int64:
+			d, ok = seconds(v)
+		case string:
+			d, ok = parseDuration(v)
+		}
+		if !ok {
+			return s.refuse("")
+		}
+		*p = d
+	case *string:
+		str, ok := v.(string)
+		if !ok {
+			return s.refuse("a string is needed")
+		}
+		*p = str
+	case *[]string:
+		switch v := v.(type) {
+		case string:
+			*p = []string{v}
+		case []any:
+			list := make([]string, 0, len(v))
+			for _, item := range v {
+				str, ok := item.(string)
+				if !ok {
+					return s.refuse("a string or an array of strings is needed")
+				}
+				list = append(list, str)
+			}
+			*p = list
+		default:
+			return s.refuse("a string or an array of strings is needed")
+		}
+	}
+	return s.check(c)
+}
+
+// check reports whether the current value of s in c is allowed.
+func (s setting) check(c *Config) error {
+	switch p := s.field(c).(type) {
+	case *int:
+		if *p < s.min || *p > s.max {
+			return s.refuse("")
+		}
+	case *time.Duration:
+		if *p <= 0 || *p > MaxTimeout {
+			return s.refuse("")
+		}
+	case *string:
+		if s.enum != nil && !slices.Contains(s.enum, *p) {
+			return s.refuse("")
+		}
+		if strings.ContainsRune(*p, 0) {
+			return s.refuse("it contains a NUL byte")
+		}
+	case *[]string:
+		if len(*p) == 0 {
+			return s.refuse("no address given")
+		}
+		for i, addr := range *p {
+			if err := checkAddr(addr); err != nil {
+				if len(*p) == 1 {
+					return s.refuse("%v", err)
+				}
+				return s.refuse("address %q: %v", addr, err)
+			}
+			if slices.Contains((*p)[:i], addr) {
+				return s.refuse("address %q is listed twice", addr)
+			}
+		}
+	}
+	return nil
+}
+
+// parseDuration parses a Go duration ("30s", "1m30s") or a whole number of
+// seconds ("30"); ok is false for anything else. The range is left to check.
+func parseDuration(s string) (d time.Duration, ok bool) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return seconds(n)
+	} else if errors.Is(err, strconv.ErrRange) {
+		return 0, false
+	}
+	d, err := time.ParseDuration(s)
+	return d, err == nil
+}
+
+// seconds converts n seconds to a duration; ok is false when n is not in
+// 1..MaxTimeout (which also rules out overflow).
+func seconds(n int64) (time.Duration, bool) {
+	if n <= 0 || n > int64(MaxTimeout/time.Second) {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// checkAddr reports why addr is not a bind address, or nil.
+func checkAddr(addr string) error {
+	if addr == "" {
+		return errors.New("the address is empty")
+	}
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		switch {
+		case !strings.HasPrefix(path, "/"):
+			return errors.New("the unix socket path is not absolute")
+		case strings.ContainsRune(path, 0):
+			return errors.New("the unix socket path contains a NUL byte")
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		if ae, ok := errors.AsType[*net.AddrError](err); ok {
+			if strings.Contains(addr, ",") {
+				return fmt.Errorf("%s (give each address separately)", ae.Err)
+			}
+			return errors.New(ae.Err)
+		}
+		return err
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	switch {
+	case host == "":
+		return errors.New("the host is missing (0.0.0.0 or [::] listens on every interface)")
+	case strings.Contains(host, ":"):
+		if ip, err := netip.ParseAddr(host); err != nil || !ip.Is6() {
+			return fmt.Errorf("host %q is not an IPv6 address", host)
+		}
+	case !isHostName(host):
+		return fmt.Errorf("host %q is not an IP address or a host name", host)
+	}
+	return nil
+}
+
+// isHostName reports whether h is made of DNS name characters (letters,
+// digits, '-', '_' and '.'); an IPv4 address passes too.
+func isHostName(h string) bool {
+	for _, r := range h {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return h != ""
+}
+
+// flagValues are the raw values of the flags given, by setting key.
+type flagValues struct {
+	text  map[string]string   // the last value of each flag given
+	lists map[string][]string // every value of a repeatable flag
+}
+
+// parseFlags records the raw values of the flags in args; values are
+// checked later, in precedence order.
+func parseFlags(args []string) (flagValues, error) {
+	fv := flagValues{text: map[string]string{}, lists: map[string][]string{}}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Func("config", "TOML config file", func(v string) error {
+		fv.text["config"] = v
+		return nil
+	})
+	for _, s := range settings {
+		name := strings.TrimPrefix(s.flag(), "--")
+		switch s.field(&Config{}).(type) {
+		case *bool:
+			fs.BoolFunc(name, s.help, func(v string) error {
+				fv.text[s.key] = v
+				return nil
+			})
+		case *[]string:
+			fs.Func(name, s.help, func(v string) error {
+				fv.lists[s.key] = append(fv.lists[s.key], v)
+				return nil
+			})
+		default:
+			fs.Func(name, s.help, func(v string) error {
+				fv.text[s.key] = v
+				return nil
+			})
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return fv, err
+		}
+		return fv, flagError(err)
+	}
+	if fs.NArg() > 0 {
+		arg := fs.Arg(0)
+		if _, err := strconv.ParseBool(arg); err == nil {
+			return fv, fmt.Errorf("unexpected argument %q: only flags are allowed (a boolean flag takes its value after =, as in --prod=%s)", arg, arg)
+		}
+		return fv, fmt.Errorf("unexpected argument %q: only flags are allowed", arg)
+	}
+	return fv, nil
+}
+
+// flagNames lists every flag, with its dashes.
+func flagNames() []string {
+	names := []string{"--config"}
+	for _, s := range settings {
+		names = append(names, s.flag())
+	}
+	return names
+}
+
+// flagError rewords the flag package's errors in our terms.
+func flagError(err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		name = "--" + strings.TrimLeft(name, "-")
+		if near := nearest(name, flagNames()); near != "" {
+			return fmt.Errorf("unknown flag %s (did you mean %s?)", name, near)
+		}
+		return fmt.Errorf("unknown flag %s; flags: %s", name, strings.Join(flagNames(), ", "))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		name = strings.TrimLeft(name, "-")
+		arg := "PATH"
+		if s, ok := lookupSetting(strings.ReplaceAll(name, "-", "_")); ok {
+			arg = s.arg
+		}
+		return fmt.Errorf("flag --%s needs a value, as in --%s %s", name, name, arg)
+	}
+	return err
+}
+
+// nearest returns the candidate closest to s, for a "did you mean" hint:
+// within an edit distance of 1 for short names, 2 from 6 letters; else "".
+func nearest(s string, candidates []string) string {
+	letters := len(strings.TrimLeft(s, "-"))
+	best, bestDist := "", min(2, max(1, letters/3))+1
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// fileEntry is one top-level key of the config file, in file order.
+type fileEntry struct {
+	key   string
+	value any
+}
+
+// readConfigFile decodes the TOML file at path into its top-level entries.
+func readConfigFile(path string) ([]fileEntry, error) {
+	var m map[string]any
+	md, err := toml.DecodeFile(path, &m)
+	if err != nil {
+		return nil, err
+	}
+	var entries []fileEntry
+	seen := map[string]bool{}
+	add := func(key string) {
+		if !seen[key] {
+			seen[key] = true
+			entries = append(entries, fileEntry{key, m[key]})
+		}
+	}
+	for _, k := range md.Keys() {
+		add(k[0])
+	}
+	rest := make([]string, 0, len(m))
+	for k := range m {
+		rest = append(rest, k)
+	}
+	sort.Strings(rest)
+	for _, k := range rest {
+		add(k)
+	}
+	return entries, nil
+}
+
+// loadConfig builds the effective Config from the arguments after the subcommand
+// (e.g. ["--prod","--workers","2"]) and the environment (getenv, normally os.Getenv).
+// Precedence: flag > env (SERVER_<NAME>) > TOML file (--config / SERVER_CONFIG) > mode default.
+//
+// The mode (prod) is decided first, from the same sources, since it picks
+// the defaults. An empty environment variable counts as unset; unknown
+// SERVER_* variables are ignored, as other tools may set some. Repeated
+// --bind flags replace the addresses from lower sources. For -h or --help,
+// loadConfig returns flag.ErrHelp itself; the caller prints usage.
+//
+// Every error names where the value came from, the value and what is
+// allowed; all bad values are reported at once (joined by newlines).
+func loadConfig(args []string, getenv func(string) string) (Config, error) {
+	flags, err := parseFlags(args)
+	if err != nil {
+		return Config{}, err
+	}
+
+	sources := map[string]string{}
+	path, pathSource := getenv("SERVER_CONFIG"), "env SERVER_CONFIG"
+	if v, ok := flags.text["config"]; ok {
+		path, pathSource = v, "flag --config"
+	}
+	var file []fileEntry
+	if path != "" {
+		sources["config"] = pathSource
+		if file, err = readConfigFile(path); err != nil {
+			return Config{}, fmt.Errorf("config file %s (%s): %w", path, pathSource, err)
+		}
+	}
+
+	var errs []error
+	fileValues := map[string]any{}
+	for _, e := range file {
+		if _, ok := lookupSetting(e.key); ok {
+			fileValues[e.key] = e.value
+			continue
+		}
+		switch {
+		case e.key == "config":
+			errs = append(errs, fmt.Errorf("config file %s: unknown key %q: give the config file with --config or SERVER_CONFIG", path, e.key))
+		default:
+			hint := ""
+			if near := nearest(e.key, settingKeys()); near != "" {
+				hint = fmt.Sprintf(" (did you mean %s?)", near)
+			}
+			errs = append(errs, fmt.Errorf("config file %s: unknown key %q%s; known keys: %s", path, e.key, hint, strings.Join(settingKeys(), ", ")))
+		}
+	}
+
+	// apply overlays s in c with the file, the environment and the flags,
+	// in that order, so that the last one given wins.
+	apply := func(c *Config, s setting) {
+		if v, ok := fileValues[s.key]; ok {
+			if err := s.parseTOML(c, v); err != nil {
+				errs = append(errs, fmt.Errorf("config file %s: %s = %s: %w", path, s.key, tomlValue(v), err))
+			} else {
+				sources[s.key] = "file"
+			}
+		}
+		if v := getenv(s.env()); v != "" {
+			if err := s.parseText(c, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s %q: %w", s.env(), v, err))
+			} else {
+				sources[s.key] = "env " + s.env()
+			}
+		}
+		if v, ok := flags.text[s.key]; ok {
+			if err := s.parseText(c, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s %q: %w", s.flag(), v, err))
+			} else {
+				sources[s.key] = "flag " + s.flag()
+			}
+		}
+		if vs := flags.lists[s.key]; len(vs) > 0 {
+			ok := true
+			for i, v := range vs {
+				if err := checkAddr(v); err != nil {
+					errs = append(errs, fmt.Errorf("%s %q: %w", s.flag(), v, &refusal{err.Error(), s.want}))
+					ok = false
+				} else if slices.Contains(vs[:i], v) {
+					errs = append(errs, fmt.Errorf("%s %q: %w", s.flag(), v, &refusal{"given twice", s.want}))
+					ok = false
+				}
+			}
+			if ok {
+				*s.field(c).(*[]string) = slices.Clone(vs)
+				sources[s.key] = "flag " + s.flag()
+			}
+		}
+	}
+
+	for _, s := range settings {
+		sources[s.key] = "default"
+	}
+	// The mode comes first: it picks the defaults the rest overlays.
+	var mode Config
+	prod, _ := lookupSetting("prod")
+	apply(&mode, prod)
+	c := defaultConfig(mode.Prod)
+	c.File = path
+	for _, s := range settings {
+		if s.key != "prod" {
+			apply(&c, s)
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	c.sources = sources
+	if err := c.validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// settingKeys lists the TOML keys.
+func settingKeys() []string {
+	keys := make([]string, len(settings))
+	for i, s := range settings {
+		keys[i] = s.key
+	}
+	return keys
+}
+
+// validate reports every invalid field of c, naming its key, value and source.
+// A Config from loadConfig is valid; a worker may call validate on the Config
+// it decodes from the master.
+func (c Config) validate() error {
+	var errs []error
+	for _, s := range settings {
+		if err := s.check(&c); err != nil {
+			errs = append(errs, fmt.Errorf("%s = %s%s: %w", s.key, s.value(c), c.from(s.key), err))
+		}
+	}
+	if c.MaxRequestsJitter > 0 && c.MaxRequests == 0 {
+		errs = append(errs, fmt.Errorf("max_requests_jitter = %d%s needs max_requests above 0, but max_requests = 0%s: set max_requests or drop the jitter",
+			c.MaxRequestsJitter, c.from("max_requests_jitter"), c.from("max_requests")))
+	}
+	return errors.Join(errs...)
+}
+
+// from returns " (source)" for key, or "" when the source is unknown.
+func (c Config) from(key string) string {
+	if src := c.sources[key]; src != "" {
+		return " (" + src + ")"
+	}
+	return ""
+}
+
+// value returns the value of s in c as a TOML value.
+func (s setting) value(c Config) string {
+	switch p := s.field(&c).(type) {
+	case *bool:
+		return strconv.FormatBool(*p)
+	case *int:
+		return strconv.Itoa(*p)
+	case *time.Duration:
+		return tomlString(formatDuration(*p))
+	case *string:
+		return tomlString(*p)
+	case *[]string:
+		quoted := make([]string, len(*p))
+		for i, v := range *p {
+			quoted[i] = tomlString(v)
+		}
+		return "[" + strings.Join(quoted, ", ") + "]"
+	}
+	panic("server: setting " + s.key + " has an unknown type")
+}
+
+// formatDuration is d.String() without the zero minutes and seconds:
+// "1m", "1h", "1h30m", "1m15s".
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// tomlString quotes s as a TOML basic string. Invalid UTF-8 comes out as
+// U+FFFD; writeConfig refuses such strings before.
+func tomlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		switch r {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\b':
+			b.WriteString(`\b`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\f':
+			b.WriteString(`\f`)
+		case '\r':
+			b.WriteString(`\r`)
+		default:
+			if r < 0x20 || r == 0x7f {
+				fmt.Fprintf(&b, `\u%04X`, r)
+			} else {
+				b.WriteRune(r)
+			}
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// tomlValue renders a decoded TOML value for an error message.
+func tomlValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		return tomlString(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	case time.Time:
+		return v.Format(time.RFC3339Nano)
+	case []any:
+		items := make([]string, len(v))
+		for i, item := range v {
+			items[i] = tomlValue(item)
+		}
+		return "[" + strings.Join(items, ", ") + "]"
+	case map[string]any, []map[string]any:
+		return "(a table)"
+	}
+	return fmt.Sprint(v)
+}
+
+// writeConfig prints the effective config as TOML that could be pasted into a --config file,
+// one `key = value` line per setting in a fixed order, each followed by a comment naming where
+// the value came from (default, file, env SERVER_X, flag --x).
+//
+// It returns an error, and writes nothing, when a string is not valid UTF-8
+// (TOML cannot hold it), and otherwise the writer's error.
+func writeConfig(w io.Writer, c Config) error {
+	for _, s := range settings {
+		var strs []string
+		switch p := s.field(&c).(type) {
+		case *string:
+			strs = []string{*p}
+		case *[]string:
+			strs = *p
+		}
+		for _, str := range strs {
+			if !utf8.ValidString(str) {
+				return fmt.Errorf("%s %q is not valid UTF-8, which a TOML file cannot hold", s.key, str)
+			}
+		}
+	}
+	var b bytes.Buffer
+	b.WriteString("# Effective configuration. Load it with --config FILE.\n")
+	if c.File != "" {
+		fmt.Fprintf(&b, "# Read from config file %s%s.\n", tomlString(c.File), c.from("config"))
+	}
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, s := range settings {
+		fmt.Fprintf(tw, "%s = %s", s.key, s.value(c))
+		if src := c.sources[s.key]; src != "" {
+			fmt.Fprintf(tw, "\t# %s", src)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// usage prints the flags with their defaults in both modes.
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Flags. Each is also an environment variable SERVER_<NAME> (--keep-alive: SERVER_KEEP_ALIVE)
+and a key in the TOML file given by --config (keep_alive); a flag beats the environment,
+which beats the file, which beats the mode default. Durations are Go durations (1m30s)
+or whole seconds (90).
+
+`)
+	dev, prod := defaultConfig(false), defaultConfig(true)
+	show := func(s setting, c Config) string {
+		switch v := s.field(&c).(type) {
+		case *string:
+			if *v == "" {
+				return "none"
+			}
+			return *v
+		case *[]string:
+			return strings.Join(*v, ",")
+		case *time.Duration:
+			return formatDuration(*v)
+		}
+		return s.value(c)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  FLAG\tDEV\tPROD\tMEANING")
+	fmt.Fprintln(tw, "  --config PATH\tnone\tnone\tTOML file of the settings below (SERVER_CONFIG; not a file key)")
+	for _, s := range settings {
+		name := s.flag()
+		if s.arg != "" {
+			name += " " + s.arg
+		}
+		devDefault, prodDefault := show(s, dev), show(s, prod)
+		switch s.key {
+		case "prod":
+			devDefault, prodDefault = "", "--prod"
+		case "workers":
+			prodDefault = fmt.Sprintf("%d (NumCPU)", prod.Workers)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", name, devDefault, prodDefault, s.help)
+	}
+	tw.Flush()
+}
+
+// warnings returns deploy warnings for `server check`, as sentences: settings
+// that are valid but likely wrong for the mode.
+func warnings(c Config) []string {
+	var ws []string
+	for _, addr := range c.Bind {
+		if isLoopback(addr) {
+			continue
+		}
+		if c.Prod {
+			ws = append(ws, fmt.Sprintf("bind %s is reachable from other hosts: serve behind a reverse proxy such as nginx, which buffers slow clients and terminates TLS, and bind to 127.0.0.1 or a unix socket.", addr))
+		} else {
+			ws = append(ws, fmt.Sprintf("bind %s is reachable from other hosts, but the development server shows stack traces in responses: use --prod to serve other hosts.", addr))
+		}
+	}
+	if !c.Prod {
+		if src := c.sources["workers"]; src != "" && src != "default" {
+			ws = append(ws, fmt.Sprintf("workers = %d (%s) has no effect without --prod: the development server is one process.", c.Workers, src))
+		}
+		return ws
+	}
+	if c.Workers == 1 {
+		ws = append(ws, "workers = 1: a crashed worker fails requests until its replacement is up; run 2 or more.")
+	}
+	if c.KeepAlive <= 60*time.Second {
+		ws = append(ws, fmt.Sprintf("keep_alive = %s is not above nginx's upstream keepalive_timeout (60s by default): nginx may send a request on a connection the server is closing, and its client gets a 502; use %s.", formatDuration(c.KeepAlive), formatDuration(DefaultKeepAlive)))
+	}
+	if c.GracefulTimeout < c.Timeout {
+		ws = append(ws, fmt.Sprintf("graceful_timeout = %s is shorter than timeout = %s: a reload or stop may kill requests still within their timeout.", formatDuration(c.GracefulTimeout), formatDuration(c.Timeout)))
+	}
+	if c.MaxRequests > 0 && c.MaxRequestsJitter == 0 && c.Workers > 1 {
+		ws = append(ws, fmt.Sprintf("max_requests = %d without max_requests_jitter: workers started together are recycled together; set max_requests_jitter, such as %d.", c.MaxRequests, max(1, c.MaxRequests/20)))
+	}
+	return ws
+}
+
+// isLoopback reports whether addr is a unix socket or a loopback address;
+// a host name other than localhost is not known to be one.
+func isLoopback(addr string) bool {
+	if strings.HasPrefix(addr, "unix:") {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}

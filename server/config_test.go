@@ -1,0 +1,738 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env returns a getenv that reads from vars.
+func env(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+// writeFile writes content to a new file in a test directory and returns its path.
+func writeFile(t testing.TB, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "server.toml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// withoutSources returns c without its record of sources, for comparison.
+func withoutSources(c Config) Config {
+	c.sources = nil
+	return c
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	cpus := min(runtime.NumCPU(), MaxWorkers)
+	tests := []struct {
+		name string
+		args []string
+		want Config
+	}{
+		{"dev", nil, Config{
+			Bind: []string{"127.0.0.1:8000"}, Workers: 1,
+			Timeout: 30 * time.Second, GracefulTimeout: 30 * time.Second, BootTimeout: 30 * time.Second,
+			KeepAlive: 75 * time.Second, AccessLog: "-", LogLevel: "debug",
+		}},
+		{"prod", []string{"--prod"}, Config{
+			Prod: true, Bind: []string{"127.0.0.1:8000"}, Workers: cpus,
+			Timeout: 30 * time.Second, GracefulTimeout: 30 * time.Second, BootTimeout: 30 * time.Second,
+			KeepAlive: 75 * time.Second, AccessLog: "", LogLevel: "info",
+		}},
+		{"prod=false", []string{"--prod=false"}, Config{
+			Bind: []string{"127.0.0.1:8000"}, Workers: 1,
+			Timeout: 30 * time.Second, GracefulTimeout: 30 * time.Second, BootTimeout: 30 * time.Second,
+			KeepAlive: 75 * time.Second, AccessLog: "-", LogLevel: "debug",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := loadConfig(tt.args, env(nil))
+			if err != nil {
+				t.Fatalf("loadConfig(%q): %v", tt.args, err)
+			}
+			if !reflect.DeepEqual(withoutSources(got), tt.want) {
+				t.Errorf("loadConfig(%q):\ngot  %+v\nwant %+v", tt.args, got, tt.want)
+			}
+			for _, s := range settings[1:] {
+				if src := got.sources[s.key]; src != "default" {
+					t.Errorf("loadConfig(%q): source of %s: got %q, want %q", tt.args, s.key, src, "default")
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConfigPrecedence(t *testing.T) {
+	tests := []struct {
+		name string
+		file string // config file content; none when empty
+		env  map[string]string
+		args []string
+		// want changes the mode defaults into the expected Config.
+		prod    bool
+		want    func(c *Config)
+		sources map[string]string
+	}{
+		{
+			name:    "file",
+			file:    "workers = 3\n",
+			want:    func(c *Config) { c.Workers = 3 },
+			sources: map[string]string{"workers": "file", "timeout": "default"},
+		},
+		{
+			name:    "env beats file",
+			file:    "workers = 3\n",
+			env:     map[string]string{"SERVER_WORKERS": "4"},
+			want:    func(c *Config) { c.Workers = 4 },
+			sources: map[string]string{"workers": "env SERVER_WORKERS"},
+		},
+		{
+			name:    "flag beats env and file",
+			file:    "workers = 3\n",
+			env:     map[string]string{"SERVER_WORKERS": "4"},
+			args:    []string{"--workers", "5"},
+			want:    func(c *Config) { c.Workers = 5 },
+			sources: map[string]string{"workers": "flag --workers"},
+		},
+		{
+			name:    "file bind array",
+			file:    `bind = ["127.0.0.1:1", "unix:/run/server.sock"]`,
+			want:    func(c *Config) { c.Bind = []string{"127.0.0.1:1", "unix:/run/server.sock"} },
+			sources: map[string]string{"bind": "file"},
+		},
+		{
+			name:    "file bind string",
+			file:    `bind = "[::1]:8080"`,
+			want:    func(c *Config) { c.Bind = []string{"[::1]:8080"} },
+			sources: map[string]string{"bind": "file"},
+		},
+		{
+			name:    "env bind list replaces file",
+			file:    `bind = ["127.0.0.1:1", "127.0.0.1:2"]`,
+			env:     map[string]string{"SERVER_BIND": "127.0.0.1:3, [::1]:4"},
+			want:    func(c *Config) { c.Bind = []string{"127.0.0.1:3", "[::1]:4"} },
+			sources: map[string]string{"bind": "env SERVER_BIND"},
+		},
+		{
+			name:    "bind flags replace env",
+			env:     map[string]string{"SERVER_BIND": "127.0.0.1:3,127.0.0.1:4"},
+			args:    []string{"--bind", "0.0.0.0:5", "--bind=unix:/tmp/s.sock"},
+			want:    func(c *Config) { c.Bind = []string{"0.0.0.0:5", "unix:/tmp/s.sock"} },
+			sources: map[string]string{"bind": "flag --bind"},
+		},
+		{
+			name: "durations: file seconds, env duration, flag seconds",
+			file: "timeout = 45\ngraceful_timeout = \"1m\"\nboot_timeout = 10\n",
+			env:  map[string]string{"SERVER_GRACEFUL_TIMEOUT": "2m30s", "SERVER_KEEP_ALIVE": "90"},
+			args: []string{"--boot-timeout", "15"},
+			want: func(c *Config) {
+				c.Timeout = 45 * time.Second
+				c.GracefulTimeout = 150 * time.Second
+				c.BootTimeout = 15 * time.Second
+				c.KeepAlive = 90 * time.Second
+			},
+			sources: map[string]string{"timeout": "file", "graceful_timeout": "env SERVER_GRACEFUL_TIMEOUT",
+				"boot_timeout": "flag --boot-timeout", "keep_alive": "env SERVER_KEEP_ALIVE"},
+		},
+		{
+			name:    "prod from file picks prod defaults",
+			file:    "prod = true\n",
+			prod:    true,
+			want:    func(c *Config) {},
+			sources: map[string]string{"prod": "file", "log_level": "default", "access_log": "default"},
+		},
+		{
+			name:    "env prod=false beats file",
+			file:    "prod = true\n",
+			env:     map[string]string{"SERVER_PROD": "0"},
+			want:    func(c *Config) {},
+			sources: map[string]string{"prod": "env SERVER_PROD"},
+		},
+		{
+			name:    "flag --prod=false beats env",
+			env:     map[string]string{"SERVER_PROD": "true"},
+			args:    []string{"--prod=false"},
+			want:    func(c *Config) {},
+			sources: map[string]string{"prod": "flag --prod"},
+		},
+		{
+			name: "prod from env, values from all three",
+			file: "log_level = \"warn\"\naccess_log = \"/var/log/access.log\"\nmax_requests = 1000\n",
+			env:  map[string]string{"SERVER_PROD": "1", "SERVER_ACCESS_LOG": "-", "SERVER_MAX_REQUESTS_JITTER": "50"},
+			args: []string{"--log-level", "error", "--pidfile", "/run/server.pid"},
+			prod: true,
+			want: func(c *Config) {
+				c.LogLevel = "error"
+				c.AccessLog = "-"
+				c.MaxRequests = 1000
+				c.MaxRequestsJitter = 50
+				c.PIDFile = "/run/server.pid"
+			},
+			sources: map[string]string{"prod": "env SERVER_PROD", "log_level": "flag --log-level", "access_log": "env SERVER_ACCESS_LOG",
+				"max_requests": "file", "max_requests_jitter": "env SERVER_MAX_REQUESTS_JITTER", "pidfile": "flag --pidfile"},
+		},
+		{
+			name:    "empty flag value turns the access log off",
+			args:    []string{"--access-log="},
+			want:    func(c *Config) { c.AccessLog = "" },
+			sources: map[string]string{"access_log": "flag --access-log"},
+		},
+		{
+			name:    "unknown SERVER_ variables are ignored",
+			env:     map[string]string{"SERVER_WOKERS": "abc", "SERVER_NAME": "x"},
+			want:    func(c *Config) {},
+			sources: map[string]string{"workers": "default"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vars := map[string]string{}
+			for k, v := range tt.env {
+				vars[k] = v
+			}
+			path := ""
+			if tt.file != "" {
+				path = writeFile(t, tt.file)
+				vars["SERVER_CONFIG"] = path
+			}
+			got, err := loadConfig(tt.args, env(vars))
+			if err != nil {
+				t.Fatalf("loadConfig(%q) with file %q and env %v: %v", tt.args, tt.file, tt.env, err)
+			}
+			want := defaultConfig(tt.prod)
+			want.File = path
+			tt.want(&want)
+			if !reflect.DeepEqual(withoutSources(got), want) {
+				t.Errorf("loadConfig(%q) with file %q and env %v:\ngot  %+v\nwant %+v", tt.args, tt.file, tt.env, got, want)
+			}
+			for key, src := range tt.sources {
+				if got.sources[key] != src {
+					t.Errorf("source of %s: got %q, want %q", key, got.sources[key], src)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConfigFileChoice(t *testing.T) {
+	fromEnv := writeFile(t, "workers = 2\n")
+	fromFlag := writeFile(t, "workers = 3\n")
+	tests := []struct {
+		name        string
+		args        []string
+		wantFile    string
+		wantWorkers int
+		wantSource  string
+	}{
+		{"SERVER_CONFIG", nil, fromEnv, 2, "env SERVER_CONFIG"},
+		{"--config beats SERVER_CONFIG", []string{"--config", fromFlag}, fromFlag, 3, "flag --config"},
+		{"--config= turns the file off", []string{"--config="}, "", 1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(tt.args, env(map[string]string{"SERVER_CONFIG": fromEnv}))
+			if err != nil {
+				t.Fatalf("loadConfig(%q): %v", tt.args, err)
+			}
+			if c.File != tt.wantFile || c.Workers != tt.wantWorkers || c.sources["config"] != tt.wantSource {
+				t.Errorf("loadConfig(%q): got file %q, workers %d, source %q; want %q, %d, %q",
+					tt.args, c.File, c.Workers, c.sources["config"], tt.wantFile, tt.wantWorkers, tt.wantSource)
+			}
+		})
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	const path = "$FILE" // replaced by the config file's path
+	tests := []struct {
+		name string
+		file string
+		env  map[string]string
+		args []string
+		want string   // the whole message, when set
+		has  []string // parts of the message
+	}{
+		{name: "flag workers not a number", args: []string{"--workers", "abc"},
+			want: `--workers "abc": want a whole number from 1 to 1024`},
+		{name: "flag workers too many", args: []string{"--workers=1025"},
+			want: `--workers "1025": want a whole number from 1 to 1024`},
+		{name: "env timeout not a duration", env: map[string]string{"SERVER_TIMEOUT": "ten"},
+			want: `SERVER_TIMEOUT "ten": want a duration such as 30s or a whole number of seconds, above 0 and at most 24h`},
+		{name: "file unknown key", file: "wokers = 2\n",
+			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level`},
+		{name: "file unknown table", file: "[server]\nworkers = 2\n",
+			has: []string{`config file $FILE: unknown key "server"`, "known keys: prod, bind"}},
+		{name: "file config key", file: "config = \"/etc/other.toml\"\n",
+			has: []string{`config file $FILE: unknown key "config"`, "--config or SERVER_CONFIG"}},
+		{name: "file workers zero", file: "workers = 0\n",
+			want: `config file $FILE: workers = 0: want a whole number from 1 to 1024`},
+		{name: "file workers as string", file: "workers = \"2\"\n",
+			want: `config file $FILE: workers = "2": want a whole number from 1 to 1024`},
+		{name: "file workers as float", file: "workers = 2.5\n",
+			want: `config file $FILE: workers = 2.5: want a whole number from 1 to 1024`},
+		{name: "file timeout float", file: "timeout = 1.5\n",
+			has: []string{"config file $FILE: timeout = 1.5: want a duration"}},
+		{name: "file timeout zero", file: "timeout = 0\n",
+			has: []string{"config file $FILE: timeout = 0: want a duration", "above 0 and at most 24h"}},
+		{name: "file timeout over a day", file: "timeout = 86401\n",
+			has: []string{"timeout = 86401: want a duration"}},
+		{name: "file timeout huge", file: "timeout = 9223372036854775807\n",
+			has: []string{"timeout = 9223372036854775807: want a duration"}},
+		{name: "file prod as string", file: "prod = \"yes\"\n",
+			want: `config file $FILE: prod = "yes": want true or false`},
+		{name: "file pidfile number", file: "pidfile = 3\n",
+			want: `config file $FILE: pidfile = 3: a string is needed; want a file path`},
+		{name: "file bind empty", file: "bind = []\n",
+			want: `config file $FILE: bind = []: no address given; want ` + wantBind},
+		{name: "file bind number", file: "bind = [8000]\n",
+			has: []string{`bind = [8000]: a string or an array of strings is needed`}},
+		{name: "file bind duplicate", file: `bind = ["127.0.0.1:1", "127.0.0.1:1"]`,
+			has: []string{`bind = ["127.0.0.1:1", "127.0.0.1:1"]: address "127.0.0.1:1" is listed twice`}},
+		{name: "env prod", env: map[string]string{"SERVER_PROD": "yes"},
+			want: `SERVER_PROD "yes": want true or false`},
+		{name: "env workers zero", env: map[string]string{"SERVER_WORKERS": "0"},
+			want: `SERVER_WORKERS "0": want a whole number from 1 to 1024`},
+		{name: "env max requests negative", env: map[string]string{"SERVER_MAX_REQUESTS": "-1"},
+			want: `SERVER_MAX_REQUESTS "-1": want a whole number, 0 or more`},
+		{name: "env bind empty item", env: map[string]string{"SERVER_BIND": "127.0.0.1:1,,127.0.0.1:2"},
+			has: []string{`SERVER_BIND "127.0.0.1:1,,127.0.0.1:2": address "": the address is empty`}},
+		{name: "env log level", env: map[string]string{"SERVER_LOG_LEVEL": "verbose"},
+			want: `SERVER_LOG_LEVEL "verbose": want one of debug, info, warn, error`},
+		{name: "flag timeout negative", args: []string{"--timeout", "-5s"},
+			has: []string{`--timeout "-5s": want a duration`}},
+		{name: "flag timeout zero seconds", args: []string{"--graceful-timeout", "0"},
+			has: []string{`--graceful-timeout "0": want a duration`}},
+		{name: "flag boot timeout 25h", args: []string{"--boot-timeout", "25h"},
+			has: []string{`--boot-timeout "25h": want a duration`, "at most 24h"}},
+		{name: "flag keep alive zero", args: []string{"--keep-alive", "0s"},
+			has: []string{`--keep-alive "0s": want a duration`}},
+		{name: "flag max requests jitter", args: []string{"--max-requests-jitter", "x"},
+			want: `--max-requests-jitter "x": want a whole number, 0 or more`},
+		{name: "flag log level", args: []string{"--log-level", "INFO"},
+			want: `--log-level "INFO": want one of debug, info, warn, error`},
+		{name: "flag bind missing port", args: []string{"--bind", "localhost"},
+			want: `--bind "localhost": missing port in address; want ` + wantBind},
+		{name: "flag bind port too big", args: []string{"--bind", "127.0.0.1:70000"},
+			has: []string{`--bind "127.0.0.1:70000": port "70000" is not a number from 0 to 65535`}},
+		{name: "flag bind no host", args: []string{"--bind", ":8000"},
+			has: []string{`--bind ":8000": the host is missing`}},
+		{name: "flag bind bare IPv6", args: []string{"--bind", "::1:8000"},
+			has: []string{`--bind "::1:8000": too many colons in address`}},
+		{name: "flag bind bad IPv6", args: []string{"--bind", "[fe::zz]:8000"},
+			has: []string{`--bind "[fe::zz]:8000": host "fe::zz" is not an IPv6 address`}},
+		{name: "flag bind bad host", args: []string{"--bind", "exa mple:80"},
+			has: []string{`--bind "exa mple:80": host "exa mple" is not an IP address or a host name`}},
+		{name: "flag bind relative unix", args: []string{"--bind", "unix:server.sock"},
+			has: []string{`--bind "unix:server.sock": the unix socket path is not absolute`}},
+		{name: "flag bind comma list", args: []string{"--bind", "127.0.0.1:1,127.0.0.1:2"},
+			has: []string{`--bind "127.0.0.1:1,127.0.0.1:2"`, "give each address separately"}},
+		{name: "flag bind twice", args: []string{"--bind", "127.0.0.1:1", "--bind", "127.0.0.1:1"},
+			has: []string{`--bind "127.0.0.1:1": given twice`}},
+		{name: "jitter without max requests", args: []string{"--max-requests-jitter", "10"},
+			want: `max_requests_jitter = 10 (flag --max-requests-jitter) needs max_requests above 0, but max_requests = 0 (default): set max_requests or drop the jitter`},
+		{name: "jitter without max requests from file", file: "max_requests_jitter = 5\nmax_requests = 0\n",
+			has: []string{"max_requests_jitter = 5 (file)", "max_requests = 0 (file)"}},
+		{name: "unknown flag near", args: []string{"--wokers", "2"},
+			want: `unknown flag --wokers (did you mean --workers?)`},
+		{name: "unknown flag far", args: []string{"--frobnicate"},
+			has: []string{"unknown flag --frobnicate; flags: --config, --prod, --bind, --workers"}},
+		{name: "flag without value", args: []string{"--workers"},
+			want: `flag --workers needs a value, as in --workers N`},
+		{name: "positional argument", args: []string{"--workers", "2", "extra"},
+			want: `unexpected argument "extra": only flags are allowed`},
+		{name: "boolean flag with a separate value", args: []string{"--prod", "false"},
+			has: []string{`unexpected argument "false"`, "--prod=false"}},
+		{name: "several errors at once", file: "workers = 0\n", env: map[string]string{"SERVER_TIMEOUT": "x"}, args: []string{"--log-level", "loud"},
+			has: []string{"workers = 0", `SERVER_TIMEOUT "x"`, `--log-level "loud"`}},
+		{name: "errors in overridden values still count", file: "workers = 0\n", args: []string{"--workers", "2"},
+			has: []string{"config file $FILE: workers = 0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vars := map[string]string{}
+			for k, v := range tt.env {
+				vars[k] = v
+			}
+			file := ""
+			if tt.file != "" {
+				file = writeFile(t, tt.file)
+				vars["SERVER_CONFIG"] = file
+			}
+			_, err := loadConfig(tt.args, env(vars))
+			if err == nil {
+				t.Fatalf("loadConfig(%q) with file %q and env %v: got no error, want one", tt.args, tt.file, tt.env)
+			}
+			got := err.Error()
+			if tt.want != "" {
+				if want := strings.ReplaceAll(tt.want, path, file); got != want {
+					t.Errorf("loadConfig(%q) with file %q and env %v:\ngot error  %s\nwant error %s", tt.args, tt.file, tt.env, got, want)
+				}
+			}
+			for _, part := range tt.has {
+				if part = strings.ReplaceAll(part, path, file); !strings.Contains(got, part) {
+					t.Errorf("loadConfig(%q) with file %q and env %v:\ngot error %s\nwant it to contain %s", tt.args, tt.file, tt.env, got, part)
+				}
+			}
+		})
+	}
+}
+
+// TestLoadConfigBadValues checks that a bad value of each setting, from each
+// source, is refused with a message naming the source, the value and what
+// is allowed.
+func TestLoadConfigBadValues(t *testing.T) {
+	bad := map[string]struct{ text, toml string }{
+		"prod":                {"maybe", `"maybe"`},
+		"bind":                {"nowhere", `"nowhere"`},
+		"workers":             {"0", "2000"},
+		"timeout":             {"soon", "-1"},
+		"graceful_timeout":    {"-1s", `"1y"`},
+		"boot_timeout":        {"48h", "true"},
+		"keep_alive":          {"0", "0"},
+		"max_requests":        {"-3", "-3"},
+		"max_requests_jitter": {"1.5", "1.5"},
+		"pidfile":             {"", "[1]"}, // any string is allowed, even from the environment
+		"access_log":          {"", "false"},
+		"log_level":           {"trace", `"trace"`},
+	}
+	for _, s := range settings {
+		b, ok := bad[s.key]
+		if !ok {
+			t.Errorf("no bad values for setting %s", s.key)
+			continue
+		}
+		type source struct {
+			name  string
+			load  func(t *testing.T) error
+			where string
+		}
+		sources := []source{{
+			name: "file",
+			load: func(t *testing.T) error {
+				_, err := loadConfig([]string{"--config", writeFile(t, s.key+" = "+b.toml+"\n")}, env(nil))
+				return err
+			},
+			where: "config file ",
+		}}
+		if b.text != "" {
+			sources = append(sources,
+				source{"env", func(*testing.T) error {
+					_, err := loadConfig(nil, env(map[string]string{s.env(): b.text}))
+					return err
+				}, s.env() + " \"" + b.text + "\""},
+				source{"flag", func(*testing.T) error {
+					_, err := loadConfig([]string{s.flag() + "=" + b.text}, env(nil))
+					return err
+				}, s.flag() + " \"" + b.text + "\""},
+			)
+		}
+		for _, src := range sources {
+			t.Run(s.key+"/"+src.name, func(t *testing.T) {
+				err := src.load(t)
+				if err == nil {
+					t.Fatalf("got no error, want one")
+				}
+				for _, part := range []string{src.where, "want " + s.want} {
+					if !strings.Contains(err.Error(), part) {
+						t.Errorf("got error %q, want it to contain %q", err, part)
+					}
+				}
+				if src.name == "file" && !strings.Contains(err.Error(), s.key+" = "+b.toml) {
+					t.Errorf("got error %q, want it to contain %q", err, s.key+" = "+b.toml)
+				}
+			})
+		}
+	}
+}
+
+func TestLoadConfigFileErrors(t *testing.T) {
+	t.Run("missing file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "missing.toml")
+		_, err := loadConfig(nil, env(map[string]string{"SERVER_CONFIG": path}))
+		if err == nil {
+			t.Fatalf("loadConfig with SERVER_CONFIG=%s: got no error, want one", path)
+		}
+		if want := "config file " + path + " (env SERVER_CONFIG): "; !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("got error %q, want it to start with %q", err, want)
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("got error %q, want it to wrap fs.ErrNotExist", err)
+		}
+	})
+	t.Run("malformed file", func(t *testing.T) {
+		path := writeFile(t, "workers = 2\ntimeout = \n")
+		_, err := loadConfig([]string{"--config", path}, env(nil))
+		if err == nil {
+			t.Fatalf("loadConfig of a malformed file: got no error, want one")
+		}
+		for _, part := range []string{"config file " + path + " (flag --config): ", "line 2"} {
+			if !strings.Contains(err.Error(), part) {
+				t.Errorf("got error %q, want it to contain %q", err, part)
+			}
+		}
+	})
+	t.Run("duplicate key", func(t *testing.T) {
+		path := writeFile(t, "workers = 2\nworkers = 3\n")
+		_, err := loadConfig([]string{"--config", path}, env(nil))
+		if err == nil || !strings.Contains(err.Error(), "config file "+path) {
+			t.Errorf("got error %v, want one naming the file %s", err, path)
+		}
+	})
+}
+
+func TestLoadConfigHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "--help", "-help"} {
+		t.Run(arg, func(t *testing.T) {
+			_, err := loadConfig([]string{"--workers", "2", arg}, env(nil))
+			if err != flag.ErrHelp {
+				t.Errorf("loadConfig(%q): got error %v, want flag.ErrHelp", arg, err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigBindForms(t *testing.T) {
+	for _, addr := range []string{
+		"127.0.0.1:8000", "0.0.0.0:80", "localhost:0", "example.com:65535",
+		"[::1]:8000", "[::]:8000", "[fe80::1%eth0]:8000", "unix:/run/server/server.sock",
+	} {
+		t.Run(addr, func(t *testing.T) {
+			c, err := loadConfig([]string{"--bind", addr}, env(nil))
+			if err != nil {
+				t.Fatalf("loadConfig(--bind %q): %v", addr, err)
+			}
+			if len(c.Bind) != 1 || c.Bind[0] != addr {
+				t.Errorf("loadConfig(--bind %q): got bind %q, want [%q]", addr, c.Bind, addr)
+			}
+		})
+	}
+}
+
+func TestConfigJSONRoundTrip(t *testing.T) {
+	c, err := loadConfig([]string{"--prod", "--bind", "[::1]:8000", "--bind", "unix:/run/s.sock",
+		"--workers", "3", "--timeout", "1m30s", "--max-requests", "100", "--max-requests-jitter", "7",
+		"--pidfile", "/run/server.pid", "--access-log", "-", "--log-level", "warn"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Config
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatalf("json.Unmarshal(%s): %v", data, err)
+	}
+	if !reflect.DeepEqual(got, withoutSources(c)) {
+		t.Errorf("JSON round trip through %s:\ngot  %+v\nwant %+v", data, got, withoutSources(c))
+	}
+	if err := got.validate(); err != nil {
+		t.Errorf("validate after the JSON round trip: %v", err)
+	}
+}
+
+func TestWriteConfig(t *testing.T) {
+	path := writeFile(t, "workers = 3\n")
+	c, err := loadConfig([]string{"--timeout", "90", "--config", path},
+		env(map[string]string{"SERVER_LOG_LEVEL": "warn"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := writeConfig(&b, c); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	var keys []string
+	for _, line := range lines {
+		if !strings.HasPrefix(line, "#") {
+			keys = append(keys, strings.Fields(line)[0])
+		}
+	}
+	if !reflect.DeepEqual(keys, settingKeys()) {
+		t.Errorf("writeConfig keys: got %q, want %q", keys, settingKeys())
+	}
+	for _, want := range []string{
+		`# Read from config file "` + path + `" (flag --config).`,
+		"prod = false ",
+		`bind = ["127.0.0.1:8000"] `,
+		"# default",
+		`timeout = "1m30s" `,
+		"# flag --timeout",
+		"workers = 3 ",
+		"# file",
+		`log_level = "warn" `,
+		"# env SERVER_LOG_LEVEL",
+		`keep_alive = "1m15s" `,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("writeConfig output:\n%s\nwant it to contain %q", out, want)
+		}
+	}
+}
+
+func TestWriteConfigRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"dev defaults", nil, nil},
+		{"prod defaults", []string{"--prod"}, nil},
+		{"everything set", []string{
+			"--prod", "--bind", "0.0.0.0:80", "--bind", "[::1]:8000", "--bind", "unix:/run/a b/s.sock",
+			"--workers", "7", "--timeout", "1h", "--graceful-timeout", "1500ms", "--boot-timeout", "2m",
+			"--keep-alive", "61", "--max-requests", "1000", "--max-requests-jitter", "50",
+			"--pidfile", `/run/"quoted"\back\slash/é.pid`, "--access-log", "/var/log/tab\there.log", "--log-level", "error",
+		}, nil},
+		{"dev from env", nil, map[string]string{"SERVER_BIND": "localhost:1,localhost:2", "SERVER_ACCESS_LOG": "/tmp/a\x7f\x01.log", "SERVER_TIMEOUT": "1h1m1.5s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, err := loadConfig(tt.args, env(tt.env))
+			if err != nil {
+				t.Fatalf("loadConfig(%q): %v", tt.args, err)
+			}
+			var b bytes.Buffer
+			if err := writeConfig(&b, want); err != nil {
+				t.Fatalf("writeConfig: %v", err)
+			}
+			path := writeFile(t, b.String())
+			got, err := loadConfig([]string{"--config", path}, env(nil))
+			if err != nil {
+				t.Fatalf("loadConfig of writeConfig's output:\n%s\ngot error %v", b.String(), err)
+			}
+			want.File = path
+			if !reflect.DeepEqual(withoutSources(got), withoutSources(want)) {
+				t.Errorf("round trip through\n%s\ngot  %+v\nwant %+v", b.String(), got, want)
+			}
+			for _, s := range settings {
+				if got.sources[s.key] != "file" {
+					t.Errorf("after the round trip, source of %s: got %q, want %q", s.key, got.sources[s.key], "file")
+				}
+			}
+		})
+	}
+}
+
+func TestWriteConfigInvalidUTF8(t *testing.T) {
+	c, err := loadConfig([]string{"--pidfile", "/run/\xff.pid"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	err = writeConfig(&b, c)
+	if err == nil || !strings.Contains(err.Error(), "pidfile") {
+		t.Errorf("writeConfig with a pidfile that is not UTF-8: got error %v, want one naming pidfile", err)
+	}
+	if b.Len() != 0 {
+		t.Errorf("writeConfig wrote %q along with its error, want nothing", b.String())
+	}
+}
+
+func TestConfigWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string // one part of each expected warning, in order
+	}{
+		{"dev defaults", nil, nil},
+		{"prod good", []string{"--prod", "--workers", "4", "--bind", "unix:/run/s.sock", "--bind", "[::1]:80"}, nil},
+		{"prod public address", []string{"--prod", "--workers", "4", "--bind", "0.0.0.0:8000"},
+			[]string{"bind 0.0.0.0:8000 is reachable from other hosts: serve behind a reverse proxy such as nginx"}},
+		{"prod host name", []string{"--prod", "--workers", "4", "--bind", "example.com:80", "--bind", "localhost:80"},
+			[]string{"bind example.com:80"}},
+		{"prod one worker", []string{"--prod", "--workers", "1"}, []string{"workers = 1"}},
+		{"prod short keep-alive", []string{"--prod", "--workers", "2", "--keep-alive", "60s"},
+			[]string{"keep_alive = 1m is not above nginx's upstream keepalive_timeout"}},
+		{"prod graceful shorter than timeout", []string{"--prod", "--workers", "2", "--graceful-timeout", "10s"},
+			[]string{"graceful_timeout = 10s is shorter than timeout = 30s"}},
+		{"prod graceful longer than timeout", []string{"--prod", "--workers", "2", "--graceful-timeout", "60s"}, nil},
+		{"prod max requests without jitter", []string{"--prod", "--workers", "2", "--max-requests", "1000"},
+			[]string{"max_requests = 1000 without max_requests_jitter: workers started together are recycled together; set max_requests_jitter, such as 50."}},
+		{"prod max requests with jitter", []string{"--prod", "--workers", "2", "--max-requests", "1000", "--max-requests-jitter", "50"}, nil},
+		{"dev public address", []string{"--bind", "0.0.0.0:8000"}, []string{"development server shows stack traces"}},
+		{"dev workers", []string{"--workers", "4"}, []string{"workers = 4 (flag --workers) has no effect without --prod"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(tt.args, env(nil))
+			if err != nil {
+				t.Fatalf("loadConfig(%q): %v", tt.args, err)
+			}
+			got := warnings(c)
+			if len(got) != len(tt.want) {
+				t.Fatalf("warnings for %q: got %d %q, want %d", tt.args, len(got), got, len(tt.want))
+			}
+			for i := range got {
+				if !strings.Contains(got[i], tt.want[i]) {
+					t.Errorf("warnings for %q: got %q, want it to contain %q", tt.args, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestConfigUsage(t *testing.T) {
+	var b bytes.Buffer
+	usage(&b)
+	out := b.String()
+	for _, want := range append(flagNames(),
+		"127.0.0.1:8000", "(NumCPU)", "1m15s", "debug", "info", "SERVER_<NAME>") {
+		if !strings.Contains(out, want) {
+			t.Errorf("usage:\n%s\nwant it to contain %q", out, want)
+		}
+	}
+}
+
+// FuzzLoadConfigFile loads arbitrary bytes as the config file: loadConfig
+// must not panic, and a Config it returns must be valid and survive
+// writeConfig and loading again.
+func FuzzLoadConfigFile(f *testing.F) {
+	f.Add([]byte("workers = 2\ntimeout = 30\n"))
+	f.Add([]byte("prod = true\nbind = [\"[::1]:80\", \"unix:/s\"]\nkeep_alive = \"1m15s\"\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "server.toml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := loadConfig([]string{"--config", path}, env(nil))
+		if err != nil {
+			return
+		}
+		if err := c.validate(); err != nil {
+			t.Fatalf("loadConfig of %q gave an invalid config: %v", data, err)
+		}
+		var b bytes.Buffer
+		if err := writeConfig(&b, c); err != nil {
+			t.Fatalf("writeConfig of the config from %q: %v", data, err)
+		}
+		if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		again, err := loadConfig([]string{"--config", path}, env(nil))
+		if err != nil {
+			t.Fatalf("loading writeConfig's output\n%s\nfrom %q: %v", b.String(), data, err)
+		}
+		if !reflect.DeepEqual(withoutSources(again), withoutSources(c)) {
+			t.Fatalf("round trip of %q through\n%s\ngot  %+v\nwant %+v", data, b.String(), again, c)
+		}
+	})
+}

@@ -1,0 +1,211 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/remuda/remuda/workers"
+)
+
+// Exit codes of Main.
+const (
+	ExitOK    = 0
+	ExitError = 1 // the server failed while running
+	ExitUsage = 2 // a bad command, flag, environment variable or config key
+	// ExitBootFailed: a worker could not boot, or the master's first
+	// generation could not (Gunicorn's arbiter uses 3 too).
+	ExitBootFailed = workers.ExitBootFailed
+	// ExitProtocol: a worker started by a master of another version.
+	ExitProtocol = workers.ExitProtocol
+)
+
+// Main is the command line of a Remuda binary (`server run`, `check`,
+// `version`); it runs in the master and in every worker, and exits the
+// process. A worker is told apart by its environment (see package
+// workers), never by a flag.
+func Main(app *App) {
+	os.Exit(run(app, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(app *App, args []string, stdout, stderr io.Writer) int {
+	if workers.IsWorker() {
+		return runWorker(app)
+	}
+	if len(args) == 0 {
+		mainUsage(stderr)
+		return ExitUsage
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "run", "check":
+		cfg, err := loadConfig(args, os.Getenv)
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return ExitOK
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "server %s: %v\n", cmd, err)
+			return ExitUsage
+		}
+		if cmd == "check" {
+			return check(cfg, stdout, stderr)
+		}
+		return runServer(app, cfg, args)
+	case "version":
+		fmt.Fprintln(stdout, version())
+		return ExitOK
+	case "help", "-h", "--help":
+		mainUsage(stdout)
+		return ExitOK
+	default:
+		fmt.Fprintf(stderr, "server: unknown command %q\n", cmd)
+		mainUsage(stderr)
+		return ExitUsage
+	}
+}
+
+func mainUsage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  server run [--prod] [flags]     serve (dev: one process; --prod: master + workers)
+  server check [--prod] [flags]   validate the config and print it
+  server version
+Run "server run -h" for the flags.
+`)
+}
+
+// check prints the effective config and the deploy warnings.
+func check(cfg Config, stdout, stderr io.Writer) int {
+	if err := writeConfig(stdout, cfg); err != nil {
+		fmt.Fprintf(stderr, "server check: %v\n", err)
+		return ExitError
+	}
+	for _, w := range warnings(cfg) {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	return ExitOK
+}
+
+// runServer runs the dev server or the prod master until it stops.
+func runServer(app *App, cfg Config, args []string) int {
+	log, err := newLogger(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "server run: %v\n", err)
+		return ExitUsage
+	}
+	defer log.Sync()
+	if !cfg.Prod {
+		err = runDev(app, cfg, log)
+	} else {
+		m := &workers.Master{
+			Binds:   cfg.Bind,
+			Config:  workersConfig(cfg),
+			PIDFile: cfg.PIDFile,
+			Logger:  log,
+			// HUP: flags and environment are the master's own and cannot
+			// change; the config file is read again.
+			Reload: func() (workers.Config, error) {
+				next, err := loadConfig(args, os.Getenv)
+				if err != nil {
+					return workers.Config{}, err
+				}
+				if !slices.Equal(next.Bind, cfg.Bind) || next.PIDFile != cfg.PIDFile {
+					log.Warn("bind and pidfile changes take a restart or USR2; keeping the old ones")
+				}
+				return workersConfig(next), nil
+			},
+		}
+		err = m.Run()
+	}
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, workers.ErrBootFailed):
+		log.Error("boot failed", zap.Error(err))
+		return ExitBootFailed
+	default:
+		log.Error("server stopped", zap.Error(err))
+		return ExitError
+	}
+}
+
+// workersConfig is the part of cfg the process model reads, with the whole
+// of cfg as the payload every worker boots from.
+func workersConfig(cfg Config) workers.Config {
+	app, err := json.Marshal(cfg)
+	if err != nil {
+		panic(err) // Config is plain data: it always encodes
+	}
+	return workers.Config{
+		Workers:           cfg.Workers,
+		Timeout:           cfg.Timeout,
+		GracefulTimeout:   cfg.GracefulTimeout,
+		BootTimeout:       cfg.BootTimeout,
+		KeepAlive:         cfg.KeepAlive,
+		MaxRequests:       cfg.MaxRequests,
+		MaxRequestsJitter: cfg.MaxRequestsJitter,
+		App:               app,
+	}
+}
+
+// runWorker is Main in a worker process.
+func runWorker(app *App) int {
+	err := workers.RunWorker(func(wc workers.Config) (*workers.Worker, error) {
+		var cfg Config
+		if err := json.Unmarshal(wc.App, &cfg); err != nil {
+			return nil, fmt.Errorf("decode config: %w", err)
+		}
+		log, err := newLogger(cfg)
+		if err != nil {
+			return nil, err
+		}
+		access, reopen, err := newAccessLog(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if app.OnBoot != nil {
+			if err := app.OnBoot(cfg); err != nil {
+				return nil, err
+			}
+		}
+		return &workers.Worker{Handler: app.Handler(), Logger: log, AccessLog: access, Reopen: reopen}, nil
+	})
+	if err == nil {
+		return ExitOK
+	}
+	// The worker's own logger may not exist yet; this line goes to the
+	// master, which relays it.
+	log, _ := newLogger(Config{Prod: true, LogLevel: "info"})
+	log.Error("worker stopped", zap.Error(err))
+	switch {
+	case errors.Is(err, workers.ErrProtocol):
+		return ExitProtocol
+	case errors.Is(err, workers.ErrBootFailed):
+		return ExitBootFailed
+	default:
+		return ExitError
+	}
+}
+
+// version names the binary's module, Remuda's version and Go's.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "server (no build info) " + runtime.Version()
+	}
+	remuda := bi.Main.Version
+	for _, d := range bi.Deps {
+		if d.Path == "github.com/remuda/remuda" {
+			remuda = d.Version
+		}
+	}
+	return fmt.Sprintf("%s %s remuda %s %s", bi.Main.Path, bi.Main.Version, remuda, runtime.Version())
+}
