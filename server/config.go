@@ -691,8 +691,6 @@ func settingKeys() []string {
 }
 
 // validate reports every invalid field of c, naming its key, value and source.
-// A Config from loadConfig is valid; a worker may call validate on the Config
-// it decodes from the master.
 func (c Config) validate() error {
 	var errs []error
 	for _, s := range settings {

@@ -29,6 +29,10 @@ import (
 // with "run --prod") or, re-executed by that master, a worker.
 const envApp = "REMUDA_TEST_APP"
 
+// testRun marks the processes this test run starts (envApp's value), so
+// that leftovers finds them and only them.
+var testRun = strconv.Itoa(os.Getpid())
+
 // Knobs of the test app, read at boot in every worker.
 const (
 	envBootDelay  = "REMUDA_TEST_BOOT_DELAY"   // sleep this long in OnBoot
@@ -43,7 +47,33 @@ func TestMain(m *testing.M) {
 		testApp()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	// Killed processes take a moment to die: give them a second.
+	waitUntil(time.Second, func() bool { return len(leftovers()) == 0 })
+	if left := leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "processes outlived the tests: %v\n", left)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// leftovers lists the processes still running as the test app: a master
+// or worker some test failed to stop.
+func leftovers() []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() || !alive(pid) {
+			continue
+		}
+		env, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		mark := envApp + "=" + testRun + "\x00"
+		if bytes.Contains(env, []byte("\x00"+mark)) || bytes.HasPrefix(env, []byte(mark)) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 func testApp() {
@@ -116,7 +146,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 func startBinary(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(append(os.Environ(), envApp+"=1"), env...)
+	cmd.Env = append(append(os.Environ(), envApp+"="+testRun), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -1,17 +1,22 @@
 package workers_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/remuda/remuda/workers"
 )
 
 // prod starts the test app as a prod master on a free port and waits
@@ -106,13 +111,11 @@ func TestHUPUnderLoadFailsNothing(t *testing.T) {
 	p.waitReady(t, 3)
 	ok, failed := l.stop(t)
 
-	last := children(master)
-	for _, pid := range first {
-		if slices.Contains(last, pid) {
-			t.Errorf("worker %d of the first generation still running after two HUPs (now %v)", pid, last)
-		}
+	// Retired workers drain within the graceful timeout (5s).
+	if !waitUntil(6*time.Second, func() bool { return !slices.ContainsFunc(first, alive) }) {
+		t.Errorf("workers of the first generation %v still running after two HUPs (children %v)", first, children(master))
 	}
-	if len(last) != 2 {
+	if last := children(master); len(last) != 2 {
 		t.Errorf("after two HUPs: workers %v, want 2", last)
 	}
 	if ok == 0 || failed != 0 {
@@ -407,10 +410,10 @@ func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 	l := startLoad(ctx, url+"/healthz", 16)
 	ok, failed := l.stop(t)
 	recycled := p.find(msg("worker asks to be recycled"))
-	exited := p.find(msg("worker exited"))
-	t.Logf("%d requests: %d recycle requests, %d workers exited", ok, len(recycled), len(exited))
-	if len(exited) < 4 {
-		t.Errorf("%d workers recycled over %d requests with --max-requests 300, want at least 4", len(exited), ok)
+	replaced := p.find(func(l logLine) bool { return l.msg() == "stopping worker" && l.fields["reason"] == "replaced" })
+	t.Logf("%d requests: %d recycle requests, %d workers replaced", ok, len(recycled), len(replaced))
+	if len(replaced) < 4 {
+		t.Errorf("%d workers replaced over %d requests with --max-requests 300, want at least 4", len(replaced), ok)
 	}
 	if failed != 0 {
 		t.Errorf("recycling under load: %d failed requests, want 0", failed)
@@ -460,7 +463,7 @@ func TestUnixSocket(t *testing.T) {
 func TestIPv6AndPIDFile(t *testing.T) {
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback here: %v", err)
+		t.Fatalf("IPv6 loopback: %v", err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
@@ -508,5 +511,106 @@ func TestAccessLogLine(t *testing.T) {
 	}
 	if line.int("pid") != children(p.cmd.Process.Pid)[0] {
 		t.Errorf("access log pid %d, want the worker's %v", line.int("pid"), children(p.cmd.Process.Pid))
+	}
+}
+
+func TestTERMStopsAtGracefulTimeout(t *testing.T) {
+	p, url := prod(t, nil, "--workers", "1", "--graceful-timeout", "1s")
+	worker := children(p.cmd.Process.Pid)[0]
+	go get(url+"/sleep?d=20s", 30*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	termAt := time.Now()
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t, 5*time.Second); code != 0 {
+		t.Errorf("master exit code %d, want 0", code)
+	}
+	took := time.Since(termAt)
+	t.Logf("TERM with a 20s request in flight and --graceful-timeout 1s: master exited after %v", took)
+	if took < time.Second || took > 3*time.Second {
+		t.Errorf("master exited %v after TERM, want about the 1s graceful timeout", took)
+	}
+	if alive(worker) {
+		t.Errorf("worker %d outlived its master", worker)
+	}
+	p.waitFor(t, time.Second, 1, "the dropped request logged", msg("graceful timeout passed, dropping requests in flight"))
+}
+
+func TestINTStopsAtOnce(t *testing.T) {
+	p, url := prod(t, nil, "--workers", "2")
+	workers := children(p.cmd.Process.Pid)
+	go get(url+"/sleep?d=20s", 30*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	intAt := time.Now()
+	p.signal(t, syscall.SIGINT)
+	if code := p.wait(t, 3*time.Second); code != 0 {
+		t.Errorf("master exit code %d, want 0", code)
+	}
+	t.Logf("INT with a 20s request in flight: master exited after %v", time.Since(intAt))
+	if slices.ContainsFunc(workers, alive) {
+		t.Errorf("workers %v outlived their master", workers)
+	}
+}
+
+func TestUSR1ReopensAccessLog(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "access.log")
+	p, url := prod(t, nil, "--workers", "1", "--access-log", logPath)
+	get(url+"/healthz?n=1", 2*time.Second)
+	// logrotate: move the file away, then signal.
+	os.Rename(logPath, logPath+".1")
+	p.signal(t, syscall.SIGUSR1)
+	time.Sleep(300 * time.Millisecond)
+	get(url+"/healthz?n=2", 2*time.Second)
+	var fresh []byte
+	waitUntil(2*time.Second, func() bool {
+		fresh, _ = os.ReadFile(logPath)
+		return bytes.Contains(fresh, []byte(`"path":"/healthz"`))
+	})
+	old, _ := os.ReadFile(logPath + ".1")
+	if lines := bytes.Count(old, []byte("\n")); lines != 1 {
+		t.Errorf("rotated file holds %d lines, want 1: %s", lines, old)
+	}
+	if lines := bytes.Count(fresh, []byte("\n")); lines != 1 {
+		t.Errorf("reopened file holds %d lines, want 1: %s", lines, fresh)
+	}
+}
+
+func TestWorkerOfAnotherProtocolRefusesToStart(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "run", "--prod")
+	cmd.Env = append(os.Environ(), envApp+"="+testRun, "REMUDA_WORKER_PROTOCOL=0")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != workers.ExitProtocol {
+		t.Fatalf("worker with protocol 0: %v, want exit code %d", err, workers.ExitProtocol)
+	}
+	if !bytes.Contains(out, []byte("upgrade the master")) {
+		t.Errorf("its error does not tell to upgrade the master: %s", out)
+	}
+}
+
+func TestHUPRereadsConfigFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "server.toml")
+	os.WriteFile(file, []byte("workers = 2\n"), 0o644)
+	p, _ := prod(t, nil, "--config", file)
+	master := p.cmd.Process.Pid
+	if n := len(children(master)); n != 2 {
+		t.Fatalf("%d workers from the file's workers = 2", n)
+	}
+	os.WriteFile(file, []byte("workers = 3\n"), 0o644)
+	p.signal(t, syscall.SIGHUP)
+	p.waitReady(t, 2)
+	if !waitUntil(5*time.Second, func() bool { return len(children(master)) == 3 }) {
+		t.Errorf("after HUP with workers = 3 in the file: %d workers, want 3", len(children(master)))
+	}
+	// A broken file keeps the running generation.
+	os.WriteFile(file, []byte("workers = \"many\"\n"), 0o644)
+	p.signal(t, syscall.SIGHUP)
+	line := p.waitFor(t, 5*time.Second, 1, "reload error", msg("reload config, keeping the running one"))[0]
+	if !strings.Contains(line.raw, "workers") || !strings.Contains(line.raw, "many") {
+		t.Errorf("reload error does not name the key and value: %s", line.raw)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := len(children(master)); n != 3 {
+		t.Errorf("after a HUP with a broken file: %d workers, want the 3 running", n)
 	}
 }

@@ -122,20 +122,26 @@ func (s *Server) Active() int64 { return s.active.Load() }
 // listeners: closing a listener with a non-empty queue resets those
 // connections, which a graceful stop must not do. Then it turns keep-alives
 // off, which closes idle connections and makes every other one close after
-// its next response. It does not use http.Server.Shutdown, which drops
-// (closes without an answer) any request it reads after it began: a
-// connection accepted from the queue may not have sent its request yet.
-// Requests that timed out are not waited for.
+// its next response. A connection that has sent nothing yet (a client's
+// spare, dialled ahead of need) counts as idle once it is 5 s old, as in
+// http.Server.Shutdown. Shutdown itself is not used: it drops (closes
+// without an answer) any request it reads after it began, and a connection
+// just taken from the queue may not have sent its request yet. Requests
+// that timed out are not waited for.
 func (s *Server) Drain(ctx context.Context) error {
 	deadline := time.Now().Add(acceptDrainWindow)
 	for _, ln := range s.lns {
 		ln.drain(deadline)
 	}
 	s.serving.Wait()
-	s.srv.SetKeepAlivesEnabled(false)
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
-	for s.conns.Load() > 0 {
+	for {
+		// Each call closes the connections idle by then.
+		s.srv.SetKeepAlivesEnabled(false)
+		if s.conns.Load() == 0 {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			s.srv.Close()
@@ -143,7 +149,6 @@ func (s *Server) Drain(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	return nil
 }
 
 // Close stops the server at once, dropping connections in flight.

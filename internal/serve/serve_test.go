@@ -1,0 +1,189 @@
+package serve
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestRequestID(t *testing.T) {
+	tests := []struct {
+		name, given string
+		keep        bool
+	}{
+		{"nginx request id", "3f0c6ab4b6e54f1e8e5e3c1c2d9f6a10", true},
+		{"uuid", "0f8fad5b-d9cb-469f-a165-70867728950e", true},
+		{"dots and underscores", "web_1.42", true},
+		{"empty", "", false},
+		{"too long", strings.Repeat("a", 65), false},
+		{"header injection", "abc\r\nSet-Cookie: x=1", false},
+		{"space", "a b", false},
+		{"quote", `a"b`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := requestID(tt.given)
+			if tt.keep && got != tt.given {
+				t.Errorf("requestID(%q) = %q, want it kept", tt.given, got)
+			}
+			if !tt.keep && (got == tt.given || len(got) != 16) {
+				t.Errorf("requestID(%q) = %q, want a new 16-character id", tt.given, got)
+			}
+		})
+	}
+}
+
+func FuzzRequestID(f *testing.F) {
+	f.Add("3f0c6ab4b6e54f1e8e5e3c1c2d9f6a10")
+	f.Add("abc\r\nx: y")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, given string) {
+		id := requestID(given)
+		if id == "" || len(id) > 64 {
+			t.Fatalf("requestID(%q) = %q: want 1 to 64 characters", given, id)
+		}
+		for _, c := range []byte(id) {
+			ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+			if !ok {
+				t.Fatalf("requestID(%q) = %q: byte %q is not allowed in a header value we echo", given, id, c)
+			}
+		}
+	})
+}
+
+// serveOn starts a Server for h on a loopback listener.
+func serveOn(t *testing.T, h http.Handler, opts Options) (*Server, string) {
+	t.Helper()
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(h, opts)
+	s.Serve([]net.Listener{ln})
+	t.Cleanup(func() { s.Close() })
+	return s, "http://" + ln.Addr().String()
+}
+
+func TestTimeoutBeforeResponse(t *testing.T) {
+	recycled := make(chan string, 1)
+	release := make(chan struct{})
+	defer close(release)
+	s, url := serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Handler", "yes") // races the timeout unless guarded
+		<-release
+		if _, err := w.Write([]byte("late")); err != http.ErrHandlerTimeout {
+			t.Errorf("write after the timeout: %v, want ErrHandlerTimeout", err)
+		}
+	}), Options{Timeout: 200 * time.Millisecond, OnRecycle: func(r string) { recycled <- r }})
+
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || string(body) != timeoutBody || !resp.Close {
+		t.Errorf("got %d %q close=%v, want 503 %q with Connection: close", resp.StatusCode, body, resp.Close, timeoutBody)
+	}
+	select {
+	case r := <-recycled:
+		if r != "timeout" {
+			t.Errorf("OnRecycle got %q, want timeout", r)
+		}
+	case <-time.After(time.Second):
+		t.Error("OnRecycle not called")
+	}
+	if s.Active() != 1 {
+		t.Errorf("active %d, want 1 (the handler still runs)", s.Active())
+	}
+}
+
+func TestTimeoutAfterResponseStarted(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	_, url := serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "partial")
+		w.(http.Flusher).Flush()
+		<-release
+	}), Options{Timeout: 200 * time.Millisecond})
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "partial" || err == nil {
+		t.Errorf("got %d %q err=%v, want 200 \"partial\" then a truncated body error", resp.StatusCode, body, err)
+	}
+}
+
+func TestHijackedIsNeverTimedOut(t *testing.T) {
+	_, url := serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		time.Sleep(400 * time.Millisecond) // past the timeout
+		brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+		brw.Flush()
+	}), Options{Timeout: 100 * time.Millisecond})
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok" {
+		t.Errorf("hijacked past the timeout: %d %q, want the handler's 200 \"ok\"", resp.StatusCode, body)
+	}
+}
+
+func TestMaxRequests(t *testing.T) {
+	var calls atomic.Int32
+	_, url := serveOn(t, http.NotFoundHandler(), Options{MaxRequests: 3, OnRecycle: func(string) { calls.Add(1) }})
+	for range 5 {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("OnRecycle called %d times over 5 requests with MaxRequests 3, want once", n)
+	}
+}
+
+// A request that arrives on a connection accepted during the drain is
+// answered, not dropped as http.Server.Shutdown would.
+func TestDrainAnswersLateRequest(t *testing.T) {
+	s, url := serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), Options{})
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond) // accepted, no request yet
+	done := make(chan error, 1)
+	go func() { done <- s.Drain(context.Background()) }()
+	time.Sleep(acceptDrainWindow + 50*time.Millisecond)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("request sent during the drain: %v, want an answer", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !resp.Close {
+		t.Errorf("got %d close=%v, want 200 with Connection: close", resp.StatusCode, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Drain: %v", err)
+	}
+}
