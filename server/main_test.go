@@ -127,7 +127,7 @@ func startDev(t *testing.T, args ...string) (*devServer, string) {
 	ln.Close()
 	d := &devServer{done: make(chan struct{})}
 	d.cmd = exec.Command(os.Args[0], append([]string{"run", "--bind", addr}, args...)...)
-	d.cmd.Env = append(os.Environ(), envApp+"=1")
+	d.cmd.Env = append(os.Environ(), envApp+"=1", "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pipe, _ := d.cmd.StderrPipe()
 	if err := d.cmd.Start(); err != nil {

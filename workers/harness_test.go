@@ -57,6 +57,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// noRaceExitSleep keeps a process built with -race from sleeping a second
+// at exit (the race detector's default), which would skew stop timings.
+func noRaceExitSleep() string {
+	return "GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")
+}
+
 // leftovers lists the processes still running as the test app: a master
 // or worker some test failed to stop.
 func leftovers() []int {
@@ -146,7 +152,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 func startBinary(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(append(os.Environ(), envApp+"="+testRun), env...)
+	cmd.Env = append(append(os.Environ(), envApp+"="+testRun, noRaceExitSleep()), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

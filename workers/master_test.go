@@ -577,7 +577,7 @@ func TestUSR1ReopensAccessLog(t *testing.T) {
 
 func TestWorkerOfAnotherProtocolRefusesToStart(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "run", "--prod")
-	cmd.Env = append(os.Environ(), envApp+"="+testRun, "REMUDA_WORKER_PROTOCOL=0")
+	cmd.Env = append(os.Environ(), envApp+"="+testRun, noRaceExitSleep(), "REMUDA_WORKER_PROTOCOL=0")
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != workers.ExitProtocol {
