@@ -1,19 +1,17 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/remuda/remuda/internal/proctest"
 )
 
 // envApp makes the test binary run testApp instead of the tests.
@@ -103,58 +101,22 @@ func TestMiddlewareOrder(t *testing.T) {
 	}
 }
 
-// devServer runs the test app's dev server and collects its stderr.
-type devServer struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-}
-
-func (d *devServer) stderr() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.out.String()
-}
-
-func startDev(t *testing.T, args ...string) (*devServer, string) {
+// startDev runs the test app's dev server on a free port.
+func startDev(t *testing.T, args ...string) (*proctest.Proc, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addr := proctest.FreeAddr(t)
+	p := proctest.Start(t, os.Args[0], []string{envApp + "=1"}, append([]string{"run", "--bind", addr}, args...)...)
+	p.WaitFor(t, 10*time.Second, 1, "listening", func(l proctest.Line) bool { return strings.Contains(l.Raw, "listening") })
+	return p, "http://" + addr
+}
+
+// stderr is everything p wrote to stderr so far.
+func stderr(p *proctest.Proc) string {
+	var b strings.Builder
+	for _, l := range p.Lines() {
+		b.WriteString(l.Raw + "\n")
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	d := &devServer{done: make(chan struct{})}
-	d.cmd = exec.Command(os.Args[0], append([]string{"run", "--bind", addr}, args...)...)
-	d.cmd.Env = append(os.Environ(), envApp+"=1", "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	pipe, _ := d.cmd.StderrPipe()
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			d.mu.Lock()
-			d.out.WriteString(sc.Text() + "\n")
-			d.mu.Unlock()
-		}
-		d.cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.done
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(d.stderr(), "listening") {
-		if time.Now().After(deadline) {
-			t.Fatalf("dev server not listening after 10s: %s", d.stderr())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return d, "http://" + addr
+	return b.String()
 }
 
 func TestDevServer(t *testing.T) {
@@ -168,16 +130,11 @@ func TestDevServer(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "ok" {
 		t.Errorf("GET /healthz: %d %q, want 200 \"ok\"", resp.StatusCode, body)
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("dev server still running 5s after TERM")
-	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+	d.Signal(t, syscall.SIGTERM)
+	if code := d.Wait(t, 5*time.Second); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
-	out := d.stderr()
+	out := stderr(d)
 	for _, want := range []string{"development server", "Do not use it in production", "/healthz", "INFO"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dev stderr lacks %q:\n%s", want, out)
@@ -203,7 +160,7 @@ func TestDevServerTimeout(t *testing.T) {
 		t.Errorf("after a timeout, GET /healthz: %v %v, want 200", resp, err)
 	}
 	time.Sleep(100 * time.Millisecond)
-	if out := d.stderr(); !strings.Contains(out, "request timed out") || !strings.Contains(out, "would now be recycled") {
+	if out := stderr(d); !strings.Contains(out, "request timed out") || !strings.Contains(out, "would now be recycled") {
 		t.Errorf("dev stderr lacks the timeout lines:\n%s", out)
 	}
 }

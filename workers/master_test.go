@@ -1,6 +1,7 @@
 package workers_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -16,125 +17,126 @@ import (
 	"testing"
 	"time"
 
+	"github.com/remuda/remuda/internal/proctest"
 	"github.com/remuda/remuda/workers"
 )
 
 // prod starts the test app as a prod master on a free port and waits
 // until its first generation is ready.
-func prod(t *testing.T, env []string, flags ...string) (p *proc, url string) {
+func prod(t *testing.T, env []string, flags ...string) (p *proctest.Proc, url string) {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	p = start(t, env, append([]string{"run", "--prod", "--bind", addr}, flags...)...)
-	p.waitReady(t, 1)
+	p.WaitReady(t, 1)
 	return p, "http://" + addr
 }
 
 func TestTwoWorkersServe(t *testing.T) {
 	p, url := prod(t, nil, "--workers", "2")
-	if got := children(p.cmd.Process.Pid); len(got) != 2 {
+	if got := proctest.Children(p.Pid()); len(got) != 2 {
 		t.Fatalf("master has children %v, want exactly 2", got)
 	}
-	status, body, err := get(url+"/healthz", 2*time.Second)
+	status, body, err := proctest.Get(url+"/healthz", 2*time.Second)
 	if err != nil || status != 200 || body != "ok" {
 		t.Fatalf("GET /healthz: %d %q %v, want 200 \"ok\"", status, body, err)
 	}
-	p.signal(t, syscall.SIGTERM)
-	if code := p.wait(t, 10*time.Second); code != 0 {
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Wait(t, 10*time.Second); code != 0 {
 		t.Errorf("master exit code %d, want 0", code)
 	}
-	p.assertJSONLogs(t)
+	p.AssertJSONLogs(t)
 }
 
 func TestKilledWorkerIsReplaced(t *testing.T) {
 	p, url := prod(t, nil, "--workers", "2")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	l := startLoad(ctx, url+"/healthz", 8)
+	l := proctest.StartLoad(ctx, url+"/healthz", 8)
 
 	time.Sleep(500 * time.Millisecond)
-	before := children(p.cmd.Process.Pid)
+	before := proctest.Children(p.Pid())
 	victim := before[0]
 	killed := time.Now()
 	syscall.Kill(victim, syscall.SIGKILL)
-	replaced := waitUntil(time.Second, func() bool {
-		now := children(p.cmd.Process.Pid)
+	replaced := proctest.WaitUntil(time.Second, func() bool {
+		now := proctest.Children(p.Pid())
 		return len(now) == 2 && !slices.Contains(now, victim)
 	})
 	took := time.Since(killed)
-	p.waitFor(t, time.Second, 1, "ready replacement", func(l logLine) bool {
-		return l.msg() == "worker ready" && l.int("worker") == 3
+	p.WaitFor(t, time.Second, 1, "ready replacement", func(l proctest.Line) bool {
+		return l.Msg() == "worker ready" && l.Int("worker") == 3
 	})
 	if !replaced {
-		t.Fatalf("worker %d killed: not replaced within 1s (children %v)", victim, children(p.cmd.Process.Pid))
+		t.Fatalf("worker %d killed: not replaced within 1s (children %v)", victim, proctest.Children(p.Pid()))
 	}
 	t.Logf("worker %d replaced in %v", victim, took)
-	ok, _ := l.stop(t)
+	ok, _ := l.Stop(t)
 	if ok == 0 {
 		t.Error("no request succeeded under load")
 	}
-	if !alive(p.cmd.Process.Pid) {
+	if !proctest.Alive(p.Pid()) {
 		t.Fatal("master died")
 	}
-	if status, _, err := get(url+"/healthz", 2*time.Second); status != 200 {
+	if status, _, err := proctest.Get(url+"/healthz", 2*time.Second); status != 200 {
 		t.Errorf("after the kill: GET /healthz %d %v, want 200", status, err)
 	}
-	p.assertJSONLogs(t)
+	p.AssertJSONLogs(t)
 }
 
 func TestTTINTTOU(t *testing.T) {
 	p, _ := prod(t, nil, "--workers", "2")
-	master := p.cmd.Process.Pid
-	p.signal(t, syscall.SIGTTIN)
-	if !waitUntil(5*time.Second, func() bool { return len(children(master)) == 3 }) {
-		t.Fatalf("after TTIN: %d workers, want 3", len(children(master)))
+	master := p.Pid()
+	p.Signal(t, syscall.SIGTTIN)
+	if !proctest.WaitUntil(5*time.Second, func() bool { return len(proctest.Children(master)) == 3 }) {
+		t.Fatalf("after TTIN: %d workers, want 3", len(proctest.Children(master)))
 	}
-	p.waitFor(t, 5*time.Second, 3, "3 ready workers", msg("worker ready"))
-	p.signal(t, syscall.SIGTTOU)
-	if !waitUntil(5*time.Second, func() bool { return len(children(master)) == 2 }) {
-		t.Fatalf("after TTOU: %d workers, want 2", len(children(master)))
+	p.WaitFor(t, 5*time.Second, 3, "3 ready workers", proctest.Msg("worker ready"))
+	p.Signal(t, syscall.SIGTTOU)
+	if !proctest.WaitUntil(5*time.Second, func() bool { return len(proctest.Children(master)) == 2 }) {
+		t.Fatalf("after TTOU: %d workers, want 2", len(proctest.Children(master)))
 	}
 }
 
 func TestHUPUnderLoadFailsNothing(t *testing.T) {
 	p, url := prod(t, nil, "--workers", "2", "--graceful-timeout", "5s")
-	master := p.cmd.Process.Pid
-	first := children(master)
+	master := p.Pid()
+	first := proctest.Children(master)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 	defer cancel()
-	l := startLoad(ctx, url+"/healthz", 32)
+	l := proctest.StartLoad(ctx, url+"/healthz", 32)
 	time.Sleep(1500 * time.Millisecond)
-	p.signal(t, syscall.SIGHUP)
-	p.waitReady(t, 2)
+	p.Signal(t, syscall.SIGHUP)
+	p.WaitReady(t, 2)
 	time.Sleep(1500 * time.Millisecond)
-	p.signal(t, syscall.SIGHUP)
-	p.waitReady(t, 3)
-	ok, failed := l.stop(t)
+	p.Signal(t, syscall.SIGHUP)
+	p.WaitReady(t, 3)
+	ok, failed := l.Stop(t)
 
 	// Retired workers drain within the graceful timeout (5s).
-	if !waitUntil(6*time.Second, func() bool { return !slices.ContainsFunc(first, alive) }) {
-		t.Errorf("workers of the first generation %v still running after two HUPs (children %v)", first, children(master))
+	if !proctest.WaitUntil(6*time.Second, func() bool { return !slices.ContainsFunc(first, proctest.Alive) }) {
+		t.Errorf("workers of the first generation %v still running after two HUPs (children %v)", first, proctest.Children(master))
 	}
-	if last := children(master); len(last) != 2 {
+	if last := proctest.Children(master); len(last) != 2 {
 		t.Errorf("after two HUPs: workers %v, want 2", last)
 	}
 	if ok == 0 || failed != 0 {
 		t.Errorf("two HUPs under load: %d ok, %d failed; want 0 failed", ok, failed)
 	}
-	p.assertJSONLogs(t)
+	p.AssertJSONLogs(t)
 }
 
 func TestStuckRequestGets503AndWorkerIsRecycled(t *testing.T) {
 	const timeout, graceful = 2 * time.Second, 1 * time.Second
 	p, url := prod(t, nil, "--workers", "2", "--timeout", "2s", "--graceful-timeout", "1s", "--access-log", "-")
-	master := p.cmd.Process.Pid
+	master := p.Pid()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	l := startLoad(ctx, url+"/healthz", 4)
+	l := proctest.StartLoad(ctx, url+"/healthz", 4)
 
 	sent := time.Now()
-	status, body, err := get(url+"/stuck", 10*time.Second)
+	status, body, err := proctest.Get(url+"/stuck", 10*time.Second)
 	answered := time.Since(sent)
 	if err != nil || status != http.StatusServiceUnavailable {
 		t.Fatalf("GET /stuck: %d %q %v, want 503", status, body, err)
@@ -145,50 +147,50 @@ func TestStuckRequestGets503AndWorkerIsRecycled(t *testing.T) {
 	t.Logf("stuck request answered 503 after %v", answered)
 
 	// The worker that timed out.
-	timedOut := p.waitFor(t, time.Second, 1, `"request timed out"`, msg("request timed out"))[0]
-	stuck := timedOut.int("pid")
+	timedOut := p.WaitFor(t, time.Second, 1, `"request timed out"`, proctest.Msg("request timed out"))[0]
+	stuck := timedOut.Int("pid")
 	for _, key := range []string{"method", "path", "request_id", "age"} {
-		if timedOut.fields[key] == nil {
-			t.Errorf("timeout line lacks %q: %s", key, timedOut.raw)
+		if timedOut.Fields[key] == nil {
+			t.Errorf("timeout line lacks %q: %s", key, timedOut.Raw)
 		}
 	}
-	if timedOut.fields["path"] != "/stuck" || timedOut.fields["method"] != "GET" {
-		t.Errorf("timeout line names %v %v, want GET /stuck", timedOut.fields["method"], timedOut.fields["path"])
+	if timedOut.Fields["path"] != "/stuck" || timedOut.Fields["method"] != "GET" {
+		t.Errorf("timeout line names %v %v, want GET /stuck", timedOut.Fields["method"], timedOut.Fields["path"])
 	}
-	access := p.find(func(l logLine) bool {
-		return l.msg() == "request" && l.fields["path"] == "/stuck" && l.int("status") == 503
+	access := p.Find(func(l proctest.Line) bool {
+		return l.Msg() == "request" && l.Fields["path"] == "/stuck" && l.Int("status") == 503
 	})
-	if len(access) != 1 || access[0].fields["request_id"] != timedOut.fields["request_id"] {
-		t.Errorf("access-log lines for the 503: %v, want one with request_id %v", access, timedOut.fields["request_id"])
+	if len(access) != 1 || access[0].Fields["request_id"] != timedOut.Fields["request_id"] {
+		t.Errorf("access-log lines for the 503: %v, want one with request_id %v", access, timedOut.Fields["request_id"])
 	}
 
 	limit := timeout + graceful + time.Second
-	gone := waitUntil(limit-time.Since(sent), func() bool {
-		now := children(master)
+	gone := proctest.WaitUntil(limit-time.Since(sent), func() bool {
+		now := proctest.Children(master)
 		return len(now) == 2 && !slices.Contains(now, stuck)
 	})
 	if !gone {
 		t.Fatalf("stuck worker %d still there %v after the request (children %v), want gone and replaced within %v",
-			stuck, time.Since(sent), children(master), limit)
+			stuck, time.Since(sent), proctest.Children(master), limit)
 	}
 	t.Logf("stuck worker replaced %v after the request was sent", time.Since(sent))
 	time.Sleep(300 * time.Millisecond)
 	cancel()
-	if ok, failed := l.stop(t); ok == 0 || failed != 0 {
+	if ok, failed := l.Stop(t); ok == 0 || failed != 0 {
 		t.Errorf("other requests: %d ok, %d failed; want all served", ok, failed)
 	}
-	p.assertJSONLogs(t)
+	p.AssertJSONLogs(t)
 }
 
 func TestTERMServesQueuedAndInFlight(t *testing.T) {
 	p, url := prod(t, nil, "--workers", "1", "--graceful-timeout", "5s")
-	master := p.cmd.Process.Pid
+	master := p.Pid()
 	addr := strings.TrimPrefix(url, "http://")
-	worker := children(master)[0]
+	worker := proctest.Children(master)[0]
 
 	inflight := make(chan error, 1)
 	go func() {
-		status, body, err := get(url+"/sleep?d=2500ms", 10*time.Second)
+		status, body, err := proctest.Get(url+"/sleep?d=2500ms", 10*time.Second)
 		if err == nil && (status != 200 || body != "slept") {
 			err = fmt.Errorf("got %d %q, want 200 \"slept\"", status, body)
 		}
@@ -211,14 +213,14 @@ func TestTERMServesQueuedAndInFlight(t *testing.T) {
 		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 		conns[i] = c
 	}
-	p.signal(t, syscall.SIGTERM)
-	p.waitFor(t, 2*time.Second, 1, "TERM logged", func(l logLine) bool { return l.msg() == "signal" && l.fields["signal"] == "terminated" })
+	p.Signal(t, syscall.SIGTERM)
+	p.WaitFor(t, 2*time.Second, 1, "TERM logged", func(l proctest.Line) bool { return l.Msg() == "signal" && l.Fields["signal"] == "terminated" })
 	syscall.Kill(worker, syscall.SIGCONT)
 
 	served := 0
 	for i, c := range conns {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		resp, err := http.ReadResponse(bufioReader(c), nil)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			t.Errorf("queued connection %d: %v", i, err)
 			continue
@@ -237,7 +239,7 @@ func TestTERMServesQueuedAndInFlight(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if resp, err := http.ReadResponse(bufioReader(c), nil); err == nil {
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
 			t.Errorf("a connection made after TERM was served: %s", resp.Status)
 		}
 		c.Close()
@@ -245,63 +247,63 @@ func TestTERMServesQueuedAndInFlight(t *testing.T) {
 	if err := <-inflight; err != nil {
 		t.Errorf("request in flight at TERM: %v", err)
 	}
-	if code := p.wait(t, 10*time.Second); code != 0 {
+	if code := p.Wait(t, 10*time.Second); code != 0 {
 		t.Errorf("master exit code %d, want 0", code)
 	}
-	if alive(worker) {
+	if proctest.Alive(worker) {
 		t.Errorf("worker %d outlived its master", worker)
 	}
-	p.assertJSONLogs(t)
+	p.AssertJSONLogs(t)
 }
 
 func TestMasterKilledTakesWorkersDown(t *testing.T) {
 	p, _ := prod(t, nil, "--workers", "2")
-	workers := children(p.cmd.Process.Pid)
-	p.signal(t, syscall.SIGKILL)
-	p.wait(t, 2*time.Second)
+	workers := proctest.Children(p.Pid())
+	p.Signal(t, syscall.SIGKILL)
+	p.Wait(t, 2*time.Second)
 	killed := time.Now()
-	if !waitUntil(2*time.Second, func() bool {
-		return !slices.ContainsFunc(workers, alive)
+	if !proctest.WaitUntil(2*time.Second, func() bool {
+		return !slices.ContainsFunc(workers, proctest.Alive)
 	}) {
-		t.Fatalf("workers %v still alive 2s after their master was killed", slices.DeleteFunc(workers, func(pid int) bool { return !alive(pid) }))
+		t.Fatalf("workers %v still alive 2s after their master was killed", slices.DeleteFunc(workers, func(pid int) bool { return !proctest.Alive(pid) }))
 	}
 	t.Logf("workers gone %v after the master was killed", time.Since(killed))
 }
 
 func TestSilentWorkerIsAbortedWithStackDump(t *testing.T) {
 	p, url := prod(t, []string{"GOMAXPROCS=1", "GODEBUG=asyncpreemptoff=1"}, "--workers", "1", "--timeout", "2s")
-	master := p.cmd.Process.Pid
-	wedged := children(master)[0]
-	go get(url+"/wedge", 10*time.Second)
+	master := p.Pid()
+	wedged := proctest.Children(master)[0]
+	go proctest.Get(url+"/wedge", 10*time.Second)
 
-	silent := p.waitFor(t, 8*time.Second, 1, `"worker silent, aborting it"`, msg("worker silent, aborting it"))[0]
-	if silent.int("worker_pid") != wedged {
-		t.Errorf("aborted worker_pid %d, want %d", silent.int("worker_pid"), wedged)
+	silent := p.WaitFor(t, 8*time.Second, 1, `"worker silent, aborting it"`, proctest.Msg("worker silent, aborting it"))[0]
+	if silent.Int("worker_pid") != wedged {
+		t.Errorf("aborted worker_pid %d, want %d", silent.Int("worker_pid"), wedged)
 	}
-	dump := func(want string) func(logLine) bool {
-		return func(l logLine) bool {
-			out, _ := l.fields["output"].(string)
-			return l.msg() == "worker output" && l.int("worker_pid") == wedged && strings.Contains(out, want)
+	dump := func(want string) func(proctest.Line) bool {
+		return func(l proctest.Line) bool {
+			out, _ := l.Fields["output"].(string)
+			return l.Msg() == "worker output" && l.Int("worker_pid") == wedged && strings.Contains(out, want)
 		}
 	}
-	p.waitFor(t, 5*time.Second, 1, "SIGABRT in the relayed output", dump("SIGABRT"))
-	p.waitFor(t, 5*time.Second, 1, "the wedged goroutine in the stack dump", dump("spin"))
-	p.waitFor(t, 5*time.Second, 2, "replacement ready", msg("worker ready"))
-	if status, _, err := get(url+"/healthz", 2*time.Second); status != 200 {
+	p.WaitFor(t, 5*time.Second, 1, "SIGABRT in the relayed output", dump("SIGABRT"))
+	p.WaitFor(t, 5*time.Second, 1, "the wedged goroutine in the stack dump", dump("spin"))
+	p.WaitFor(t, 5*time.Second, 2, "replacement ready", proctest.Msg("worker ready"))
+	if status, _, err := proctest.Get(url+"/healthz", 2*time.Second); status != 200 {
 		t.Errorf("after the abort: GET /healthz %d %v, want 200", status, err)
 	}
-	p.assertJSONLogs(t)
+	p.AssertJSONLogs(t)
 }
 
 func TestSlowBootIsNotATimeout(t *testing.T) {
 	p, url := prod(t, []string{envBootDelay + "=2500ms"}, "--workers", "2", "--timeout", "1s", "--boot-timeout", "10s")
-	if status, _, err := get(url+"/healthz", 2*time.Second); status != 200 {
+	if status, _, err := proctest.Get(url+"/healthz", 2*time.Second); status != 200 {
 		t.Errorf("GET /healthz %d %v, want 200", status, err)
 	}
-	if got := p.find(msg("worker boot timed out")); len(got) != 0 {
-		t.Errorf("a boot of 2.5s under --timeout 1s timed out: %v", got[0].raw)
+	if got := p.Find(proctest.Msg("worker boot timed out")); len(got) != 0 {
+		t.Errorf("a boot of 2.5s under --timeout 1s timed out: %v", got[0].Raw)
 	}
-	if got := len(p.find(msg("worker started"))); got != 2 {
+	if got := len(p.Find(proctest.Msg("worker started"))); got != 2 {
 		t.Errorf("%d workers started, want 2 (no respawn)", got)
 	}
 }
@@ -310,39 +312,39 @@ func TestBootFailureStopsMaster(t *testing.T) {
 	flag := filepath.Join(t.TempDir(), "fail")
 	os.WriteFile(flag, nil, 0o644)
 	started := time.Now()
-	p := start(t, []string{envBootFailIf + "=" + flag}, "run", "--prod", "--bind", freeAddr(t), "--workers", "2")
-	code := p.wait(t, 10*time.Second)
+	p := start(t, []string{envBootFailIf + "=" + flag}, "run", "--prod", "--bind", proctest.FreeAddr(t), "--workers", "2")
+	code := p.Wait(t, 10*time.Second)
 	t.Logf("master exited %d after %v", code, time.Since(started))
 	if code != 3 {
 		t.Errorf("exit code %d, want 3", code)
 	}
-	if n := len(p.find(msg("worker started"))); n > 5 {
+	if n := len(p.Find(proctest.Msg("worker started"))); n > 5 {
 		t.Errorf("%d workers spawned, want a handful at most", n)
 	}
-	if got := p.find(func(l logLine) bool { return strings.Contains(l.raw, bootError) && l.msg() == "boot failed" }); len(got) == 0 {
+	if got := p.Find(func(l proctest.Line) bool { return strings.Contains(l.Raw, bootError) && l.Msg() == "boot failed" }); len(got) == 0 {
 		t.Errorf("the master's last line does not carry the worker's error %q", bootError)
 	}
-	p.assertJSONLogs(t)
+	p.AssertJSONLogs(t)
 }
 
 func TestHUPKeepsOldGenerationWhenNewCannotBoot(t *testing.T) {
 	flag := filepath.Join(t.TempDir(), "fail")
 	p, url := prod(t, []string{envBootFailIf + "=" + flag}, "--workers", "2")
-	before := children(p.cmd.Process.Pid)
+	before := proctest.Children(p.Pid())
 	os.WriteFile(flag, nil, 0o644)
-	p.signal(t, syscall.SIGHUP)
-	p.waitFor(t, 10*time.Second, 1, `"new generation failed to boot"`, msg("new generation failed to boot, keeping the old one"))
-	waitUntil(2*time.Second, func() bool { return len(children(p.cmd.Process.Pid)) == 2 })
-	if after := children(p.cmd.Process.Pid); !slices.Equal(sorted(after), sorted(before)) {
+	p.Signal(t, syscall.SIGHUP)
+	p.WaitFor(t, 10*time.Second, 1, `"new generation failed to boot"`, proctest.Msg("new generation failed to boot, keeping the old one"))
+	proctest.WaitUntil(2*time.Second, func() bool { return len(proctest.Children(p.Pid())) == 2 })
+	if after := proctest.Children(p.Pid()); !slices.Equal(sorted(after), sorted(before)) {
 		t.Errorf("workers %v after a failed HUP, want the old ones %v", after, before)
 	}
-	if status, _, err := get(url+"/healthz", 2*time.Second); status != 200 {
+	if status, _, err := proctest.Get(url+"/healthz", 2*time.Second); status != 200 {
 		t.Errorf("after a failed HUP: GET /healthz %d %v, want 200", status, err)
 	}
 	// Once the app can boot again, a HUP goes through.
 	os.Remove(flag)
-	p.signal(t, syscall.SIGHUP)
-	p.waitReady(t, 2)
+	p.Signal(t, syscall.SIGHUP)
+	p.WaitReady(t, 2)
 }
 
 func sorted(s []int) []int { s = slices.Clone(s); slices.Sort(s); return s }
@@ -355,11 +357,11 @@ func TestPortInUse(t *testing.T) {
 	defer ln.Close()
 	addr := ln.Addr().String()
 	p := start(t, nil, "run", "--prod", "--bind", addr)
-	if code := p.wait(t, 5*time.Second); code == 0 {
+	if code := p.Wait(t, 5*time.Second); code == 0 {
 		t.Errorf("exit code 0 with %s in use, want non-zero", addr)
 	}
-	if got := p.find(func(l logLine) bool {
-		return strings.Contains(l.raw, addr) && strings.Contains(l.raw, "address already in use")
+	if got := p.Find(func(l proctest.Line) bool {
+		return strings.Contains(l.Raw, addr) && strings.Contains(l.Raw, "address already in use")
 	}); len(got) == 0 {
 		t.Errorf("no line names %s as in use", addr)
 	}
@@ -379,12 +381,12 @@ func TestHUPRunsNewReleaseBehindSymlink(t *testing.T) {
 	}
 	current := filepath.Join(dir, "current")
 	os.Symlink("r1", current)
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	p := startBinary(t, filepath.Join(current, "app"), nil, "run", "--prod", "--bind", addr, "--workers", "2")
-	p.waitReady(t, 1)
+	p.WaitReady(t, 1)
 	assertExe := func(want string) {
 		t.Helper()
-		for _, pid := range children(p.cmd.Process.Pid) {
+		for _, pid := range proctest.Children(p.Pid()) {
 			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); exe != want {
 				t.Errorf("worker %d runs %s, want %s", pid, exe, want)
 			}
@@ -397,9 +399,9 @@ func TestHUPRunsNewReleaseBehindSymlink(t *testing.T) {
 	if err := os.Rename(current+".new", current); err != nil {
 		t.Fatal(err)
 	}
-	p.signal(t, syscall.SIGHUP)
-	p.waitReady(t, 2)
-	waitUntil(5*time.Second, func() bool { return len(children(p.cmd.Process.Pid)) == 2 })
+	p.Signal(t, syscall.SIGHUP)
+	p.WaitReady(t, 2)
+	proctest.WaitUntil(5*time.Second, func() bool { return len(proctest.Children(p.Pid())) == 2 })
 	assertExe(filepath.Join(dir, "r2", "app"))
 }
 
@@ -407,10 +409,10 @@ func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 	p, url := prod(t, nil, "--workers", "2", "--max-requests", "300", "--max-requests-jitter", "50")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
-	l := startLoad(ctx, url+"/healthz", 16)
-	ok, failed := l.stop(t)
-	recycled := p.find(msg("worker asks to be recycled"))
-	replaced := p.find(func(l logLine) bool { return l.msg() == "stopping worker" && l.fields["reason"] == "replaced" })
+	l := proctest.StartLoad(ctx, url+"/healthz", 16)
+	ok, failed := l.Stop(t)
+	recycled := p.Find(proctest.Msg("worker asks to be recycled"))
+	replaced := p.Find(func(l proctest.Line) bool { return l.Msg() == "stopping worker" && l.Fields["reason"] == "replaced" })
 	t.Logf("%d requests: %d recycle requests, %d workers replaced", ok, len(recycled), len(replaced))
 	if len(replaced) < 4 {
 		t.Errorf("%d workers replaced over %d requests with --max-requests 300, want at least 4", len(replaced), ok)
@@ -418,7 +420,7 @@ func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 	if failed != 0 {
 		t.Errorf("recycling under load: %d failed requests, want 0", failed)
 	}
-	p.assertJSONLogs(t)
+	p.AssertJSONLogs(t)
 }
 
 func TestUnixSocket(t *testing.T) {
@@ -433,7 +435,7 @@ func TestUnixSocket(t *testing.T) {
 	stale.Close()
 
 	p := start(t, nil, "run", "--prod", "--bind", "unix:"+path, "--workers", "1")
-	p.waitReady(t, 1)
+	p.WaitReady(t, 1)
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -450,11 +452,11 @@ func TestUnixSocket(t *testing.T) {
 
 	// A second server on the same live socket must refuse, not steal it.
 	q := start(t, nil, "run", "--prod", "--bind", "unix:"+path)
-	if code := q.wait(t, 5*time.Second); code == 0 {
+	if code := q.Wait(t, 5*time.Second); code == 0 {
 		t.Error("a second master bound a live unix socket")
 	}
-	p.signal(t, syscall.SIGTERM)
-	p.wait(t, 10*time.Second)
+	p.Signal(t, syscall.SIGTERM)
+	p.Wait(t, 10*time.Second)
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("socket file left after stop: %v", err)
 	}
@@ -468,17 +470,17 @@ func TestIPv6AndPIDFile(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	pidfile := filepath.Join(t.TempDir(), "server.pid")
-	p := start(t, nil, "run", "--prod", "--bind", addr, "--bind", freeAddr(t), "--workers", "1", "--pidfile", pidfile)
-	p.waitReady(t, 1)
-	if status, _, err := get("http://"+addr+"/healthz", 2*time.Second); status != 200 {
+	p := start(t, nil, "run", "--prod", "--bind", addr, "--bind", proctest.FreeAddr(t), "--workers", "1", "--pidfile", pidfile)
+	p.WaitReady(t, 1)
+	if status, _, err := proctest.Get("http://"+addr+"/healthz", 2*time.Second); status != 200 {
 		t.Errorf("GET /healthz on %s: %d %v", addr, status, err)
 	}
 	b, _ := os.ReadFile(pidfile)
-	if got, want := strings.TrimSpace(string(b)), fmt.Sprint(p.cmd.Process.Pid); got != want {
+	if got, want := strings.TrimSpace(string(b)), fmt.Sprint(p.Pid()); got != want {
 		t.Errorf("pidfile holds %q, want %q", got, want)
 	}
-	p.signal(t, syscall.SIGTERM)
-	p.wait(t, 10*time.Second)
+	p.Signal(t, syscall.SIGTERM)
+	p.Wait(t, 10*time.Second)
 	if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
 		t.Errorf("pidfile left after stop: %v", err)
 	}
@@ -497,31 +499,31 @@ func TestAccessLogLine(t *testing.T) {
 	if got := resp.Header.Get("X-Request-ID"); got != "req-42" {
 		t.Errorf("X-Request-ID echoed %q, want req-42", got)
 	}
-	line := p.waitFor(t, 2*time.Second, 1, "access-log line", msg("request"))[0]
+	line := p.WaitFor(t, 2*time.Second, 1, "access-log line", proctest.Msg("request"))[0]
 	want := map[string]any{"method": "GET", "path": "/healthz", "status": 200.0, "bytes": 2.0, "user_agent": "remuda-test", "request_id": "req-42"}
 	for k, v := range want {
-		if line.fields[k] != v {
-			t.Errorf("access log %s = %v, want %v (%s)", k, line.fields[k], v, line.raw)
+		if line.Fields[k] != v {
+			t.Errorf("access log %s = %v, want %v (%s)", k, line.Fields[k], v, line.Raw)
 		}
 	}
 	for _, k := range []string{"ts", "duration", "remote_addr", "pid"} {
-		if line.fields[k] == nil {
-			t.Errorf("access log lacks %s: %s", k, line.raw)
+		if line.Fields[k] == nil {
+			t.Errorf("access log lacks %s: %s", k, line.Raw)
 		}
 	}
-	if line.int("pid") != children(p.cmd.Process.Pid)[0] {
-		t.Errorf("access log pid %d, want the worker's %v", line.int("pid"), children(p.cmd.Process.Pid))
+	if line.Int("pid") != proctest.Children(p.Pid())[0] {
+		t.Errorf("access log pid %d, want the worker's %v", line.Int("pid"), proctest.Children(p.Pid()))
 	}
 }
 
 func TestTERMStopsAtGracefulTimeout(t *testing.T) {
 	p, url := prod(t, nil, "--workers", "1", "--graceful-timeout", "1s")
-	worker := children(p.cmd.Process.Pid)[0]
-	go get(url+"/sleep?d=20s", 30*time.Second)
+	worker := proctest.Children(p.Pid())[0]
+	go proctest.Get(url+"/sleep?d=20s", 30*time.Second)
 	time.Sleep(200 * time.Millisecond)
 	termAt := time.Now()
-	p.signal(t, syscall.SIGTERM)
-	if code := p.wait(t, 5*time.Second); code != 0 {
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Wait(t, 5*time.Second); code != 0 {
 		t.Errorf("master exit code %d, want 0", code)
 	}
 	took := time.Since(termAt)
@@ -529,24 +531,24 @@ func TestTERMStopsAtGracefulTimeout(t *testing.T) {
 	if took < time.Second || took > 3*time.Second {
 		t.Errorf("master exited %v after TERM, want about the 1s graceful timeout", took)
 	}
-	if alive(worker) {
+	if proctest.Alive(worker) {
 		t.Errorf("worker %d outlived its master", worker)
 	}
-	p.waitFor(t, time.Second, 1, "the dropped request logged", msg("graceful timeout passed, dropping requests in flight"))
+	p.WaitFor(t, time.Second, 1, "the dropped request logged", proctest.Msg("graceful timeout passed, dropping requests in flight"))
 }
 
 func TestINTStopsAtOnce(t *testing.T) {
 	p, url := prod(t, nil, "--workers", "2")
-	workers := children(p.cmd.Process.Pid)
-	go get(url+"/sleep?d=20s", 30*time.Second)
+	workers := proctest.Children(p.Pid())
+	go proctest.Get(url+"/sleep?d=20s", 30*time.Second)
 	time.Sleep(200 * time.Millisecond)
 	intAt := time.Now()
-	p.signal(t, syscall.SIGINT)
-	if code := p.wait(t, 3*time.Second); code != 0 {
+	p.Signal(t, syscall.SIGINT)
+	if code := p.Wait(t, 3*time.Second); code != 0 {
 		t.Errorf("master exit code %d, want 0", code)
 	}
 	t.Logf("INT with a 20s request in flight: master exited after %v", time.Since(intAt))
-	if slices.ContainsFunc(workers, alive) {
+	if slices.ContainsFunc(workers, proctest.Alive) {
 		t.Errorf("workers %v outlived their master", workers)
 	}
 }
@@ -555,14 +557,14 @@ func TestUSR1ReopensAccessLog(t *testing.T) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "access.log")
 	p, url := prod(t, nil, "--workers", "1", "--access-log", logPath)
-	get(url+"/healthz?n=1", 2*time.Second)
+	proctest.Get(url+"/healthz?n=1", 2*time.Second)
 	// logrotate: move the file away, then signal.
 	os.Rename(logPath, logPath+".1")
-	p.signal(t, syscall.SIGUSR1)
+	p.Signal(t, syscall.SIGUSR1)
 	time.Sleep(300 * time.Millisecond)
-	get(url+"/healthz?n=2", 2*time.Second)
+	proctest.Get(url+"/healthz?n=2", 2*time.Second)
 	var fresh []byte
-	waitUntil(2*time.Second, func() bool {
+	proctest.WaitUntil(2*time.Second, func() bool {
 		fresh, _ = os.ReadFile(logPath)
 		return bytes.Contains(fresh, []byte(`"path":"/healthz"`))
 	})
@@ -577,7 +579,7 @@ func TestUSR1ReopensAccessLog(t *testing.T) {
 
 func TestWorkerOfAnotherProtocolRefusesToStart(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "run", "--prod")
-	cmd.Env = append(os.Environ(), envApp+"="+testRun, noRaceExitSleep(), "REMUDA_WORKER_PROTOCOL=0")
+	cmd.Env = append(append(os.Environ(), proctest.Env()...), envApp+"=1", "REMUDA_WORKER_PROTOCOL=0")
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != workers.ExitProtocol {
@@ -592,25 +594,25 @@ func TestHUPRereadsConfigFile(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "server.toml")
 	os.WriteFile(file, []byte("workers = 2\n"), 0o644)
 	p, _ := prod(t, nil, "--config", file)
-	master := p.cmd.Process.Pid
-	if n := len(children(master)); n != 2 {
+	master := p.Pid()
+	if n := len(proctest.Children(master)); n != 2 {
 		t.Fatalf("%d workers from the file's workers = 2", n)
 	}
 	os.WriteFile(file, []byte("workers = 3\n"), 0o644)
-	p.signal(t, syscall.SIGHUP)
-	p.waitReady(t, 2)
-	if !waitUntil(5*time.Second, func() bool { return len(children(master)) == 3 }) {
-		t.Errorf("after HUP with workers = 3 in the file: %d workers, want 3", len(children(master)))
+	p.Signal(t, syscall.SIGHUP)
+	p.WaitReady(t, 2)
+	if !proctest.WaitUntil(5*time.Second, func() bool { return len(proctest.Children(master)) == 3 }) {
+		t.Errorf("after HUP with workers = 3 in the file: %d workers, want 3", len(proctest.Children(master)))
 	}
 	// A broken file keeps the running generation.
 	os.WriteFile(file, []byte("workers = \"many\"\n"), 0o644)
-	p.signal(t, syscall.SIGHUP)
-	line := p.waitFor(t, 5*time.Second, 1, "reload error", msg("reload config, keeping the running one"))[0]
-	if !strings.Contains(line.raw, "workers") || !strings.Contains(line.raw, "many") {
-		t.Errorf("reload error does not name the key and value: %s", line.raw)
+	p.Signal(t, syscall.SIGHUP)
+	line := p.WaitFor(t, 5*time.Second, 1, "reload error", proctest.Msg("reload config, keeping the running one"))[0]
+	if !strings.Contains(line.Raw, "workers") || !strings.Contains(line.Raw, "many") {
+		t.Errorf("reload error does not name the key and value: %s", line.Raw)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if n := len(children(master)); n != 3 {
+	if n := len(proctest.Children(master)); n != 3 {
 		t.Errorf("after a HUP with a broken file: %d workers, want the 3 running", n)
 	}
 }
