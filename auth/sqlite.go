@@ -1,0 +1,581 @@
+package auth
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// LoginFailureRetention is how long FlushExpired keeps failed-login
+// records: those older than now - LoginFailureRetention go. A throttling
+// window longer than this would be cut short by a flush.
+const LoginFailureRetention = 24 * time.Hour
+
+// sqliteBusyTimeout is how long (ms) a connection waits for another
+// connection's, or another process's, write lock before SQLITE_BUSY.
+const sqliteBusyTimeout = 10000
+
+// sqliteSchema holds the schema migrations: sqliteSchema[i] takes a
+// database from version i (PRAGMA user_version) to version i+1. Append a new
+// step for a new version; never edit a released one.
+var sqliteSchema = [][]string{
+	// Version 1. Timestamps are integer Unix seconds (UTC). Only jtis and
+	// password hashes are stored, never a raw token or a clear password.
+	// refresh_tokens has no foreign key to users: a blacklist entry
+	// survives the deletion of its user, as in simplejwt.
+	{
+		`CREATE TABLE users (
+			id          INTEGER PRIMARY KEY AUTOINCREMENT,
+			username    TEXT    NOT NULL UNIQUE,
+			password    TEXT    NOT NULL,
+			is_active   INTEGER NOT NULL,
+			last_login  INTEGER,
+			date_joined INTEGER NOT NULL
+		)`,
+		`CREATE TABLE refresh_tokens (
+			jti            TEXT    PRIMARY KEY,
+			family         TEXT    NOT NULL,
+			user_id        INTEGER NOT NULL,
+			created_at     INTEGER NOT NULL,
+			expires_at     INTEGER NOT NULL,
+			consumed_at    INTEGER,
+			blacklisted_at INTEGER
+		)`,
+		`CREATE INDEX refresh_tokens_family ON refresh_tokens (family)`,
+		`CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at)`,
+		`CREATE TABLE revoked_families (
+			family     TEXT    PRIMARY KEY,
+			revoked_at INTEGER NOT NULL
+		)`,
+		`CREATE TABLE login_failures (
+			username TEXT    NOT NULL,
+			addr     TEXT    NOT NULL,
+			at       INTEGER NOT NULL
+		)`,
+		`CREATE INDEX login_failures_username_addr_at ON login_failures (username, addr, at)`,
+	},
+}
+
+// SQLite is a Store in one SQLite database file, shared by the worker
+// processes of one host. It is safe for concurrent use by goroutines and
+// by processes that open the same file.
+//
+// Times are kept to the second (Unix seconds, UTC); a time passed in is
+// truncated to its second.
+//
+// Every write is one statement (atomic on its own) or runs in a
+// transaction that takes the write lock when it begins (BEGIN IMMEDIATE),
+// so two processes never deadlock upgrading a read lock; a writer waits up
+// to 10 s for another's lock.
+type SQLite struct {
+	db *sql.DB
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens the SQLite database at path, creating it (mode 0600) if
+// it does not exist, and migrates its schema to the current version.
+//
+// Every worker process of a server may open the same file at once: the
+// database is put in WAL mode, a connection waits for locks rather than
+// failing, and the migration runs in a BEGIN IMMEDIATE transaction that
+// reads the schema version (PRAGMA user_version) first, so a process that
+// finds the schema already migrated by another does nothing. A database
+// whose schema is newer than this build knows is refused.
+//
+// Call Close when done.
+func OpenSQLite(path string) (*SQLite, error) {
+	if err := createSQLiteFile(path); err != nil {
+		return nil, fmt.Errorf("auth: sqlite: create %s: %w", path, err)
+	}
+	dsn, err := sqliteDSN(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth: sqlite: open %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("auth: sqlite: open %s: %w", path, err)
+	}
+	s := &SQLite{db: db}
+	ctx := context.Background()
+	if err := s.connect(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("auth: sqlite: open %s: %w", path, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("auth: sqlite: open %s: migrate: %w", path, err)
+	}
+	return s, nil
+}
+
+// createSQLiteFile creates an empty file at path, readable by its owner
+// only, unless it exists. SQLite gives its -wal and -shm files the mode of
+// the database file. The mode of an existing file is left as it is.
+func createSQLiteFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil // ours already, or another process won the race
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// sqliteDSN is the driver's name for the database at path: a file: URI
+// (so that a path holding '?' or '%' survives) with the connection
+// settings as query parameters. _txlock=immediate makes every transaction
+// begin with BEGIN IMMEDIATE.
+func sqliteDSN(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	q := "_pragma=busy_timeout(" + strconv.Itoa(sqliteBusyTimeout) + ")" +
+		"&_pragma=journal_mode(WAL)" +
+		"&_pragma=foreign_keys(1)" +
+		"&_pragma=synchronous(NORMAL)" +
+		"&_txlock=immediate"
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q}
+	return u.String(), nil
+}
+
+// connect opens the pool's first connection, which switches a new database
+// to WAL, and checks that the database is in WAL mode.
+//
+// Processes that open a new database at once race to switch it: each
+// holds a read lock when it asks for the write lock, and SQLite fails one
+// of two such requests with SQLITE_BUSY at once rather than have them wait
+// for each other. So connect retries on SQLITE_BUSY for up to the busy
+// timeout. Once the file is in WAL mode, opening a connection takes no
+// write lock.
+func (s *SQLite) connect(ctx context.Context) error {
+	deadline := time.Now().Add(sqliteBusyTimeout * time.Millisecond)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := s.db.PingContext(ctx)
+		if err == nil {
+			break
+		}
+		if !sqliteBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(wait)
+	}
+	var mode string
+	if err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		return fmt.Errorf("read journal mode: %w", err)
+	}
+	if mode != "wal" {
+		return fmt.Errorf("journal mode is %q, not wal (does the file system support WAL?)", mode)
+	}
+	return nil
+}
+
+// sqliteBusy tells whether err is SQLITE_BUSY or one of its extended
+// codes.
+func sqliteBusy(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
+// migrate brings the schema to len(sqliteSchema), in one transaction.
+func (s *SQLite) migrate(ctx context.Context) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var version int
+		if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if version > len(sqliteSchema) {
+			return fmt.Errorf("schema version %d is newer than this build's %d", version, len(sqliteSchema))
+		}
+		for v := version; v < len(sqliteSchema); v++ {
+			for _, stmt := range sqliteSchema[v] {
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("to schema version %d: %w", v+1, err)
+				}
+			}
+		}
+		if version < len(sqliteSchema) {
+			// PRAGMA takes no bound parameters; the value is our constant.
+			if _, err := tx.ExecContext(ctx, `PRAGMA user_version = `+strconv.Itoa(len(sqliteSchema))); err != nil {
+				return fmt.Errorf("set schema version: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// write runs f in a transaction begun with BEGIN IMMEDIATE (the DSN's
+// _txlock), committing if f returns nil and rolling back otherwise.
+func (s *SQLite) write(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Close closes the database. The SQLite may not be used afterwards.
+func (s *SQLite) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("auth: sqlite: close: %w", err)
+	}
+	return nil
+}
+
+// sqliteUserID parses a User.ID: the decimal form of a positive integer,
+// without sign or leading zeros. ok is false for anything else, which
+// names no user.
+func sqliteUserID(id string) (n int64, ok bool) {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n <= 0 || strconv.FormatInt(n, 10) != id {
+		return 0, false
+	}
+	return n, true
+}
+
+// sqliteTime is the time of a stored Unix-seconds column; the zero Time for
+// NULL.
+func sqliteTime(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.Unix(v.Int64, 0).UTC()
+}
+
+const sqliteUserColumns = `id, username, password, is_active, last_login, date_joined`
+
+func scanSQLiteUser(row *sql.Row) (User, error) {
+	var (
+		u          User
+		id         int64
+		lastLogin  sql.NullInt64
+		dateJoined int64
+	)
+	if err := row.Scan(&id, &u.Username, &u.PasswordHash, &u.Active, &lastLogin, &dateJoined); err != nil {
+		return User{}, err
+	}
+	u.ID = strconv.FormatInt(id, 10)
+	u.LastLogin = sqliteTime(lastLogin)
+	u.DateJoined = time.Unix(dateJoined, 0).UTC()
+	return u, nil
+}
+
+// CreateUser adds a user who joins now; ErrUserExists if the username is
+// taken.
+func (s *SQLite) CreateUser(ctx context.Context, username, passwordHash string, active bool) (User, error) {
+	row := s.db.QueryRowContext(ctx, `
+		INSERT INTO users (username, password, is_active, date_joined)
+		VALUES (?, ?, ?, ?)
+		ON CONFLICT (username) DO NOTHING
+		RETURNING `+sqliteUserColumns,
+		username, passwordHash, active, time.Now().Unix())
+	u, err := scanSQLiteUser(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("auth: sqlite: create user: %w", ErrUserExists)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("auth: sqlite: create user: %w", err)
+	}
+	return u, nil
+}
+
+// UserByUsername returns the user named username; ErrNotFound if none.
+func (s *SQLite) UserByUsername(ctx context.Context, username string) (User, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+sqliteUserColumns+` FROM users WHERE username = ?`, username)
+	u, err := scanSQLiteUser(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("auth: sqlite: user by username: %w", ErrNotFound)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("auth: sqlite: user by username: %w", err)
+	}
+	return u, nil
+}
+
+// UserByID returns the user with id; ErrNotFound if none, or if id is not
+// the decimal form of a user id.
+func (s *SQLite) UserByID(ctx context.Context, id string) (User, error) {
+	n, ok := sqliteUserID(id)
+	if !ok {
+		return User{}, fmt.Errorf("auth: sqlite: user by id: %w", ErrNotFound)
+	}
+	row := s.db.QueryRowContext(ctx, `SELECT `+sqliteUserColumns+` FROM users WHERE id = ?`, n)
+	u, err := scanSQLiteUser(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("auth: sqlite: user by id: %w", ErrNotFound)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("auth: sqlite: user by id: %w", err)
+	}
+	return u, nil
+}
+
+// updateUser runs an UPDATE of one user (its last parameter is the id);
+// ErrNotFound if no user has that id.
+func (s *SQLite) updateUser(ctx context.Context, what, query, id string, args ...any) error {
+	n, ok := sqliteUserID(id)
+	if !ok {
+		return fmt.Errorf("auth: sqlite: %s: %w", what, ErrNotFound)
+	}
+	res, err := s.db.ExecContext(ctx, query, append(args, n)...)
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: %s: %w", what, err)
+	}
+	rows, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: %s: %w", what, err)
+	}
+	if rows == 0 {
+		return fmt.Errorf("auth: sqlite: %s: %w", what, ErrNotFound)
+	}
+	return nil
+}
+
+// SetPassword replaces a user's password hash; ErrNotFound if no such
+// user.
+func (s *SQLite) SetPassword(ctx context.Context, id, passwordHash string) error {
+	return s.updateUser(ctx, "set password", `UPDATE users SET password = ? WHERE id = ?`, id, passwordHash)
+}
+
+// SetActive activates or deactivates a user; ErrNotFound if no such user.
+func (s *SQLite) SetActive(ctx context.Context, id string, active bool) error {
+	return s.updateUser(ctx, "set active", `UPDATE users SET is_active = ? WHERE id = ?`, id, active)
+}
+
+// RecordLogin sets a user's last login time; ErrNotFound if no such user.
+func (s *SQLite) RecordLogin(ctx context.Context, id string, at time.Time) error {
+	return s.updateUser(ctx, "record login", `UPDATE users SET last_login = ? WHERE id = ?`, id, at.Unix())
+}
+
+// AddRefresh records a refresh token as outstanding, created now. It is
+// idempotent: a jti recorded before is left as it is, whatever its state,
+// since a token adopted from another deployment (same signing key) may be
+// added by two requests at once. t.UserID must be a user id (decimal).
+func (s *SQLite) AddRefresh(ctx context.Context, t RefreshToken) error {
+	if t.JTI == "" || t.Family == "" {
+		return fmt.Errorf("auth: sqlite: add refresh token: empty jti or family")
+	}
+	uid, ok := sqliteUserID(t.UserID)
+	if !ok {
+		return fmt.Errorf("auth: sqlite: add refresh token: user id %q is not a decimal id", t.UserID)
+	}
+	_, err := s.db.ExecContext(ctx, `
+		INSERT INTO refresh_tokens (jti, family, user_id, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (jti) DO NOTHING`,
+		t.JTI, t.Family, uid, time.Now().Unix(), t.ExpiresAt.Unix())
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: add refresh token: %w", err)
+	}
+	return nil
+}
+
+// sqliteRefreshStateQuery reads a token's record and what state it is in.
+const sqliteRefreshStateQuery = `
+	SELECT family, user_id, expires_at,
+		consumed_at IS NOT NULL,
+		blacklisted_at IS NOT NULL
+			OR EXISTS (SELECT 1 FROM revoked_families r WHERE r.family = t.family)
+	FROM refresh_tokens t WHERE jti = ?`
+
+// sqliteRefreshState classifies the token jti: ConsumeUnknown (and a zero
+// record) if absent, else ConsumeRevoked if it is blacklisted or its
+// family revoked, else ConsumeReused if consumed, else ConsumeOK.
+func sqliteRefreshState(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, jti string) (ConsumeResult, RefreshToken, error) {
+	var (
+		t                 = RefreshToken{JTI: jti}
+		uid, exp          int64
+		consumed, revoked bool
+	)
+	err := q.QueryRowContext(ctx, sqliteRefreshStateQuery, jti).Scan(&t.Family, &uid, &exp, &consumed, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ConsumeUnknown, RefreshToken{}, nil
+	}
+	if err != nil {
+		return ConsumeUnknown, RefreshToken{}, err
+	}
+	t.UserID = strconv.FormatInt(uid, 10)
+	t.ExpiresAt = time.Unix(exp, 0).UTC()
+	switch {
+	case revoked:
+		return ConsumeRevoked, t, nil
+	case consumed:
+		return ConsumeReused, t, nil
+	default:
+		return ConsumeOK, t, nil
+	}
+}
+
+// ConsumeRefresh marks the outstanding refresh token jti consumed at now,
+// once: of concurrent calls, from any number of processes, exactly one gets
+// ConsumeOK. A consumed token is in effect blacklisted too: it can never be
+// consumed again, and presenting it again gets ConsumeReused (a replay: the
+// caller should revoke the family). ConsumeRevoked is for a blacklisted
+// token or one of a revoked family (revocation wins over reuse);
+// ConsumeUnknown for a jti never recorded, or flushed. The record is
+// returned for every result but ConsumeUnknown.
+//
+// Expiry is not checked here: the token's exp claim is.
+func (s *SQLite) ConsumeRefresh(ctx context.Context, jti string, now time.Time) (ConsumeResult, RefreshToken, error) {
+	var (
+		res ConsumeResult
+		t   RefreshToken
+	)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var uid, exp int64
+		err := tx.QueryRowContext(ctx, `
+			UPDATE refresh_tokens SET consumed_at = ?
+			WHERE jti = ? AND consumed_at IS NULL AND blacklisted_at IS NULL
+				AND family NOT IN (SELECT family FROM revoked_families)
+			RETURNING family, user_id, expires_at`,
+			now.Unix(), jti).Scan(&t.Family, &uid, &exp)
+		if err == nil {
+			res = ConsumeOK
+			t.JTI = jti
+			t.UserID = strconv.FormatInt(uid, 10)
+			t.ExpiresAt = time.Unix(exp, 0).UTC()
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		// Not consumable: say why, in the same transaction.
+		res, t, err = sqliteRefreshState(ctx, tx, jti)
+		return err
+	})
+	if err != nil {
+		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: sqlite: consume refresh token: %w", err)
+	}
+	return res, t, nil
+}
+
+// RefreshState tells the state of the refresh token jti, as
+// ConsumeRefresh would, changing nothing: ConsumeOK for an outstanding
+// token not consumed yet.
+func (s *SQLite) RefreshState(ctx context.Context, jti string) (ConsumeResult, error) {
+	res, _, err := sqliteRefreshState(ctx, s.db, jti)
+	if err != nil {
+		return ConsumeUnknown, fmt.Errorf("auth: sqlite: refresh token state: %w", err)
+	}
+	return res, nil
+}
+
+// Blacklist revokes the refresh token jti as of now (a token blacklisted
+// before keeps its first time); ErrNotFound if the jti was never recorded.
+func (s *SQLite) Blacklist(ctx context.Context, jti string, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, `
+		UPDATE refresh_tokens SET blacklisted_at = COALESCE(blacklisted_at, ?)
+		WHERE jti = ?`,
+		now.Unix(), jti)
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", err)
+	}
+	rows, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", err)
+	}
+	if rows == 0 {
+		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// RevokeFamily revokes every token of family, as of now; revoking a family
+// again changes nothing. The revocation lasts while the store holds a token
+// of the family: FlushExpired drops it with the family's last token.
+func (s *SQLite) RevokeFamily(ctx context.Context, family string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `
+		INSERT INTO revoked_families (family, revoked_at) VALUES (?, ?)
+		ON CONFLICT (family) DO NOTHING`,
+		family, now.Unix())
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: revoke token family: %w", err)
+	}
+	return nil
+}
+
+// FlushExpired deletes, in one transaction, the refresh tokens that
+// expired before now (whatever their state: an expired token is refused
+// by its exp claim anyway), the revoked families left without a token, and
+// the failed logins older than now - LoginFailureRetention. It returns how
+// many tokens went.
+func (s *SQLite) FlushExpired(ctx context.Context, now time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE expires_at < ?`, now.Unix())
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `
+			DELETE FROM revoked_families
+			WHERE family NOT IN (SELECT family FROM refresh_tokens)`); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM login_failures WHERE at < ?`,
+			now.Add(-LoginFailureRetention).Unix())
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("auth: sqlite: flush expired: %w", err)
+	}
+	return int(n), nil
+}
+
+// LoginFailures counts the failed logins for username from addr at or
+// after since (to the second), and returns the oldest of them (the zero
+// Time if none).
+func (s *SQLite) LoginFailures(ctx context.Context, username, addr string, since time.Time) (int, time.Time, error) {
+	var (
+		n      int
+		oldest sql.NullInt64
+	)
+	err := s.db.QueryRowContext(ctx, `
+		SELECT COUNT(*), MIN(at) FROM login_failures
+		WHERE username = ? AND addr = ? AND at >= ?`,
+		username, addr, since.Unix()).Scan(&n, &oldest)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("auth: sqlite: count login failures: %w", err)
+	}
+	return n, sqliteTime(oldest), nil
+}
+
+// RecordLoginFailure records a failed login for username from addr at at.
+func (s *SQLite) RecordLoginFailure(ctx context.Context, username, addr string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO login_failures (username, addr, at) VALUES (?, ?, ?)`,
+		username, addr, at.Unix())
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: record login failure: %w", err)
+	}
+	return nil
+}
+
+// ResetLoginFailures forgets the failed logins for username from addr.
+func (s *SQLite) ResetLoginFailures(ctx context.Context, username, addr string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE username = ? AND addr = ?`,
+		username, addr)
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: reset login failures: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,444 @@
+package auth
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary impersonate a worker process opening the
+// SQLite store (runSQLiteChild). Any other TestMain of package auth must
+// call runSQLiteChild first in its place.
+func TestMain(m *testing.M) {
+	runSQLiteChild()
+	os.Exit(m.Run())
+}
+
+// envSQLiteChild, set to a database path, makes the test binary a child of
+// TestSQLiteProcesses.
+const envSQLiteChild = "REMUDA_TEST_SQLITE_CHILD"
+
+// sqliteChildJTI is the refresh token every child adds and consumes.
+const sqliteChildJTI = "multi-process"
+
+// runSQLiteChild returns unless the test binary runs as a child of
+// TestSQLiteProcesses. A child prints "ready", waits for its stdin to
+// close (the parent closes every child's at once), opens the database
+// named by envSQLiteChild, adds and consumes sqliteChildJTI once, prints
+// "result=<ConsumeResult> open=<duration>" and exits 0; on error it exits
+// 1 with the error on stderr.
+func runSQLiteChild() {
+	path, ok := os.LookupEnv(envSQLiteChild)
+	if !ok {
+		return
+	}
+	os.Unsetenv(envSQLiteChild)
+	if err := sqliteChild(path); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func sqliteChild(path string) error {
+	fmt.Println("ready")
+	if _, err := io.Copy(io.Discard, os.Stdin); err != nil {
+		return fmt.Errorf("wait for start: %w", err)
+	}
+	start := time.Now()
+	s, err := OpenSQLite(path)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	opened := time.Since(start)
+	ctx := context.Background()
+	rt := RefreshToken{JTI: sqliteChildJTI, Family: sqliteChildJTI, UserID: "1", ExpiresAt: time.Now().Add(time.Hour)}
+	if err := s.AddRefresh(ctx, rt); err != nil {
+		return err
+	}
+	res, got, err := s.ConsumeRefresh(ctx, sqliteChildJTI, time.Now())
+	if err != nil {
+		return err
+	}
+	if got.Family != sqliteChildJTI {
+		return fmt.Errorf("consume: got family %q, want %q", got.Family, sqliteChildJTI)
+	}
+	fmt.Printf("result=%s open=%s\n", storeResultName(res), opened)
+	return s.Close()
+}
+
+// openTestSQLite opens a new SQLite store in a temporary directory.
+func openTestSQLite(t *testing.T) *SQLite {
+	t.Helper()
+	s, err := OpenSQLite(filepath.Join(t.TempDir(), "auth.db"))
+	if err != nil {
+		t.Fatalf("OpenSQLite: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestSQLiteStore(t *testing.T) {
+	testStore(t, func(t *testing.T) Store { return openTestSQLite(t) })
+}
+
+func TestSQLiteFileMode(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatalf("OpenSQLite: %v", err)
+	}
+	defer s.Close()
+	// A write creates the -wal and -shm files, which take the database's
+	// mode.
+	if _, err := s.CreateUser(t.Context(), "alice", "hash", true); err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	for _, name := range []string{"auth.db", "auth.db-wal", "auth.db-shm"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("stat %s: %v", name, err)
+			continue
+		}
+		if got := fi.Mode().Perm(); got != 0o600 {
+			t.Errorf("%s: got mode %v, want -rw-------", name, got)
+		}
+	}
+}
+
+func TestSQLitePragmas(t *testing.T) {
+	s := openTestSQLite(t)
+	// Hold several connections of the pool at once, so the check covers
+	// more than the one that migrated.
+	ctx := t.Context()
+	for i := range 3 {
+		c, err := s.db.Conn(ctx)
+		if err != nil {
+			t.Fatalf("conn %d: %v", i, err)
+		}
+		defer c.Close()
+		tests := []struct {
+			pragma, want string
+		}{
+			{"journal_mode", "wal"},
+			{"busy_timeout", "10000"},
+			{"foreign_keys", "1"},
+			{"synchronous", "1"}, // NORMAL
+			{"user_version", "1"},
+		}
+		for _, tt := range tests {
+			var got string
+			if err := c.QueryRowContext(ctx, "PRAGMA "+tt.pragma).Scan(&got); err != nil {
+				t.Fatalf("conn %d: PRAGMA %s: %v", i, tt.pragma, err)
+			}
+			if got != tt.want {
+				t.Errorf("conn %d: PRAGMA %s = %s, want %s", i, tt.pragma, got, tt.want)
+			}
+		}
+	}
+}
+
+// TestSQLiteOpenWaitsForWALSwitch holds the write lock of a new database,
+// as a process racing to switch it to WAL does. The switch takes a read
+// lock, then asks for the write lock; SQLite fails that upgrade with
+// SQLITE_BUSY at once, without waiting (two readers waiting to write would
+// wait for each other forever). OpenSQLite must retry until the lock is
+// released.
+func TestSQLiteOpenWaitsForWALSwitch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.db")
+	ctx := t.Context()
+	other, err := sql.Open("sqlite", path+"?_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	const hold = 200 * time.Millisecond
+	time.AfterFunc(hold, func() { tx.Rollback() })
+
+	start := time.Now()
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatalf("OpenSQLite while another connection holds the write lock: %v", err)
+	}
+	defer s.Close()
+	if took := time.Since(start); took < hold {
+		t.Errorf("OpenSQLite took %v, want at least the %v the other connection held its lock", took, hold)
+	}
+	var mode string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode: got %q, %v; want wal", mode, err)
+	}
+}
+
+func TestSQLiteReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.db")
+	ctx := t.Context()
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatalf("OpenSQLite: %v", err)
+	}
+	u, err := s.CreateUser(ctx, "alice", "hash", true)
+	if err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	storeAdd(t, s, "consumed", "fam")
+	storeAdd(t, s, "outstanding", "fam")
+	storeConsume(t, s, "consumed", ConsumeOK)
+	if err := s.RecordLoginFailure(ctx, "alice", "192.0.2.1", storeNow); err != nil {
+		t.Fatalf("RecordLoginFailure: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s, err = OpenSQLite(path)
+	if err != nil {
+		t.Fatalf("OpenSQLite again: %v", err)
+	}
+	defer s.Close()
+	if got, err := s.UserByUsername(ctx, "alice"); err != nil || got.ID != u.ID {
+		t.Errorf("UserByUsername(alice) after reopen: got %+v, %v; want id %s", got, err, u.ID)
+	}
+	storeState(t, s, "consumed", ConsumeReused)
+	storeState(t, s, "outstanding", ConsumeOK)
+	if n, _, err := s.LoginFailures(ctx, "alice", "192.0.2.1", storeNow); err != nil || n != 1 {
+		t.Errorf("LoginFailures after reopen: got %d, %v; want 1", n, err)
+	}
+	if _, err := s.CreateUser(ctx, "alice", "hash", true); !errors.Is(err, ErrUserExists) {
+		t.Errorf("CreateUser(alice) after reopen: got error %v, want ErrUserExists", err)
+	}
+}
+
+func TestSQLiteNewerSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatalf("OpenSQLite: %v", err)
+	}
+	if _, err := s.db.ExecContext(t.Context(), "PRAGMA user_version = 2"); err != nil {
+		t.Fatalf("set user_version: %v", err)
+	}
+	s.Close()
+	s, err = OpenSQLite(path)
+	if err == nil {
+		s.Close()
+		t.Fatal("OpenSQLite of a version 2 database: got no error")
+	}
+	if !strings.Contains(err.Error(), "schema version 2") {
+		t.Errorf("OpenSQLite of a version 2 database: got error %q, want it to name schema version 2", err)
+	}
+}
+
+func TestSQLitePathNeedsEscaping(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a dir%20with?odd#chars")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "auth?.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatalf("OpenSQLite(%q): %v", path, err)
+	}
+	defer s.Close()
+	if _, err := s.CreateUser(t.Context(), "alice", "hash", true); err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := "auth?.db auth?.db-shm auth?.db-wal"; strings.Join(names, " ") != want {
+		t.Errorf("files in %q: got %q, want %q", dir, names, want)
+	}
+}
+
+// TestSQLiteRecords checks what the rows hold where the Store interface
+// cannot tell.
+func TestSQLiteRecords(t *testing.T) {
+	s := openTestSQLite(t)
+	ctx := t.Context()
+	column := func(query string, args ...any) (v *int64) {
+		t.Helper()
+		if err := s.db.QueryRowContext(ctx, query, args...).Scan(&v); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		return v
+	}
+
+	t.Run("blacklist keeps the first time", func(t *testing.T) {
+		storeAdd(t, s, "bl", "bl")
+		for _, at := range []time.Time{storeNow, storeNow.Add(time.Hour)} {
+			if err := s.Blacklist(ctx, "bl", at); err != nil {
+				t.Fatalf("Blacklist: %v", err)
+			}
+		}
+		if got := column(`SELECT blacklisted_at FROM refresh_tokens WHERE jti = 'bl'`); got == nil || *got != storeNow.Unix() {
+			t.Errorf("blacklisted_at: got %v, want %d", got, storeNow.Unix())
+		}
+	})
+	t.Run("consume records the time", func(t *testing.T) {
+		storeAdd(t, s, "c", "c")
+		storeConsume(t, s, "c", ConsumeOK)
+		storeConsume(t, s, "c", ConsumeReused) // a replay changes nothing
+		if got := column(`SELECT consumed_at FROM refresh_tokens WHERE jti = 'c'`); got == nil || *got != storeNow.Unix() {
+			t.Errorf("consumed_at: got %v, want %d", got, storeNow.Unix())
+		}
+	})
+	t.Run("revoke family keeps the first time", func(t *testing.T) {
+		for _, at := range []time.Time{storeNow, storeNow.Add(time.Hour)} {
+			if err := s.RevokeFamily(ctx, "rf", at); err != nil {
+				t.Fatalf("RevokeFamily: %v", err)
+			}
+		}
+		if got := column(`SELECT revoked_at FROM revoked_families WHERE family = 'rf'`); got == nil || *got != storeNow.Unix() {
+			t.Errorf("revoked_at: got %v, want %d", got, storeNow.Unix())
+		}
+	})
+	t.Run("flush drops revoked families without tokens", func(t *testing.T) {
+		storeAdd(t, s, "keep", "kept-family")
+		for _, fam := range []string{"kept-family", "empty-family"} {
+			if err := s.RevokeFamily(ctx, fam, storeNow); err != nil {
+				t.Fatalf("RevokeFamily(%s): %v", fam, err)
+			}
+		}
+		if _, err := s.FlushExpired(ctx, storeNow); err != nil {
+			t.Fatalf("FlushExpired: %v", err)
+		}
+		for fam, want := range map[string]int64{"kept-family": 1, "empty-family": 0, "rf": 0} {
+			if got := column(`SELECT COUNT(*) FROM revoked_families WHERE family = ?`, fam); *got != want {
+				t.Errorf("revoked_families rows for %s after flush: got %d, want %d", fam, *got, want)
+			}
+		}
+	})
+	t.Run("user id of a token must be decimal", func(t *testing.T) {
+		for _, rt := range []RefreshToken{
+			{JTI: "x", Family: "x", UserID: "alice@example.com", ExpiresAt: storeNow},
+			{JTI: "", Family: "x", UserID: "1", ExpiresAt: storeNow},
+			{JTI: "x", Family: "", UserID: "1", ExpiresAt: storeNow},
+		} {
+			if err := s.AddRefresh(ctx, rt); err == nil {
+				t.Errorf("AddRefresh(%+v): got no error", rt)
+			}
+		}
+	})
+}
+
+// TestSQLiteProcesses starts 6 processes that open one new database at the
+// same moment (racing to create the file, switch it to WAL and migrate
+// it), then each add and consume the same refresh token once: exactly one
+// may consume it.
+func TestSQLiteProcesses(t *testing.T) {
+	const n = 6
+	path := filepath.Join(t.TempDir(), "auth.db")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+
+	type child struct {
+		cmd    *exec.Cmd
+		stdin  io.WriteCloser
+		stdout *bufio.Reader
+		stderr bytes.Buffer
+	}
+	children := make([]*child, n)
+	for i := range children {
+		c := &child{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^$")}
+		c.cmd.Env = append(os.Environ(), envSQLiteChild+"="+path,
+			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+		c.cmd.Stderr = &c.stderr
+		var err error
+		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := c.cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.stdout = bufio.NewReader(stdout)
+		if err := c.cmd.Start(); err != nil {
+			t.Fatalf("start child %d: %v", i, err)
+		}
+		t.Cleanup(func() {
+			c.stdin.Close()
+			c.cmd.Process.Kill()
+			c.cmd.Wait()
+		})
+		children[i] = c
+	}
+	for i, c := range children {
+		if line, err := c.stdout.ReadString('\n'); line != "ready\n" {
+			t.Fatalf("child %d: got %q, %v; want ready (stderr: %s)", i, line, err, c.stderr.String())
+		}
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("database exists before the children open it: %v", err)
+	}
+
+	start := time.Now()
+	for _, c := range children {
+		c.stdin.Close()
+	}
+	results := map[string]int{}
+	for i, c := range children {
+		out, _ := io.ReadAll(c.stdout)
+		err := c.cmd.Wait()
+		if err != nil {
+			t.Errorf("child %d: %v; stderr: %s", i, err, c.stderr.String())
+			continue
+		}
+		res, open, ok := strings.Cut(strings.TrimSpace(string(out)), " ")
+		res, ok1 := strings.CutPrefix(res, "result=")
+		open, ok2 := strings.CutPrefix(open, "open=")
+		if !ok || !ok1 || !ok2 {
+			t.Errorf("child %d: got output %q, want result=<result> open=<duration>", i, out)
+			continue
+		}
+		t.Logf("child %d: %s in OpenSQLite, %s", i, open, res)
+		results[res]++
+	}
+	t.Logf("%d processes opened, migrated, added and consumed in %s", n, time.Since(start))
+	if results["ConsumeOK"] != 1 || results["ConsumeReused"] != n-1 {
+		t.Errorf("results: got %v, want 1 ConsumeOK and %d ConsumeReused", results, n-1)
+	}
+
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("database mode: got %v, want -rw-------", fi.Mode().Perm())
+	}
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatalf("OpenSQLite: %v", err)
+	}
+	defer s.Close()
+	storeState(t, s, sqliteChildJTI, ConsumeReused)
+	var version int
+	if err := s.db.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != 1 {
+		t.Errorf("user_version: got %d, %v; want 1", version, err)
+	}
+}

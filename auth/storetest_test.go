@@ -1,0 +1,573 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testStore is the conformance suite of a Store: every implementation
+// (SQLite, PostgreSQL, ...) runs it. open returns a new, empty store for
+// one subtest and closes it in t.Cleanup.
+func testStore(t *testing.T, open func(t *testing.T) Store) {
+	t.Run("CreateUser", func(t *testing.T) { storeTestCreateUser(t, open(t)) })
+	t.Run("UserNotFound", func(t *testing.T) { storeTestUserNotFound(t, open(t)) })
+	t.Run("UpdateUser", func(t *testing.T) { storeTestUpdateUser(t, open(t)) })
+	t.Run("AddRefreshIdempotent", func(t *testing.T) { storeTestAddRefreshIdempotent(t, open(t)) })
+	t.Run("ConsumeOKThenReused", func(t *testing.T) { storeTestConsumeOKThenReused(t, open(t)) })
+	t.Run("ConsumeUnknown", func(t *testing.T) { storeTestConsumeUnknown(t, open(t)) })
+	t.Run("Blacklist", func(t *testing.T) { storeTestBlacklist(t, open(t)) })
+	t.Run("RevokeFamily", func(t *testing.T) { storeTestRevokeFamily(t, open(t)) })
+	t.Run("RefreshState", func(t *testing.T) { storeTestRefreshState(t, open(t)) })
+	t.Run("FlushExpired", func(t *testing.T) { storeTestFlushExpired(t, open(t)) })
+	t.Run("LoginFailures", func(t *testing.T) { storeTestLoginFailures(t, open(t)) })
+	t.Run("ConcurrentConsume", func(t *testing.T) { storeTestConcurrentConsume(t, open(t)) })
+}
+
+// storeNow is the "now" of the suite's token and login-failure tests: a
+// whole second, as stores keep times to the second.
+var storeNow = time.Unix(1_800_000_000, 0)
+
+// storeResultName names a ConsumeResult in failure messages.
+func storeResultName(r ConsumeResult) string {
+	switch r {
+	case ConsumeUnknown:
+		return "ConsumeUnknown"
+	case ConsumeOK:
+		return "ConsumeOK"
+	case ConsumeReused:
+		return "ConsumeReused"
+	case ConsumeRevoked:
+		return "ConsumeRevoked"
+	}
+	return "ConsumeResult(" + strconv.Itoa(int(r)) + ")"
+}
+
+// storeAdd records a refresh token of user 1 expiring an hour after
+// storeNow.
+func storeAdd(t *testing.T, s Store, jti, family string) RefreshToken {
+	t.Helper()
+	rt := RefreshToken{JTI: jti, Family: family, UserID: "1", ExpiresAt: storeNow.Add(time.Hour)}
+	if err := s.AddRefresh(t.Context(), rt); err != nil {
+		t.Fatalf("AddRefresh(%q): %v", jti, err)
+	}
+	return rt
+}
+
+// storeConsume consumes jti at storeNow and checks the result.
+func storeConsume(t *testing.T, s Store, jti string, want ConsumeResult) RefreshToken {
+	t.Helper()
+	got, rt, err := s.ConsumeRefresh(t.Context(), jti, storeNow)
+	if err != nil {
+		t.Fatalf("ConsumeRefresh(%q): %v", jti, err)
+	}
+	if got != want {
+		t.Fatalf("ConsumeRefresh(%q) = %s, want %s", jti, storeResultName(got), storeResultName(want))
+	}
+	return rt
+}
+
+// storeState checks the RefreshState of jti.
+func storeState(t *testing.T, s Store, jti string, want ConsumeResult) {
+	t.Helper()
+	got, err := s.RefreshState(t.Context(), jti)
+	if err != nil {
+		t.Fatalf("RefreshState(%q): %v", jti, err)
+	}
+	if got != want {
+		t.Errorf("RefreshState(%q) = %s, want %s", jti, storeResultName(got), storeResultName(want))
+	}
+}
+
+// storeSameToken checks a returned token record against the one added.
+func storeSameToken(t *testing.T, what string, got, want RefreshToken) {
+	t.Helper()
+	if got.JTI != want.JTI || got.Family != want.Family || got.UserID != want.UserID || !got.ExpiresAt.Equal(want.ExpiresAt) {
+		t.Errorf("%s: got token %+v, want %+v", what, got, want)
+	}
+}
+
+func storeTestCreateUser(t *testing.T, s Store) {
+	ctx := t.Context()
+	before := time.Now().Truncate(time.Second)
+	u, err := s.CreateUser(ctx, "alice", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", true)
+	after := time.Now()
+	if err != nil {
+		t.Fatalf("CreateUser(alice): %v", err)
+	}
+	if _, err := strconv.ParseUint(u.ID, 10, 64); err != nil {
+		t.Errorf("CreateUser(alice): got ID %q, want a decimal id", u.ID)
+	}
+	if u.Username != "alice" || u.PasswordHash != "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA" || !u.Active {
+		t.Errorf("CreateUser(alice): got %+v", u)
+	}
+	if !u.LastLogin.IsZero() {
+		t.Errorf("CreateUser(alice): got LastLogin %v, want zero", u.LastLogin)
+	}
+	if u.DateJoined.Before(before) || u.DateJoined.After(after) {
+		t.Errorf("CreateUser(alice): got DateJoined %v, want between %v and %v", u.DateJoined, before, after)
+	}
+
+	byName, err := s.UserByUsername(ctx, "alice")
+	if err != nil {
+		t.Fatalf("UserByUsername(alice): %v", err)
+	}
+	byID, err := s.UserByID(ctx, u.ID)
+	if err != nil {
+		t.Fatalf("UserByID(%s): %v", u.ID, err)
+	}
+	for what, got := range map[string]User{"UserByUsername": byName, "UserByID": byID} {
+		if got.ID != u.ID || got.Username != u.Username || got.PasswordHash != u.PasswordHash ||
+			got.Active != u.Active || !got.LastLogin.IsZero() || !got.DateJoined.Equal(u.DateJoined) {
+			t.Errorf("%s: got %+v, want %+v", what, got, u)
+		}
+	}
+
+	if _, err := s.CreateUser(ctx, "alice", "other", false); !errors.Is(err, ErrUserExists) {
+		t.Errorf("CreateUser(alice) again: got error %v, want ErrUserExists", err)
+	}
+	bob, err := s.CreateUser(ctx, "bob", "hash", false)
+	if err != nil {
+		t.Fatalf("CreateUser(bob): %v", err)
+	}
+	if bob.ID == u.ID || bob.Active {
+		t.Errorf("CreateUser(bob): got %+v, want an inactive user with an id other than alice's %s", bob, u.ID)
+	}
+	if got, err := s.UserByUsername(ctx, "alice"); err != nil || got.PasswordHash != u.PasswordHash {
+		t.Errorf("UserByUsername(alice) after a duplicate CreateUser: got %+v, %v; want the first alice", got, err)
+	}
+}
+
+func storeTestUserNotFound(t *testing.T, s Store) {
+	ctx := t.Context()
+	u, err := s.CreateUser(ctx, "alice", "hash", true)
+	if err != nil {
+		t.Fatalf("CreateUser(alice): %v", err)
+	}
+	n, _ := strconv.ParseUint(u.ID, 10, 64)
+	missing := strconv.FormatUint(n+1000, 10)
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"UserByUsername unknown", func() error { _, err := s.UserByUsername(ctx, "nobody"); return err }},
+		{"UserByUsername other case", func() error { _, err := s.UserByUsername(ctx, "Alice"); return err }},
+		{"UserByID unknown", func() error { _, err := s.UserByID(ctx, missing); return err }},
+		{"UserByID non-numeric", func() error { _, err := s.UserByID(ctx, "alice"); return err }},
+		{"UserByID empty", func() error { _, err := s.UserByID(ctx, ""); return err }},
+		{"UserByID negative", func() error { _, err := s.UserByID(ctx, "-"+u.ID); return err }},
+		{"UserByID leading zero", func() error { _, err := s.UserByID(ctx, "0"+u.ID); return err }},
+		{"UserByID numeric prefix", func() error { _, err := s.UserByID(ctx, u.ID+"x"); return err }},
+		{"SetPassword unknown", func() error { return s.SetPassword(ctx, missing, "hash") }},
+		{"SetPassword non-numeric", func() error { return s.SetPassword(ctx, "alice", "hash") }},
+		{"SetActive unknown", func() error { return s.SetActive(ctx, missing, false) }},
+		{"RecordLogin unknown", func() error { return s.RecordLogin(ctx, missing, storeNow) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); !errors.Is(err, ErrNotFound) {
+				t.Errorf("got error %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func storeTestUpdateUser(t *testing.T, s Store) {
+	ctx := t.Context()
+	u, err := s.CreateUser(ctx, "alice", "pbkdf2_sha256$600000$salt$hash", true)
+	if err != nil {
+		t.Fatalf("CreateUser(alice): %v", err)
+	}
+	other, err := s.CreateUser(ctx, "bob", "bob-hash", true)
+	if err != nil {
+		t.Fatalf("CreateUser(bob): %v", err)
+	}
+	login := storeNow.Add(1500 * time.Millisecond) // kept to the second
+	if err := s.SetPassword(ctx, u.ID, "$argon2id$new"); err != nil {
+		t.Fatalf("SetPassword: %v", err)
+	}
+	if err := s.SetActive(ctx, u.ID, false); err != nil {
+		t.Fatalf("SetActive(false): %v", err)
+	}
+	if err := s.RecordLogin(ctx, u.ID, login); err != nil {
+		t.Fatalf("RecordLogin: %v", err)
+	}
+	got, err := s.UserByID(ctx, u.ID)
+	if err != nil {
+		t.Fatalf("UserByID: %v", err)
+	}
+	if got.PasswordHash != "$argon2id$new" || got.Active || !got.LastLogin.Equal(login.Truncate(time.Second)) ||
+		got.Username != "alice" || !got.DateJoined.Equal(u.DateJoined) {
+		t.Errorf("after updates: got %+v, want hash $argon2id$new, inactive, LastLogin %v", got, login.Truncate(time.Second))
+	}
+	if err := s.SetActive(ctx, u.ID, true); err != nil {
+		t.Fatalf("SetActive(true): %v", err)
+	}
+	if got, err := s.UserByUsername(ctx, "alice"); err != nil || !got.Active {
+		t.Errorf("after SetActive(true): got %+v, %v; want active", got, err)
+	}
+	if got, err := s.UserByID(ctx, other.ID); err != nil || got.PasswordHash != "bob-hash" || !got.Active || !got.LastLogin.IsZero() {
+		t.Errorf("bob after alice's updates: got %+v, %v; want bob unchanged", got, err)
+	}
+}
+
+func storeTestAddRefreshIdempotent(t *testing.T, s Store) {
+	ctx := t.Context()
+	rt := storeAdd(t, s, "jti-1", "jti-1")
+	again := RefreshToken{JTI: "jti-1", Family: "jti-1", UserID: "1", ExpiresAt: rt.ExpiresAt}
+	if err := s.AddRefresh(ctx, again); err != nil {
+		t.Fatalf("AddRefresh(jti-1) again: %v", err)
+	}
+	got := storeConsume(t, s, "jti-1", ConsumeOK)
+	storeSameToken(t, "ConsumeRefresh(jti-1)", got, rt)
+
+	// Adding a consumed token again leaves it consumed, and its record as
+	// first added.
+	other := RefreshToken{JTI: "jti-1", Family: "other", UserID: "2", ExpiresAt: storeNow.Add(2 * time.Hour)}
+	if err := s.AddRefresh(ctx, other); err != nil {
+		t.Fatalf("AddRefresh(jti-1) after consumption: %v", err)
+	}
+	got = storeConsume(t, s, "jti-1", ConsumeReused)
+	storeSameToken(t, "ConsumeRefresh(jti-1) after a second AddRefresh", got, rt)
+}
+
+func storeTestConsumeOKThenReused(t *testing.T, s Store) {
+	first := storeAdd(t, s, "jti-a", "jti-a")
+	second := storeAdd(t, s, "jti-b", "jti-a") // the rotation of jti-a
+	got := storeConsume(t, s, "jti-a", ConsumeOK)
+	storeSameToken(t, "first ConsumeRefresh(jti-a)", got, first)
+	got = storeConsume(t, s, "jti-a", ConsumeReused)
+	storeSameToken(t, "second ConsumeRefresh(jti-a)", got, first)
+	if got.Family != "jti-a" {
+		t.Errorf("replay of jti-a: got family %q, want jti-a", got.Family)
+	}
+	// Consuming one token leaves its family's others alone.
+	got = storeConsume(t, s, "jti-b", ConsumeOK)
+	storeSameToken(t, "ConsumeRefresh(jti-b)", got, second)
+}
+
+func storeTestConsumeUnknown(t *testing.T, s Store) {
+	storeAdd(t, s, "known", "known")
+	got, rt, err := s.ConsumeRefresh(t.Context(), "unknown", storeNow)
+	if err != nil {
+		t.Fatalf("ConsumeRefresh(unknown): %v", err)
+	}
+	if got != ConsumeUnknown || rt != (RefreshToken{}) {
+		t.Errorf("ConsumeRefresh(unknown) = %s, %+v; want ConsumeUnknown, zero token", storeResultName(got), rt)
+	}
+	storeState(t, s, "unknown", ConsumeUnknown)
+	storeState(t, s, "known", ConsumeOK)
+}
+
+func storeTestBlacklist(t *testing.T, s Store) {
+	ctx := t.Context()
+	rt := storeAdd(t, s, "bl", "fam")
+	storeAdd(t, s, "sibling", "fam")
+	if err := s.Blacklist(ctx, "bl", storeNow); err != nil {
+		t.Fatalf("Blacklist(bl): %v", err)
+	}
+	if err := s.Blacklist(ctx, "bl", storeNow.Add(time.Minute)); err != nil {
+		t.Errorf("Blacklist(bl) again: %v", err)
+	}
+	got := storeConsume(t, s, "bl", ConsumeRevoked)
+	storeSameToken(t, "ConsumeRefresh(blacklisted)", got, rt)
+	storeConsume(t, s, "bl", ConsumeRevoked)
+	// Blacklisting one token leaves its family's others alone.
+	storeConsume(t, s, "sibling", ConsumeOK)
+	// A consumed token blacklisted afterwards (logout with an old token)
+	// reads as revoked.
+	if err := s.Blacklist(ctx, "sibling", storeNow); err != nil {
+		t.Fatalf("Blacklist(consumed sibling): %v", err)
+	}
+	storeConsume(t, s, "sibling", ConsumeRevoked)
+
+	if err := s.Blacklist(ctx, "unknown", storeNow); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Blacklist(unknown): got error %v, want ErrNotFound", err)
+	}
+	storeState(t, s, "unknown", ConsumeUnknown)
+}
+
+func storeTestRevokeFamily(t *testing.T, s Store) {
+	ctx := t.Context()
+	f1 := storeAdd(t, s, "f1", "fam")
+	storeAdd(t, s, "f2", "fam")
+	storeAdd(t, s, "f3", "fam")
+	storeAdd(t, s, "g1", "other")
+	storeConsume(t, s, "f1", ConsumeOK)
+	for i := range 2 { // idempotent
+		if err := s.RevokeFamily(ctx, "fam", storeNow); err != nil {
+			t.Fatalf("RevokeFamily(fam) #%d: %v", i+1, err)
+		}
+	}
+	for _, jti := range []string{"f1", "f2", "f3"} {
+		storeState(t, s, jti, ConsumeRevoked)
+		got := storeConsume(t, s, jti, ConsumeRevoked)
+		if got.Family != "fam" || got.JTI != jti {
+			t.Errorf("ConsumeRefresh(%s): got token %+v, want jti %s of family fam", jti, got, jti)
+		}
+	}
+	got := storeConsume(t, s, "f1", ConsumeRevoked)
+	storeSameToken(t, "ConsumeRefresh(f1) after revocation", got, f1)
+	storeConsume(t, s, "g1", ConsumeOK)
+	// A family may be revoked before any of its tokens is known.
+	if err := s.RevokeFamily(ctx, "later", storeNow); err != nil {
+		t.Fatalf("RevokeFamily(later): %v", err)
+	}
+	storeAdd(t, s, "l1", "later")
+	storeConsume(t, s, "l1", ConsumeRevoked)
+}
+
+func storeTestRefreshState(t *testing.T, s Store) {
+	ctx := t.Context()
+	storeAdd(t, s, "outstanding", "f-out")
+	storeAdd(t, s, "consumed", "f-con")
+	storeAdd(t, s, "blacklisted", "f-bl")
+	storeAdd(t, s, "revoked", "f-rev")
+	storeAdd(t, s, "consumed-blacklisted", "f-conbl")
+	storeAdd(t, s, "consumed-revoked", "f-conrev")
+	storeConsume(t, s, "consumed", ConsumeOK)
+	storeConsume(t, s, "consumed-blacklisted", ConsumeOK)
+	storeConsume(t, s, "consumed-revoked", ConsumeOK)
+	for _, jti := range []string{"blacklisted", "consumed-blacklisted"} {
+		if err := s.Blacklist(ctx, jti, storeNow); err != nil {
+			t.Fatalf("Blacklist(%s): %v", jti, err)
+		}
+	}
+	for _, fam := range []string{"f-rev", "f-conrev"} {
+		if err := s.RevokeFamily(ctx, fam, storeNow); err != nil {
+			t.Fatalf("RevokeFamily(%s): %v", fam, err)
+		}
+	}
+	tests := []struct {
+		jti  string
+		want ConsumeResult
+	}{
+		{"unknown", ConsumeUnknown},
+		{"outstanding", ConsumeOK},
+		{"consumed", ConsumeReused},
+		{"blacklisted", ConsumeRevoked},
+		{"revoked", ConsumeRevoked},
+		{"consumed-blacklisted", ConsumeRevoked},
+		{"consumed-revoked", ConsumeRevoked},
+	}
+	for _, tt := range tests {
+		t.Run(tt.jti, func(t *testing.T) {
+			storeState(t, s, tt.jti, tt.want)
+			storeState(t, s, tt.jti, tt.want) // changed nothing
+		})
+	}
+	// RefreshState consumed nothing.
+	storeConsume(t, s, "outstanding", ConsumeOK)
+}
+
+func storeTestFlushExpired(t *testing.T, s Store) {
+	ctx := t.Context()
+	// simplejwt's flushexpiredtokens test: 6 outstanding, 4 blacklisted;
+	// the 2 expired (both blacklisted) go, leaving 4 and 2.
+	tokens := []struct {
+		jti         string
+		expires     time.Duration // from storeNow
+		blacklisted bool
+		expired     bool
+	}{
+		{"expired-hour", -time.Hour, true, true},
+		{"expired-second", -time.Second, true, true},
+		{"expires-now", 0, true, false}, // not expired *before* now
+		{"blacklisted-live", time.Hour, true, false},
+		{"live", time.Hour, false, false},
+		{"live-day", 24 * time.Hour, false, false},
+	}
+	for _, tok := range tokens {
+		rt := RefreshToken{JTI: tok.jti, Family: "fam-" + tok.jti, UserID: "1", ExpiresAt: storeNow.Add(tok.expires)}
+		if err := s.AddRefresh(ctx, rt); err != nil {
+			t.Fatalf("AddRefresh(%s): %v", tok.jti, err)
+		}
+		if tok.blacklisted {
+			if err := s.Blacklist(ctx, tok.jti, storeNow.Add(-2*time.Hour)); err != nil {
+				t.Fatalf("Blacklist(%s): %v", tok.jti, err)
+			}
+		}
+	}
+	// A revoked family with an expired and a live token stays revoked.
+	storeAdd(t, s, "revoked-live", "fam-revoked")
+	if err := s.AddRefresh(ctx, RefreshToken{JTI: "revoked-expired", Family: "fam-revoked", UserID: "1", ExpiresAt: storeNow.Add(-time.Minute)}); err != nil {
+		t.Fatalf("AddRefresh(revoked-expired): %v", err)
+	}
+	if err := s.RevokeFamily(ctx, "fam-revoked", storeNow.Add(-time.Hour)); err != nil {
+		t.Fatalf("RevokeFamily: %v", err)
+	}
+	// Failed logins: those older than LoginFailureRetention go.
+	failures := []time.Duration{-LoginFailureRetention - time.Hour, -LoginFailureRetention - time.Second, -LoginFailureRetention, -time.Hour}
+	for _, ago := range failures {
+		if err := s.RecordLoginFailure(ctx, "alice", "192.0.2.1", storeNow.Add(ago)); err != nil {
+			t.Fatalf("RecordLoginFailure: %v", err)
+		}
+	}
+
+	n, err := s.FlushExpired(ctx, storeNow)
+	if err != nil {
+		t.Fatalf("FlushExpired: %v", err)
+	}
+	if n != 3 {
+		t.Errorf("FlushExpired: got %d tokens flushed, want 3", n)
+	}
+	outstanding, blacklisted := 0, 0
+	for _, tok := range tokens {
+		want := ConsumeOK
+		switch {
+		case tok.expired:
+			want = ConsumeUnknown
+		case tok.blacklisted:
+			want = ConsumeRevoked
+		}
+		storeState(t, s, tok.jti, want)
+		if !tok.expired {
+			outstanding++
+			if tok.blacklisted {
+				blacklisted++
+			}
+		}
+	}
+	if outstanding != 4 || blacklisted != 2 {
+		t.Fatalf("fixture: %d outstanding and %d blacklisted left, want 4 and 2", outstanding, blacklisted)
+	}
+	storeState(t, s, "revoked-live", ConsumeRevoked)
+	storeState(t, s, "revoked-expired", ConsumeUnknown)
+
+	gotN, oldest, err := s.LoginFailures(ctx, "alice", "192.0.2.1", storeNow.Add(-10*LoginFailureRetention))
+	if err != nil {
+		t.Fatalf("LoginFailures: %v", err)
+	}
+	if want := storeNow.Add(-LoginFailureRetention); gotN != 2 || !oldest.Equal(want) {
+		t.Errorf("LoginFailures after flush: got %d, oldest %v; want 2, oldest %v", gotN, oldest, want)
+	}
+
+	if n, err := s.FlushExpired(ctx, storeNow); err != nil || n != 0 {
+		t.Errorf("FlushExpired again: got %d, %v; want 0, nil", n, err)
+	}
+	if n, err := s.FlushExpired(ctx, storeNow.Add(2*time.Hour)); err != nil || n != 4 {
+		t.Errorf("FlushExpired(now+2h): got %d, %v; want 4 (expires-now, blacklisted-live, live, revoked-live), nil", n, err)
+	}
+	storeState(t, s, "live-day", ConsumeOK)
+}
+
+func storeTestLoginFailures(t *testing.T, s Store) {
+	ctx := t.Context()
+	const addr, other = "192.0.2.1", "2001:db8::1"
+	record := []struct {
+		user, addr string
+		ago        time.Duration
+	}{
+		{"alice", addr, 10 * time.Minute},
+		{"alice", addr, 5 * time.Minute},
+		{"alice", addr, time.Minute},
+		{"alice", other, 2 * time.Minute},
+		{"bob", addr, 3 * time.Minute},
+	}
+	for _, r := range record {
+		if err := s.RecordLoginFailure(ctx, r.user, r.addr, storeNow.Add(-r.ago)); err != nil {
+			t.Fatalf("RecordLoginFailure(%s, %s): %v", r.user, r.addr, err)
+		}
+	}
+	tests := []struct {
+		name       string
+		user, addr string
+		since      time.Duration // before storeNow
+		wantN      int
+		wantOldest time.Duration // before storeNow; -1: zero Time
+	}{
+		{"all", "alice", addr, time.Hour, 3, 10 * time.Minute},
+		{"window", "alice", addr, 6 * time.Minute, 2, 5 * time.Minute},
+		{"since is inclusive", "alice", addr, 5 * time.Minute, 2, 5 * time.Minute},
+		{"none in window", "alice", addr, 30 * time.Second, 0, -1},
+		{"other addr", "alice", other, time.Hour, 1, 2 * time.Minute},
+		{"other user", "bob", addr, time.Hour, 1, 3 * time.Minute},
+		{"unknown user", "carol", addr, time.Hour, 0, -1},
+	}
+	check := func(t *testing.T, user, addr string, since time.Duration, wantN int, wantOldest time.Duration) {
+		t.Helper()
+		n, oldest, err := s.LoginFailures(ctx, user, addr, storeNow.Add(-since))
+		if err != nil {
+			t.Fatalf("LoginFailures(%s, %s, now-%v): %v", user, addr, since, err)
+		}
+		want := time.Time{}
+		if wantOldest >= 0 {
+			want = storeNow.Add(-wantOldest)
+		}
+		if n != wantN || !oldest.Equal(want) {
+			t.Errorf("LoginFailures(%s, %s, now-%v) = %d, %v; want %d, %v", user, addr, since, n, oldest, wantN, want)
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { check(t, tt.user, tt.addr, tt.since, tt.wantN, tt.wantOldest) })
+	}
+	t.Run("reset", func(t *testing.T) {
+		if err := s.ResetLoginFailures(ctx, "alice", addr); err != nil {
+			t.Fatalf("ResetLoginFailures: %v", err)
+		}
+		check(t, "alice", addr, time.Hour, 0, -1)
+		check(t, "alice", other, time.Hour, 1, 2*time.Minute)
+		check(t, "bob", addr, time.Hour, 1, 3*time.Minute)
+		if err := s.ResetLoginFailures(ctx, "alice", addr); err != nil {
+			t.Errorf("ResetLoginFailures again: %v", err)
+		}
+		if err := s.RecordLoginFailure(ctx, "alice", addr, storeNow); err != nil {
+			t.Fatalf("RecordLoginFailure after reset: %v", err)
+		}
+		check(t, "alice", addr, time.Hour, 1, 0)
+	})
+}
+
+// storeTestConcurrentConsume races 16 goroutines adding one token (an
+// adopted token arriving in parallel requests), then 16 consuming it.
+func storeTestConcurrentConsume(t *testing.T, s Store) {
+	const n = 16
+	ctx := t.Context()
+	rt := RefreshToken{JTI: "race", Family: "race-family", UserID: "1", ExpiresAt: storeNow.Add(time.Hour)}
+	race := func(f func(i int) error) []error {
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				errs[i] = f(i)
+			})
+		}
+		close(start)
+		wg.Wait()
+		return errs
+	}
+	for i, err := range race(func(int) error { return s.AddRefresh(ctx, rt) }) {
+		if err != nil {
+			t.Errorf("AddRefresh #%d: %v", i, err)
+		}
+	}
+	results := make([]ConsumeResult, n)
+	errs := race(func(i int) error {
+		res, got, err := s.ConsumeRefresh(ctx, "race", storeNow)
+		if err != nil {
+			return err
+		}
+		results[i] = res
+		if got.Family != "race-family" {
+			return fmt.Errorf("got family %q, want race-family", got.Family)
+		}
+		return nil
+	})
+	count := map[ConsumeResult]int{}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("ConsumeRefresh #%d: %v", i, err)
+			continue
+		}
+		count[results[i]]++
+	}
+	if count[ConsumeOK] != 1 || count[ConsumeReused] != n-1 {
+		t.Errorf("%d concurrent ConsumeRefresh: got %d ConsumeOK and %d ConsumeReused (of %v), want 1 and %d",
+			n, count[ConsumeOK], count[ConsumeReused], count, n-1)
+	}
+}

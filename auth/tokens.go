@@ -1,0 +1,550 @@
+package auth
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// TokenConfig configures signing and verification. Its zero value (but for
+// SecretKey, which HS256 needs) is HS256 with simplejwt's default
+// lifetimes and no leeway.
+type TokenConfig struct {
+	// Algorithm is HS256, HS384, HS512, RS256, ES256 or EdDSA. If empty,
+	// HS256 is used.
+	Algorithm string
+	// SecretKey is the HS* signing key; the key is its UTF-8 bytes, as
+	// simplejwt's SIGNING_KEY (Django's SECRET_KEY), so tokens
+	// interoperate both ways with a simplejwt deployment that uses the same
+	// key. It must pass CheckSecretKey. Unused by the other algorithms.
+	SecretKey string
+	// PrivateKeyFile is the PEM signing key (PKCS#1, PKCS#8 or SEC 1,
+	// unencrypted) for RS256 (RSA, at least 2048 bits), ES256 (P-256) and
+	// EdDSA (Ed25519). Its public half always verifies. Refused with HS*.
+	PrivateKeyFile string
+	// PublicKeyFiles are PEM public keys ("PUBLIC KEY" or "RSA PUBLIC
+	// KEY", one per file) that verify too: the keys being rotated out.
+	// Refused with HS*.
+	PublicKeyFiles []string
+	// Issuer and Audience, if non-empty, are put in every token (iss, aud)
+	// and required of every token parsed. If Audience is empty, tokens
+	// carrying an aud claim are refused (as PyJWT does).
+	Issuer, Audience string
+	// Leeway is the clock skew allowed on exp, nbf and iat, 0 to 60s.
+	Leeway time.Duration
+	// AccessLifetime is an access token's lifetime, at most one hour. If
+	// zero, DefaultAccessLifetime is used.
+	AccessLifetime time.Duration
+	// RefreshLifetime is a refresh token's lifetime, longer than
+	// AccessLifetime. If zero, DefaultRefreshLifetime is used.
+	RefreshLifetime time.Duration
+}
+
+// Defaults and limits of a TokenConfig. The lifetimes are simplejwt's.
+const (
+	DefaultAccessLifetime  = 5 * time.Minute
+	DefaultRefreshLifetime = 24 * time.Hour
+	// MaxTokenBytes is the longest token Parse reads.
+	MaxTokenBytes = 8 << 10
+
+	maxLeeway         = 60 * time.Second
+	maxAccessLifetime = time.Hour
+	defaultAlgorithm  = "HS256"
+)
+
+// Claims are the claims Remuda issues and requires. On the wire they are
+// token_type, exp, iat, jti, user_id (simplejwt's order), then aud and iss
+// when configured; times are integer epoch seconds.
+type Claims struct {
+	TokenType string    // "access" or "refresh"
+	ExpiresAt time.Time // exp
+	IssuedAt  time.Time // iat; zero if the token has none (simplejwt < 4.7 sent none)
+	JTI       string    // jti: uuid4 as 32 hex digits in the tokens we issue
+	UserID    string    // user_id; a JSON integer is read as its decimal string
+	Issuer    string    // iss, if any
+	Audience  string    // aud: the configured Audience, if any
+}
+
+// TokenError is why a token was refused. Message is simplejwt's text, fit
+// for the API body ({"detail": Message, "code": "token_not_valid"}); the
+// reason behind ErrTokenInvalid is not told.
+type TokenError struct{ Message string }
+
+func (e *TokenError) Error() string { return "auth: " + e.Message }
+
+// The refusals of Parse (and, for ErrTokenBlacklisted, of the handlers).
+// Parse returns these very values, so they compare with == as well as
+// errors.Is.
+var (
+	ErrTokenInvalid     = &TokenError{"Token is invalid"}
+	ErrTokenExpired     = &TokenError{"Token is expired"}
+	ErrTokenWrongType   = &TokenError{"Token has wrong type"}
+	ErrTokenBlacklisted = &TokenError{"Token is blacklisted"}
+)
+
+// Token types.
+const (
+	accessType  = "access"
+	refreshType = "refresh"
+)
+
+// headersRefused are JOSE header parameters that point at keys or demand
+// extensions we do not implement (RFC 7515 §4.1.11): a token carrying one
+// is refused, never followed.
+var headersRefused = []string{"jku", "x5u", "jwk", "x5c", "crit"}
+
+// Tokens signs and verifies tokens. Its keys are loaded once by NewTokens;
+// it is safe for concurrent use.
+type Tokens struct {
+	alg     string
+	method  jwt.SigningMethod
+	signKey any    // []byte for HS*, else crypto.Signer
+	kid     string // of signKey; empty for HS*
+	// verify maps kid to public key (asymmetric algorithms only).
+	verify    map[string]crypto.PublicKey
+	hmacKey   []byte
+	issuer    string
+	audience  string
+	access    time.Duration
+	refresh   time.Duration
+	parseOpts []jwt.ParserOption // without the clock
+	keyfunc   jwt.Keyfunc
+	jwks      []byte
+}
+
+// NewTokens checks cfg, loads its keys and returns the signer/verifier.
+// Its errors name what is wrong and the key file, never key material:
+// an unknown algorithm, an HS* key that fails CheckSecretKey, key files
+// given with HS* (ambiguous) or missing for RS256/ES256/EdDSA, a key of
+// the wrong type, an RSA modulus under 2048 bits, an EC key not on P-256,
+// a leeway outside 0..60s, an access lifetime outside (0, 1h], a refresh
+// lifetime not longer than the access lifetime.
+func NewTokens(cfg TokenConfig) (*Tokens, error) {
+	if cfg.Algorithm == "" {
+		cfg.Algorithm = defaultAlgorithm
+	}
+	if cfg.AccessLifetime == 0 {
+		cfg.AccessLifetime = DefaultAccessLifetime
+	}
+	if cfg.RefreshLifetime == 0 {
+		cfg.RefreshLifetime = DefaultRefreshLifetime
+	}
+	switch {
+	case cfg.Leeway < 0 || cfg.Leeway > maxLeeway:
+		return nil, fmt.Errorf("auth: leeway %v is outside 0s..%v", cfg.Leeway, maxLeeway)
+	case cfg.AccessLifetime < 0 || cfg.AccessLifetime > maxAccessLifetime:
+		return nil, fmt.Errorf("auth: access token lifetime %v is outside (0s, %v]", cfg.AccessLifetime, maxAccessLifetime)
+	case cfg.RefreshLifetime <= cfg.AccessLifetime:
+		return nil, fmt.Errorf("auth: refresh token lifetime %v is not longer than the access token lifetime %v", cfg.RefreshLifetime, cfg.AccessLifetime)
+	}
+
+	t := &Tokens{
+		alg:      cfg.Algorithm,
+		issuer:   cfg.Issuer,
+		audience: cfg.Audience,
+		access:   cfg.AccessLifetime,
+		refresh:  cfg.RefreshLifetime,
+	}
+	var verifyKeys []verifyKey
+	switch cfg.Algorithm {
+	case "HS256", "HS384", "HS512":
+		if cfg.PrivateKeyFile != "" || len(cfg.PublicKeyFiles) > 0 {
+			return nil, fmt.Errorf("auth: %s signs with the secret key, but key files are configured too (ambiguous: choose RS256, ES256 or EdDSA, or drop the key files)", cfg.Algorithm)
+		}
+		if err := CheckSecretKey(cfg.Algorithm, cfg.SecretKey); err != nil {
+			return nil, err
+		}
+		t.hmacKey = []byte(cfg.SecretKey)
+		t.signKey = t.hmacKey
+	case "RS256", "ES256", "EdDSA":
+		if cfg.PrivateKeyFile == "" {
+			return nil, fmt.Errorf("auth: %s needs a private key file", cfg.Algorithm)
+		}
+		signer, err := loadPrivateKey(cfg.Algorithm, cfg.PrivateKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		t.signKey = signer
+		t.kid, err = kidOf(signer.Public())
+		if err != nil {
+			return nil, fmt.Errorf("auth: private key file %s: %w", cfg.PrivateKeyFile, err)
+		}
+		t.verify = map[string]crypto.PublicKey{t.kid: signer.Public()}
+		verifyKeys = append(verifyKeys, verifyKey{t.kid, signer.Public()})
+		for _, file := range cfg.PublicKeyFiles {
+			pub, err := loadPublicKey(cfg.Algorithm, file)
+			if err != nil {
+				return nil, err
+			}
+			kid, err := kidOf(pub)
+			if err != nil {
+				return nil, fmt.Errorf("auth: public key file %s: %w", file, err)
+			}
+			if _, dup := t.verify[kid]; dup {
+				continue // the same key twice verifies once
+			}
+			t.verify[kid] = pub
+			verifyKeys = append(verifyKeys, verifyKey{kid, pub})
+		}
+	default:
+		return nil, fmt.Errorf("auth: algorithm %q is not supported, want HS256, HS384, HS512, RS256, ES256 or EdDSA", cfg.Algorithm)
+	}
+	t.method = jwt.GetSigningMethod(cfg.Algorithm)
+
+	jwks, err := marshalJWKS(cfg.Algorithm, verifyKeys)
+	if err != nil {
+		return nil, err
+	}
+	t.jwks = jwks
+
+	t.parseOpts = []jwt.ParserOption{
+		jwt.WithValidMethods([]string{cfg.Algorithm}),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(cfg.Leeway),
+		jwt.WithJSONNumber(),     // user_id integers beyond 2^53 stay exact
+		jwt.WithStrictDecoding(), // one encoding per token: no malleable trailing bits
+	}
+	if cfg.Issuer != "" {
+		t.parseOpts = append(t.parseOpts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		t.parseOpts = append(t.parseOpts, jwt.WithAudience(cfg.Audience))
+	}
+	t.keyfunc = t.lookupKey
+	return t, nil
+}
+
+// AccessLifetime returns an access token's lifetime.
+func (t *Tokens) AccessLifetime() time.Duration { return t.access }
+
+// RefreshLifetime returns a refresh token's lifetime.
+func (t *Tokens) RefreshLifetime() time.Duration { return t.refresh }
+
+// JWKS returns the JSON Web Key Set of the public keys that verify tokens
+// (the signing key's first), each with kty, kid (its RFC 7638
+// thumbprint), use "sig", alg and its key members; {"keys":[]} for HS*.
+// The caller may keep and modify the slice.
+func (t *Tokens) JWKS() []byte { return bytes.Clone(t.jwks) }
+
+// issuedClaims are the claims of a token we issue, in simplejwt's order:
+// its payload, then aud and iss as PyJWT's encode appends them.
+type issuedClaims struct {
+	TokenType string `json:"token_type"`
+	ExpiresAt int64  `json:"exp"`
+	IssuedAt  int64  `json:"iat"`
+	JTI       string `json:"jti"`
+	UserID    string `json:"user_id"`
+	Audience  string `json:"aud,omitempty"`
+	Issuer    string `json:"iss,omitempty"`
+}
+
+// issuedClaims implements jwt.Claims only to be signed; we never validate
+// with it.
+func (c issuedClaims) GetExpirationTime() (*jwt.NumericDate, error) {
+	return jwt.NewNumericDate(time.Unix(c.ExpiresAt, 0)), nil
+}
+func (c issuedClaims) GetIssuedAt() (*jwt.NumericDate, error) {
+	return jwt.NewNumericDate(time.Unix(c.IssuedAt, 0)), nil
+}
+func (c issuedClaims) GetNotBefore() (*jwt.NumericDate, error) { return nil, nil }
+func (c issuedClaims) GetIssuer() (string, error)              { return c.Issuer, nil }
+func (c issuedClaims) GetSubject() (string, error)             { return "", nil }
+func (c issuedClaims) GetAudience() (jwt.ClaimStrings, error) {
+	if c.Audience == "" {
+		return nil, nil
+	}
+	return jwt.ClaimStrings{c.Audience}, nil
+}
+
+// Issue signs a token of type typ ("access" or "refresh") for userID,
+// issued at now (truncated to the second, as simplejwt's epochs) and
+// expiring one lifetime later. The header is {"alg":…,"typ":"JWT"}, with
+// the signing key's kid for RS256, ES256 and EdDSA.
+func (t *Tokens) Issue(typ, userID string, now time.Time) (string, Claims, error) {
+	var life time.Duration
+	switch typ {
+	case accessType:
+		life = t.access
+	case refreshType:
+		life = t.refresh
+	default:
+		return "", Claims{}, fmt.Errorf("auth: issue: token type %q is not access or refresh", typ)
+	}
+	if userID == "" {
+		return "", Claims{}, errors.New("auth: issue: empty user id")
+	}
+	jti, err := newJTI()
+	if err != nil {
+		return "", Claims{}, fmt.Errorf("auth: issue: %w", err)
+	}
+	c := issuedClaims{
+		TokenType: typ,
+		ExpiresAt: now.Add(life).Unix(),
+		IssuedAt:  now.Unix(),
+		JTI:       jti,
+		UserID:    userID,
+		Audience:  t.audience,
+		Issuer:    t.issuer,
+	}
+	tok := jwt.NewWithClaims(t.method, c)
+	if t.kid != "" {
+		tok.Header["kid"] = t.kid
+	}
+	raw, err := tok.SignedString(t.signKey)
+	if err != nil {
+		return "", Claims{}, fmt.Errorf("auth: issue: %w", err)
+	}
+	return raw, Claims{
+		TokenType: typ,
+		ExpiresAt: time.Unix(c.ExpiresAt, 0).UTC(),
+		IssuedAt:  time.Unix(c.IssuedAt, 0).UTC(),
+		JTI:       jti,
+		UserID:    userID,
+		Issuer:    t.issuer,
+		Audience:  t.audience,
+	}, nil
+}
+
+// newJTI returns a random (version 4) UUID as 32 lowercase hex digits,
+// like Python's uuid4().hex.
+func newJTI() (string, error) {
+	var u [16]byte
+	if _, err := rand.Read(u[:]); err != nil {
+		return "", err
+	}
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return hex.EncodeToString(u[:]), nil
+}
+
+// Parse verifies raw at time now and returns its claims. want is the
+// token_type required ("access", "refresh"); "" accepts any type (the
+// verify endpoint), though the claim must still be there.
+//
+// A token is accepted only if it is compact JWS of at most MaxTokenBytes
+// bytes of base64url and two dots; its alg is the configured one; it
+// carries none of the jku, x5u, jwk, x5c or crit headers; with RS256,
+// ES256 and EdDSA its kid names one of our keys; the signature verifies;
+// exp is there and after now (exp == now is expired, as simplejwt's
+// check_exp), nbf and iat are not after now, all give or take the leeway;
+// iss and aud match when configured; jti, token_type and user_id are
+// there and non-empty. The error is then ErrTokenExpired for a token that
+// is good but for its exp, ErrTokenWrongType for a good token of another
+// type, and ErrTokenInvalid for anything else.
+func (t *Tokens) Parse(raw, want string, now time.Time) (Claims, error) {
+	if !wellFormed(raw) {
+		return Claims{}, ErrTokenInvalid
+	}
+	opts := append(t.parseOpts[:len(t.parseOpts):len(t.parseOpts)], jwt.WithTimeFunc(func() time.Time { return now }))
+	mc := jwt.MapClaims{}
+	tok, err := jwt.NewParser(opts...).ParseWithClaims(raw, mc, t.keyfunc)
+	if err != nil || tok == nil || !tok.Valid {
+		if onlyExpired(err) && datesInRange(mc) {
+			return Claims{}, ErrTokenExpired
+		}
+		return Claims{}, ErrTokenInvalid
+	}
+	c, ok := t.claimsOf(mc)
+	if !ok {
+		return Claims{}, ErrTokenInvalid
+	}
+	if want != "" && c.TokenType != want {
+		return Claims{}, ErrTokenWrongType
+	}
+	return c, nil
+}
+
+// wellFormed tells, in one scan and without allocating, whether raw may be
+// a compact JWS: at most MaxTokenBytes bytes, only the base64url alphabet
+// and exactly two dots. This keeps JSON serialisations, padding, white
+// space and dot floods (CVE-2025-30204) away from the decoder.
+func wellFormed(raw string) bool {
+	if len(raw) == 0 || len(raw) > MaxTokenBytes {
+		return false
+	}
+	dots := 0
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		case c == '.':
+			dots++
+			if dots > 2 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return dots == 2
+}
+
+// lookupKey is the jwt.Keyfunc: it refuses key-bearing headers and any
+// alg but ours, and returns a typed key: []byte for HS*, else the public
+// key that the kid names.
+func (t *Tokens) lookupKey(tok *jwt.Token) (any, error) {
+	if tok.Method == nil || tok.Method.Alg() != t.alg {
+		return nil, errors.New("unexpected alg")
+	}
+	for _, h := range headersRefused {
+		if _, ok := tok.Header[h]; ok {
+			return nil, fmt.Errorf("header %q refused", h)
+		}
+	}
+	if t.hmacKey != nil {
+		return t.hmacKey, nil // a kid, if any, plays no part (simplejwt ignores it too)
+	}
+	kid, ok := tok.Header["kid"].(string)
+	if !ok || kid == "" || len(kid) > maxKIDBytes {
+		return nil, errors.New("missing or odd kid")
+	}
+	key, ok := t.verify[kid]
+	if !ok {
+		return nil, errors.New("unknown kid")
+	}
+	return key, nil
+}
+
+// otherClaimErrors are the golang-jwt claim failures that make a token
+// invalid rather than just expired.
+var otherClaimErrors = []error{
+	jwt.ErrTokenMalformed,
+	jwt.ErrTokenUnverifiable,
+	jwt.ErrTokenSignatureInvalid,
+	jwt.ErrTokenRequiredClaimMissing,
+	jwt.ErrInvalidType,
+	jwt.ErrTokenNotValidYet,
+	jwt.ErrTokenUsedBeforeIssued,
+	jwt.ErrTokenInvalidIssuer,
+	jwt.ErrTokenInvalidAudience,
+	jwt.ErrTokenInvalidSubject,
+	jwt.ErrTokenInvalidId,
+}
+
+// onlyExpired tells whether err says the signature verified and exp is
+// the only claim that failed. golang-jwt validates claims only after the
+// signature, so ErrTokenExpired implies a good signature.
+func onlyExpired(err error) bool {
+	if !errors.Is(err, jwt.ErrTokenExpired) {
+		return false
+	}
+	for _, e := range otherClaimErrors {
+		if errors.Is(err, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// maxEpoch is 9999-12-31T23:59:59Z, the last second Python's datetime (so
+// simplejwt) can represent; a later exp, iat or nbf makes a token invalid.
+const maxEpoch = 253402300799
+
+// datesInRange tells whether exp, iat and nbf, where present, are numbers
+// between 0 and maxEpoch.
+func datesInRange(mc jwt.MapClaims) bool {
+	for _, name := range []string{"exp", "iat", "nbf"} {
+		v, ok := mc[name]
+		if !ok {
+			continue
+		}
+		n, ok := v.(json.Number)
+		if !ok {
+			return false
+		}
+		f, err := n.Float64()
+		if err != nil || math.IsNaN(f) || f < 0 || f > maxEpoch {
+			return false
+		}
+	}
+	return true
+}
+
+// claimsOf extracts our claims from a verified token and checks the ones
+// golang-jwt does not: jti, token_type and user_id, the epoch ranges, and
+// no aud unless we expect one.
+func (t *Tokens) claimsOf(mc jwt.MapClaims) (Claims, bool) {
+	if !datesInRange(mc) {
+		return Claims{}, false
+	}
+	var c Claims
+	var ok bool
+	if c.TokenType, ok = mc["token_type"].(string); !ok || c.TokenType == "" {
+		return Claims{}, false
+	}
+	if c.JTI, ok = mc["jti"].(string); !ok || c.JTI == "" {
+		return Claims{}, false
+	}
+	if c.UserID, ok = userIDOf(mc["user_id"]); !ok {
+		return Claims{}, false
+	}
+	exp, err := mc.GetExpirationTime()
+	if err != nil || exp == nil {
+		return Claims{}, false
+	}
+	c.ExpiresAt = exp.UTC()
+	if iat, err := mc.GetIssuedAt(); err != nil {
+		return Claims{}, false
+	} else if iat != nil {
+		c.IssuedAt = iat.UTC()
+	}
+	if c.Issuer, err = mc.GetIssuer(); err != nil {
+		return Claims{}, false
+	}
+	if t.audience == "" && !emptyJSON(mc["aud"]) {
+		return Claims{}, false // PyJWT: "Invalid audience" when none is expected
+	}
+	c.Audience = t.audience
+	return c, true
+}
+
+// userIDOf reads the user_id claim: a non-empty string, or a JSON integer
+// (older simplejwt releases put integer primary keys in as numbers), which
+// becomes its decimal string. Fractions and exponents are refused.
+func userIDOf(v any) (string, bool) {
+	switch id := v.(type) {
+	case string:
+		return id, id != ""
+	case json.Number:
+		s := string(id)
+		digits := s
+		if len(digits) > 0 && digits[0] == '-' {
+			digits = digits[1:]
+		}
+		if digits == "" {
+			return "", false
+		}
+		for i := 0; i < len(digits); i++ {
+			if digits[i] < '0' || digits[i] > '9' {
+				return "", false
+			}
+		}
+		return s, true
+	}
+	return "", false
+}
+
+// emptyJSON tells whether a decoded claim is absent or empty: null, "",
+// [] or {} (what Python's "not payload['aud']" lets through, but for 0
+// and false).
+func emptyJSON(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	case []any:
+		return len(v) == 0
+	case map[string]any:
+		return len(v) == 0
+	}
+	return false
+}
