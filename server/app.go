@@ -19,6 +19,7 @@ type App struct {
 
 	mux        *http.ServeMux
 	middleware []func(http.Handler) http.Handler
+	authPrefix string // where MountAuth put the token endpoints; "" for none
 	once       sync.Once
 	handler    http.Handler
 }

@@ -19,6 +19,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/remuda/remuda/auth"
 )
 
 // Defaults and limits of the settings. A loaded Config holds a value for every
@@ -57,6 +59,14 @@ const (
 	DefaultDevLogLevel = "debug"
 	// DefaultProdLogLevel is the log level in prod.
 	DefaultProdLogLevel = "info"
+
+	// DefaultDatabase is the SQLite file shared by the workers of one host,
+	// relative to the working directory.
+	DefaultDatabase = "sqlite:server.db"
+	// DefaultJWTAlgorithm signs with the secret key, as simplejwt does.
+	DefaultJWTAlgorithm = "HS256"
+	// MaxTokenLifetime caps both token lifetimes.
+	MaxTokenLifetime = 90 * 24 * time.Hour
 )
 
 // Config is the effective configuration of one `server run` or `server check`:
@@ -107,6 +117,36 @@ type Config struct {
 	// Default: DefaultDevLogLevel or DefaultProdLogLevel.
 	LogLevel string `json:"log_level"`
 
+	// Database is where users and tokens live: "sqlite:PATH".
+	// Default: DefaultDatabase.
+	Database string `json:"database"`
+	// SecretKey signs HS* tokens (its UTF-8 bytes, as simplejwt's
+	// SIGNING_KEY). Required in prod by an app that mounts the auth
+	// endpoints, at least 32 bytes; in dev, a random one is made per start
+	// when empty. Prefer SERVER_SECRET_KEY or the file: a flag is visible
+	// in ps.
+	SecretKey string `json:"secret_key"`
+	// AccessTokenLifetime and RefreshTokenLifetime: simplejwt's
+	// ACCESS_TOKEN_LIFETIME (5m) and REFRESH_TOKEN_LIFETIME (24h).
+	AccessTokenLifetime  time.Duration `json:"access_token_lifetime"`
+	RefreshTokenLifetime time.Duration `json:"refresh_token_lifetime"`
+	// RotateRefreshTokens and BlacklistAfterRotation: simplejwt's settings
+	// of the same names, on by default here.
+	RotateRefreshTokens    bool `json:"rotate_refresh_tokens"`
+	BlacklistAfterRotation bool `json:"blacklist_after_rotation"`
+	// JWTAlgorithm is HS256, HS384, HS512, RS256, ES256 or EdDSA.
+	JWTAlgorithm string `json:"jwt_algorithm"`
+	// JWTPrivateKey is the PEM signing key file for RS256, ES256, EdDSA.
+	JWTPrivateKey string `json:"jwt_private_key"`
+	// JWTPublicKeys are comma-separated PEM files of older public keys that
+	// still verify during a key rotation.
+	JWTPublicKeys string `json:"jwt_public_keys"`
+	// JWTIssuer and JWTAudience, when set, are put in tokens and required.
+	JWTIssuer   string `json:"jwt_issuer"`
+	JWTAudience string `json:"jwt_audience"`
+	// JWTLeeway is the clock skew allowed on exp, 0 to 60s.
+	JWTLeeway time.Duration `json:"jwt_leeway"`
+
 	// sources maps each setting's TOML key (and "config") to where its
 	// value came from: "default", "file", "env SERVER_X" or "flag --x".
 	// Only loadConfig sets it; it is not sent to workers.
@@ -125,6 +165,13 @@ func defaultConfig(prod bool) Config {
 		KeepAlive:       DefaultKeepAlive,
 		AccessLog:       DefaultDevAccessLog,
 		LogLevel:        DefaultDevLogLevel,
+
+		Database:               DefaultDatabase,
+		AccessTokenLifetime:    auth.DefaultAccessLifetime,
+		RefreshTokenLifetime:   auth.DefaultRefreshLifetime,
+		RotateRefreshTokens:    true,
+		BlacklistAfterRotation: true,
+		JWTAlgorithm:           DefaultJWTAlgorithm,
 	}
 	if prod {
 		c.Workers = min(runtime.NumCPU(), MaxWorkers)
@@ -143,7 +190,19 @@ type setting struct {
 	want     string // what is allowed, completing "want ..."
 	min, max int    // whole-number settings
 	enum     []string
-	field    func(*Config) any // a pointer to the field
+	// Durations are above 0 and at most MaxTimeout unless zeroOK or maxDur
+	// say otherwise.
+	zeroOK bool
+	maxDur time.Duration
+	secret bool              // never printed
+	field  func(*Config) any // a pointer to the field
+}
+
+func (s setting) maxDuration() time.Duration {
+	if s.maxDur == 0 {
+		return MaxTimeout
+	}
+	return s.maxDur
 }
 
 var logLevels = []string{"debug", "info", "warn", "error"}
@@ -183,7 +242,37 @@ var settings = []setting{
 	{key: "log_level", arg: "LEVEL", help: "debug, info, warn or error",
 		want: "one of " + strings.Join(logLevels, ", "), enum: logLevels,
 		field: func(c *Config) any { return &c.LogLevel }},
+	{key: "database", arg: "URL", help: "users and tokens: sqlite:PATH",
+		want: "sqlite:PATH", field: func(c *Config) any { return &c.Database }},
+	{key: "secret_key", arg: "KEY", help: "HMAC signing key; prefer SERVER_SECRET_KEY (a flag shows in ps)",
+		want: "a key of at least 32 bytes", secret: true, field: func(c *Config) any { return &c.SecretKey }},
+	{key: "access_token_lifetime", arg: "DUR", help: "lifetime of access tokens",
+		want: "a duration above 0 and at most 1h", maxDur: time.Hour,
+		field: func(c *Config) any { return &c.AccessTokenLifetime }},
+	{key: "refresh_token_lifetime", arg: "DUR", help: "lifetime of refresh tokens",
+		want: "a duration above 0 and at most 90 days (2160h)", maxDur: MaxTokenLifetime,
+		field: func(c *Config) any { return &c.RefreshTokenLifetime }},
+	{key: "rotate_refresh_tokens", help: "refresh answers a new refresh token too",
+		want: "true or false", field: func(c *Config) any { return &c.RotateRefreshTokens }},
+	{key: "blacklist_after_rotation", help: "a rotated-out refresh token is revoked; replaying it revokes its family",
+		want: "true or false", field: func(c *Config) any { return &c.BlacklistAfterRotation }},
+	{key: "jwt_algorithm", arg: "ALG", help: "token signature: HS256, HS384, HS512, RS256, ES256, EdDSA",
+		want: "one of " + strings.Join(jwtAlgorithms, ", "), enum: jwtAlgorithms,
+		field: func(c *Config) any { return &c.JWTAlgorithm }},
+	{key: "jwt_private_key", arg: "PATH", help: "PEM signing key for RS256, ES256, EdDSA",
+		want: "a file path", field: func(c *Config) any { return &c.JWTPrivateKey }},
+	{key: "jwt_public_keys", arg: "PATHS", help: "comma-separated PEM public keys that still verify (rotation)",
+		want: "file paths, comma-separated", field: func(c *Config) any { return &c.JWTPublicKeys }},
+	{key: "jwt_issuer", arg: "ISS", help: "iss claim to set and require",
+		want: "a string", field: func(c *Config) any { return &c.JWTIssuer }},
+	{key: "jwt_audience", arg: "AUD", help: "aud claim to set and require",
+		want: "a string", field: func(c *Config) any { return &c.JWTAudience }},
+	{key: "jwt_leeway", arg: "DUR", help: "clock skew allowed on exp",
+		want: "a duration from 0 to 60s", zeroOK: true, maxDur: time.Minute,
+		field: func(c *Config) any { return &c.JWTLeeway }},
 }
+
+var jwtAlgorithms = []string{"HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"}
 
 func (s setting) flag() string { return "--" + strings.ReplaceAll(s.key, "_", "-") }
 func (s setting) env() string  { return "SERVER_" + strings.ToUpper(s.key) }
@@ -313,10 +402,13 @@ func (s setting) check(c *Config) error {
 			return s.refuse("")
 		}
 	case *time.Duration:
-		if *p <= 0 || *p > MaxTimeout {
+		if *p < 0 || *p == 0 && !s.zeroOK || *p > s.maxDuration() {
 			return s.refuse("")
 		}
 	case *string:
+		if s.key == "database" && !strings.HasPrefix(*p, "sqlite:") || s.key == "database" && *p == "sqlite:" {
+			return s.refuse("")
+		}
 		if s.enum != nil && !slices.Contains(s.enum, *p) {
 			return s.refuse("")
 		}
@@ -355,9 +447,10 @@ func parseDuration(s string) (d time.Duration, ok bool) {
 }
 
 // seconds converts n seconds to a duration; ok is false when n is not in
-// 1..MaxTimeout (which also rules out overflow).
+// 0..MaxTokenLifetime (which also rules out overflow). The setting's own
+// range is left to check.
 func seconds(n int64) (time.Duration, bool) {
-	if n <= 0 || n > int64(MaxTimeout/time.Second) {
+	if n < 0 || n > int64(MaxTokenLifetime/time.Second) {
 		return 0, false
 	}
 	return time.Duration(n) * time.Second, true
@@ -620,21 +713,21 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	apply := func(c *Config, s setting) {
 		if v, ok := fileValues[s.key]; ok {
 			if err := s.parseTOML(c, v); err != nil {
-				errs = append(errs, fmt.Errorf("config file %s: %s = %s: %w", path, s.key, tomlValue(v), err))
+				errs = append(errs, fmt.Errorf("config file %s: %s = %s: %w", path, s.key, s.hide(tomlValue(v)), err))
 			} else {
 				sources[s.key] = "file"
 			}
 		}
 		if v := getenv(s.env()); v != "" {
 			if err := s.parseText(c, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s %q: %w", s.env(), v, err))
+				errs = append(errs, fmt.Errorf("%s %s: %w", s.env(), s.hide(strconv.Quote(v)), err))
 			} else {
 				sources[s.key] = "env " + s.env()
 			}
 		}
 		if v, ok := flags.text[s.key]; ok {
 			if err := s.parseText(c, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s %q: %w", s.flag(), v, err))
+				errs = append(errs, fmt.Errorf("%s %s: %w", s.flag(), s.hide(strconv.Quote(v)), err))
 			} else {
 				sources[s.key] = "flag " + s.flag()
 			}
@@ -695,7 +788,7 @@ func (c Config) validate() error {
 	var errs []error
 	for _, s := range settings {
 		if err := s.check(&c); err != nil {
-			errs = append(errs, fmt.Errorf("%s = %s%s: %w", s.key, s.value(c), c.from(s.key), err))
+			errs = append(errs, fmt.Errorf("%s = %s%s: %w", s.key, s.shown(c), c.from(s.key), err))
 		}
 	}
 	if c.MaxRequestsJitter > 0 && c.MaxRequests == 0 {
@@ -712,6 +805,17 @@ func (c Config) from(key string) string {
 	}
 	return ""
 }
+
+// hide replaces a secret setting's value in a message.
+func (s setting) hide(v string) string {
+	if s.secret {
+		return "(hidden)"
+	}
+	return v
+}
+
+// shown is the value of s in c for a message.
+func (s setting) shown(c Config) string { return s.hide(s.value(c)) }
 
 // value returns the value of s in c as a TOML value.
 func (s setting) value(c Config) string {
@@ -833,7 +937,16 @@ func writeConfig(w io.Writer, c Config) error {
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, s := range settings {
-		fmt.Fprintf(tw, "%s = %s", s.key, s.value(c))
+		if s.secret {
+			// Never printed: say only whether it is set.
+			state := "not set"
+			if v := *s.field(&c).(*string); v != "" {
+				state = fmt.Sprintf("set, %d bytes", len(v))
+			}
+			fmt.Fprintf(tw, "# %s = (%s)", s.key, state)
+		} else {
+			fmt.Fprintf(tw, "%s = %s", s.key, s.value(c))
+		}
 		if src := c.sources[s.key]; src != "" {
 			fmt.Fprintf(tw, "\t# %s", src)
 		}

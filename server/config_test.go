@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -33,6 +34,15 @@ func writeFile(t testing.TB, content string) string {
 // withoutSources returns c without its record of sources, for comparison.
 func withoutSources(c Config) Config {
 	c.sources = nil
+	return c
+}
+
+// withAuthDefaults sets the auth settings' defaults, the same in both modes.
+func withAuthDefaults(c Config) Config {
+	c.Database = DefaultDatabase
+	c.AccessTokenLifetime, c.RefreshTokenLifetime = 5*time.Minute, 24*time.Hour
+	c.RotateRefreshTokens, c.BlacklistAfterRotation = true, true
+	c.JWTAlgorithm = "HS256"
 	return c
 }
 
@@ -65,7 +75,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig(%q): %v", tt.args, err)
 			}
-			if !reflect.DeepEqual(withoutSources(got), tt.want) {
+			if !reflect.DeepEqual(withoutSources(got), withAuthDefaults(tt.want)) {
 				t.Errorf("loadConfig(%q):\ngot  %+v\nwant %+v", tt.args, got, tt.want)
 			}
 			for _, s := range settings[1:] {
@@ -274,7 +284,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "env timeout not a duration", env: map[string]string{"SERVER_TIMEOUT": "ten"},
 			want: `SERVER_TIMEOUT "ten": want a duration such as 30s or a whole number of seconds, above 0 and at most 24h`},
 		{name: "file unknown key", file: "wokers = 2\n",
-			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level`},
+			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, jwt_leeway`},
 		{name: "file unknown table", file: "[server]\nworkers = 2\n",
 			has: []string{`config file $FILE: unknown key "server"`, "known keys: prod, bind"}},
 		{name: "file config key", file: "config = \"/etc/other.toml\"\n",
@@ -409,6 +419,19 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"pidfile":             {"", "[1]"}, // any string is allowed, even from the environment
 		"access_log":          {"", "false"},
 		"log_level":           {"trace", `"trace"`},
+
+		"database":                 {"mysql://db", `"postgres://db"`},
+		"secret_key":               {"", "42"},
+		"access_token_lifetime":    {"2h", `"0s"`},
+		"refresh_token_lifetime":   {"2161h", "-5"},
+		"rotate_refresh_tokens":    {"maybe", `"yes"`},
+		"blacklist_after_rotation": {"2", "1"},
+		"jwt_algorithm":            {"none", `"HS1"`},
+		"jwt_private_key":          {"", "[1]"},
+		"jwt_public_keys":          {"", "1"},
+		"jwt_issuer":               {"", "true"},
+		"jwt_audience":             {"", "3"},
+		"jwt_leeway":               {"2m", `"-1s"`},
 	}
 	for _, s := range settings {
 		b, ok := bad[s.key]
@@ -451,6 +474,12 @@ func TestLoadConfigBadValues(t *testing.T) {
 					if !strings.Contains(err.Error(), part) {
 						t.Errorf("got error %q, want it to contain %q", err, part)
 					}
+				}
+				if s.secret {
+					if want := s.key + " = (hidden)"; src.name == "file" && !strings.Contains(err.Error(), want) {
+						t.Errorf("got error %q, want it to hide the value as %q", err, want)
+					}
+					return
 				}
 				if src.name == "file" && !strings.Contains(err.Error(), s.key+" = "+b.toml) {
 					t.Errorf("got error %q, want it to contain %q", err, s.key+" = "+b.toml)
@@ -565,8 +594,17 @@ func TestWriteConfig(t *testing.T) {
 			keys = append(keys, strings.Fields(line)[0])
 		}
 	}
-	if !reflect.DeepEqual(keys, settingKeys()) {
-		t.Errorf("writeConfig keys: got %q, want %q", keys, settingKeys())
+	var want []string
+	for _, s := range settings {
+		if !s.secret {
+			want = append(want, s.key)
+		}
+	}
+	if !reflect.DeepEqual(keys, want) {
+		t.Errorf("writeConfig keys: got %q, want %q", keys, want)
+	}
+	if !strings.Contains(out, "# secret_key = (not set)") {
+		t.Errorf("writeConfig output:\n%s\nwant the secret key shown as not set", out)
 	}
 	for _, want := range []string{
 		`# Read from config file "` + path + `" (flag --config).`,
@@ -623,7 +661,7 @@ func TestWriteConfigRoundTrip(t *testing.T) {
 				t.Errorf("round trip through\n%s\ngot  %+v\nwant %+v", b.String(), got, want)
 			}
 			for _, s := range settings {
-				if got.sources[s.key] != "file" {
+				if !s.secret && got.sources[s.key] != "file" {
 					t.Errorf("after the round trip, source of %s: got %q, want %q", s.key, got.sources[s.key], "file")
 				}
 			}
@@ -735,4 +773,22 @@ func FuzzLoadConfigFile(f *testing.F) {
 			t.Fatalf("round trip of %q through\n%s\ngot  %+v\nwant %+v", data, b.String(), again, c)
 		}
 	})
+}
+
+func TestWriteConfigHidesSecretKey(t *testing.T) {
+	const key = "do-not-print-me-0123456789abcdefghijkl"
+	c, err := loadConfig(nil, env(map[string]string{"SERVER_SECRET_KEY": key}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := writeConfig(&b, c); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), key) {
+		t.Errorf("writeConfig printed the secret key:\n%s", b.String())
+	}
+	if want := fmt.Sprintf("# secret_key = (set, %d bytes)", len(key)); !strings.Contains(b.String(), want) {
+		t.Errorf("writeConfig output:\n%s\nwant %q", b.String(), want)
+	}
 }

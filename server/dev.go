@@ -47,6 +47,13 @@ func runDev(app *App, cfg Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	if app.authPrefix != "" {
+		store, err := bootAuth(app, cfg, log)
+		if err != nil {
+			return fmt.Errorf("boot: %w", err)
+		}
+		defer store.Close()
+	}
 	if app.OnBoot != nil {
 		if err := app.OnBoot(cfg); err != nil {
 			return fmt.Errorf("boot: %w", err)

@@ -52,6 +52,9 @@ func run(app *App, args []string, stdout, stderr io.Writer) int {
 			usage(stdout)
 			return ExitOK
 		}
+		if err == nil && app.authPrefix != "" {
+			err = checkAuth(cfg)
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "server %s: %v\n", cmd, err)
 			return ExitUsage
@@ -60,6 +63,10 @@ func run(app *App, args []string, stdout, stderr io.Writer) int {
 			return check(cfg, stdout, stderr)
 		}
 		return runServer(app, cfg, args)
+	case "createuser":
+		return createUser(args, os.Stdin, stdout, stderr)
+	case "flushexpiredtokens":
+		return flushExpiredTokens(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version())
 		return ExitOK
@@ -77,6 +84,8 @@ func mainUsage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   server run [--prod] [flags]     serve (dev: one process; --prod: master + workers)
   server check [--prod] [flags]   validate the config and print it
+  server createuser --username NAME [--password-stdin] [flags]
+  server flushexpiredtokens [flags]   drop expired refresh tokens
   server version
 Run "server run -h" for the flags.
 `)
@@ -103,6 +112,9 @@ func runServer(app *App, cfg Config, args []string) int {
 	}
 	defer log.Sync()
 	if !cfg.Prod {
+		if app.authPrefix != "" {
+			devSecretKey(&cfg, log)
+		}
 		err = runDev(app, cfg, log)
 	} else {
 		m := &workers.Master{
@@ -170,6 +182,13 @@ func runWorker(app *App) int {
 		access, reopen, err := newAccessLog(cfg)
 		if err != nil {
 			return nil, err
+		}
+		if app.authPrefix != "" {
+			// The store stays open for the worker's life; SQLite needs no
+			// goodbye from a process that exits.
+			if _, err := bootAuth(app, cfg, log); err != nil {
+				return nil, err
+			}
 		}
 		if app.OnBoot != nil {
 			if err := app.OnBoot(cfg); err != nil {

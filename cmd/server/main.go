@@ -1,23 +1,39 @@
-// Command server is Remuda's default binary: a demo app with a health
-// check, run by server.Main. "server run" is the development server,
-// "server run --prod" the pre-forking production runner.
+// Command server is Remuda's default binary: the demo app run by
+// server.Main. "server run" is the development server, "server run --prod"
+// the pre-forking production runner.
+//
+//	GET  /healthz              200 "ok"
+//	POST /api/token/           simplejwt's endpoints: obtain, refresh/,
+//	     /api/token/refresh/   verify/, blacklist/
+//	     ...
+//	GET  /hello/               protected: {"message": "Hello, World!"}
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 
+	"github.com/remuda/remuda/auth"
 	"github.com/remuda/remuda/server"
 )
 
 func main() {
 	app := server.NewApp()
 	app.HandleFunc("GET /healthz", healthz)
+	app.MountAuth("/api/token")
+	app.Handle("GET /hello/", auth.Required(http.HandlerFunc(hello)))
 	server.Main(app)
 }
 
 // healthz answers 200 "ok" while the process serves: for load balancers
-// and systemd-less health checks.
+// and health checks.
 func healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("ok"))
+}
+
+// hello is the seed tutorial's protected view.
+func hello(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]string{"message": "Hello, World!"})
 }

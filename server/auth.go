@@ -1,0 +1,223 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/term"
+
+	"github.com/remuda/remuda/auth"
+)
+
+// MountAuth serves simplejwt's token endpoints under prefix (the default
+// binary uses "/api/token": /api/token/, /api/token/refresh/, /verify/,
+// /blacklist/) and the JWKS at /.well-known/jwks.json, and makes
+// auth.Required work in every serving process. The store and keys come
+// from the Config at boot. In prod the app then needs a secret key (HS*)
+// or a signing key file, checked before any worker starts.
+func (a *App) MountAuth(prefix string) {
+	a.authPrefix = prefix
+}
+
+// authConfig is the auth part of cfg, with log lines for its hooks.
+func authConfig(cfg Config, log *zap.Logger) auth.Config {
+	var public []string
+	for f := range strings.SplitSeq(cfg.JWTPublicKeys, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			public = append(public, f)
+		}
+	}
+	return auth.Config{
+		Tokens: auth.TokenConfig{
+			Algorithm:       cfg.JWTAlgorithm,
+			SecretKey:       cfg.SecretKey,
+			PrivateKeyFile:  cfg.JWTPrivateKey,
+			PublicKeyFiles:  public,
+			Issuer:          cfg.JWTIssuer,
+			Audience:        cfg.JWTAudience,
+			Leeway:          cfg.JWTLeeway,
+			AccessLifetime:  cfg.AccessTokenLifetime,
+			RefreshLifetime: cfg.RefreshTokenLifetime,
+		},
+		RotateRefreshTokens:    cfg.RotateRefreshTokens,
+		BlacklistAfterRotation: cfg.BlacklistAfterRotation,
+		OnLoginFailed: func(r *http.Request, username string) {
+			log.Info("login failed", zap.String("username", username), zap.String("remote_addr", r.RemoteAddr))
+		},
+		OnTokenReuse: func(r *http.Request, userID, family string) {
+			log.Warn("refresh token reused: family revoked",
+				zap.String("user_id", userID), zap.String("family", family), zap.String("remote_addr", r.RemoteAddr))
+		},
+		OnError: func(r *http.Request, err error) {
+			log.Error("auth", zap.String("path", r.URL.Path), zap.Error(err))
+		},
+	}
+}
+
+// checkAuth tells, before anything serves, whether cfg can sign tokens:
+// prod needs a secret key of at least 32 bytes for HS*, or good key files.
+func checkAuth(cfg Config) error {
+	if cfg.SecretKey == "" && strings.HasPrefix(cfg.JWTAlgorithm, "HS") {
+		if cfg.Prod {
+			return errors.New("secret_key: prod needs a secret key of at least 32 bytes to sign tokens: set SERVER_SECRET_KEY (for example to the output of `openssl rand -base64 48`)")
+		}
+		return nil // dev makes one per start
+	}
+	if _, err := auth.NewTokens(authConfig(cfg, zap.NewNop()).Tokens); err != nil {
+		return fmt.Errorf("secret_key or jwt keys (%s): %w", cfg.from("secret_key"), err)
+	}
+	return nil
+}
+
+// devSecretKey fills in a random key for a dev server started without one.
+func devSecretKey(cfg *Config, log *zap.Logger) {
+	if cfg.SecretKey != "" || !strings.HasPrefix(cfg.JWTAlgorithm, "HS") {
+		return
+	}
+	b := make([]byte, 48)
+	rand.Read(b)
+	cfg.SecretKey = base64.RawURLEncoding.EncodeToString(b)
+	log.Warn("no secret key given: using a random one, so every token dies with this process; set SERVER_SECRET_KEY to keep them")
+}
+
+// openStore opens the store named by cfg.Database.
+func openStore(cfg Config) (auth.Store, error) {
+	path, ok := strings.CutPrefix(cfg.Database, "sqlite:")
+	if !ok {
+		return nil, fmt.Errorf("database %q: want sqlite:PATH", cfg.Database)
+	}
+	return auth.OpenSQLite(path)
+}
+
+// bootAuth opens the store, mounts the endpoints on app and installs the
+// Auth for auth.Required. The caller closes the store.
+func bootAuth(app *App, cfg Config, log *zap.Logger) (auth.Store, error) {
+	store, err := openStore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a, err := auth.New(authConfig(cfg, log), store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	a.Mount(app, app.authPrefix)
+	a.Install()
+	return store, nil
+}
+
+// createUser is `server createuser --username NAME [--password-stdin]`.
+func createUser(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	var username string
+	var fromStdin bool
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--username" || a == "-username":
+			if i+1 == len(args) {
+				fmt.Fprintln(stderr, "server createuser: --username needs a value")
+				return ExitUsage
+			}
+			i++
+			username = args[i]
+		case strings.HasPrefix(a, "--username="):
+			username = strings.TrimPrefix(a, "--username=")
+		case a == "--password-stdin":
+			fromStdin = true
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if username == "" {
+		fmt.Fprintln(stderr, "server createuser: --username is required")
+		return ExitUsage
+	}
+	cfg, err := loadConfig(rest, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "server createuser: %v\n", err)
+		return ExitUsage
+	}
+	password, err := readPassword(stdin, fromStdin, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "server createuser: %v\n", err)
+		return ExitUsage
+	}
+	store, err := openStore(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "server createuser: %v\n", err)
+		return ExitError
+	}
+	defer store.Close()
+	user, err := auth.CreateUser(context.Background(), store, username, password)
+	if err != nil {
+		fmt.Fprintf(stderr, "server createuser: %v\n", err)
+		return ExitError
+	}
+	fmt.Fprintf(stdout, "created user %q with id %s\n", user.Username, user.ID)
+	return ExitOK
+}
+
+// readPassword reads the new password: from stdin with --password-stdin
+// (one line, only its line ending removed), else at a no-echo prompt on a
+// terminal, twice.
+func readPassword(stdin *os.File, fromStdin bool, prompt io.Writer) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		return strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), nil
+	}
+	fd := int(stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return "", errors.New("standard input is not a terminal: give the password with --password-stdin")
+	}
+	fmt.Fprint(prompt, "Password: ")
+	first, err := term.ReadPassword(fd)
+	fmt.Fprintln(prompt)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	fmt.Fprint(prompt, "Password (again): ")
+	again, err := term.ReadPassword(fd)
+	fmt.Fprintln(prompt)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	if string(first) != string(again) {
+		return "", errors.New("the passwords differ")
+	}
+	return string(first), nil
+}
+
+// flushExpiredTokens is `server flushexpiredtokens`.
+func flushExpiredTokens(args []string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(args, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "server flushexpiredtokens: %v\n", err)
+		return ExitUsage
+	}
+	store, err := openStore(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "server flushexpiredtokens: %v\n", err)
+		return ExitError
+	}
+	defer store.Close()
+	n, err := store.FlushExpired(context.Background(), time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "server flushexpiredtokens: %v\n", err)
+		return ExitError
+	}
+	fmt.Fprintf(stdout, "flushed %d expired tokens\n", n)
+	return ExitOK
+}
