@@ -48,11 +48,33 @@
 //	HUP         new generation with a reloaded Config, then retire the old
 //	TTIN, TTOU  one worker more, one fewer
 //	USR1        workers reopen their log files
-//	USR2        reserved for the master upgrade (logged and ignored for now)
+//	USR2        upgrade the master itself (see below)
 //
 // Workers take TERM (drain) and INT (stop now). They leave QUIT to the Go
 // runtime, which relays it between threads while dumping stacks after a
 // SIGABRT.
+//
+// # Upgrades and systemd
+//
+// USR2 starts a new master from the binary on disk through
+// cloudflare/tableflip. It inherits every listening socket (the list
+// travels in REMUDA_LISTENERS, so sockets that systemd passed are kept
+// too), boots its first generation, writes the pidfile, sends
+// MAINPID=<pid> and READY=1 to NOTIFY_SOCKET, and tells the old master,
+// which then drains its workers and exits 0, telling systemd nothing more.
+// If the new master fails (a bad binary, a bad config, workers that cannot
+// boot, no ready within the boot timeout plus 10 s), the old one keeps
+// serving and logs why. A second USR2 during an upgrade is refused.
+//
+// With LISTEN_FDS and LISTEN_PID (socket activation) the master takes its
+// sockets from systemd instead of binding. It sends READY=1 once its first
+// generation is ready, RELOADING=1 with MONOTONIC_USEC on HUP and READY=1
+// when the new generation took over (or was abandoned), STOPPING=1 on
+// TERM, INT and QUIT, STATUS= with the number of ready workers, and
+// WATCHDOG=1 every half WATCHDOG_USEC, but only while some worker has
+// heartbeaten within the last two seconds: a wedged service is restarted
+// by systemd. Workers get none of the NOTIFY_SOCKET and WATCHDOG_
+// variables: only the master speaks for the service.
 //
 // # Worker
 //

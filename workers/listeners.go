@@ -4,42 +4,133 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 
+	"github.com/cloudflare/tableflip"
+
+	"github.com/remuda/remuda/internal/sdnotify"
 	"github.com/remuda/remuda/internal/serve"
 )
 
-// listener is one bound address and the file a worker inherits it as.
+// envListeners tells a master started by USR2 which sockets it inherits:
+// "network address" pairs, one per line, in order. The old master sets it
+// just before the upgrade; the new one reads and unsets it.
+const envListeners = "REMUDA_LISTENERS"
+
+// listener is one listening socket of the master and the file every
+// worker inherits it as.
 type listener struct {
-	addr string
-	ln   net.Listener // kept open: closing a unix listener removes its socket file
-	file *os.File     // a duplicate of ln's socket, passed to every worker
+	network, addr string
+	ln            net.Listener // the master's copy; closing it never removes a unix socket file
+	file          *os.File     // a duplicate, passed to workers at fd 4 and up
 }
 
-// bind listens on every address, in order. On error it closes what it had
-// bound and names the address.
-func bind(addrs []string) ([]listener, error) {
+// listen returns the master's listening sockets, registered with upg so
+// that a USR2 upgrade passes them on. They come, in this order of
+// preference, from the master this one replaces (every socket it had,
+// whatever the binds say now), from systemd (LISTEN_FDS), or are bound
+// here from addrs (unix sockets after stale-socket cleanup). On error it
+// closes what it had and names the address.
+func listen(upg *tableflip.Upgrader, addrs []string) ([]listener, error) {
 	var ls []listener
-	for _, addr := range addrs {
-		ln, err := serve.Listen(addr)
-		if err == nil {
-			var f *os.File
-			f, err = ln.(interface{ File() (*os.File, error) }).File()
-			if err != nil {
-				ln.Close()
-				err = fmt.Errorf("listen on %s: %w", addr, err)
-			} else {
-				ls = append(ls, listener{addr: addr, ln: ln, file: f})
-				continue
-			}
-		}
+	fail := func(err error) ([]listener, error) {
 		closeListeners(ls)
 		return nil, err
+	}
+	add := func(network, addr string, ln net.Listener) error {
+		tl, ok := ln.(tableflip.Listener)
+		if !ok {
+			return fmt.Errorf("listener %s %s: %T cannot be passed on", network, addr, ln)
+		}
+		if err := upg.Fds.AddListener(network, addr, tl); err != nil {
+			return fmt.Errorf("listener %s %s: %w", network, addr, err)
+		}
+		filer, ok := ln.(interface{ File() (*os.File, error) })
+		if !ok {
+			return fmt.Errorf("listener %s %s: %T has no file to pass to workers", network, addr, ln)
+		}
+		f, err := filer.File()
+		if err != nil {
+			return fmt.Errorf("listener %s %s: %w", network, addr, err)
+		}
+		ls = append(ls, listener{network: network, addr: addr, ln: ln, file: f})
+		return nil
+	}
+
+	if upg.HasParent() {
+		keys := os.Getenv(envListeners)
+		os.Unsetenv(envListeners)
+		for key := range strings.Lines(keys) {
+			network, addr, _ := strings.Cut(strings.TrimSpace(key), " ")
+			ln, err := upg.Fds.Listener(network, addr)
+			if err == nil && ln == nil {
+				err = fmt.Errorf("listener %s %s: not passed on by the old master", network, addr)
+			}
+			if err == nil {
+				err = add(network, addr, ln)
+			}
+			if err != nil {
+				return fail(err)
+			}
+		}
+		return ls, nil
+	}
+
+	activated, err := sdnotify.Listeners()
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range activated {
+		ln, err := net.FileListener(a.File)
+		a.File.Close()
+		if err != nil {
+			return fail(fmt.Errorf("socket %q from systemd: %w", a.Name, err))
+		}
+		if err := add(ln.Addr().Network(), ln.Addr().String(), ln); err != nil {
+			return fail(err)
+		}
+	}
+	if len(activated) > 0 {
+		return ls, nil
+	}
+
+	for _, addr := range addrs {
+		ln, err := serve.Listen(addr)
+		if err != nil {
+			return fail(err)
+		}
+		network, a := "tcp", addr
+		if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+			network, a = "unix", path
+		}
+		if err := add(network, a, ln); err != nil {
+			ln.Close()
+			return fail(err)
+		}
 	}
 	return ls, nil
 }
 
-// closeListeners closes the master's copies. Workers keep serving on theirs
-// until they drain; the socket closes with the last copy.
+// passOn records the listeners for the master an upgrade starts.
+func passOn(ls []listener) {
+	var b strings.Builder
+	for _, l := range ls {
+		fmt.Fprintf(&b, "%s %s\n", l.network, l.addr)
+	}
+	os.Setenv(envListeners, b.String())
+}
+
+// names lists the listeners for a log line.
+func names(ls []listener) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.network + ":" + l.addr
+	}
+	return out
+}
+
+// closeListeners closes the master's copies. Workers keep serving on
+// theirs until they drain; a socket closes with its last copy.
 func closeListeners(ls []listener) {
 	for _, l := range ls {
 		l.file.Close()

@@ -15,16 +15,21 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloudflare/tableflip"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"github.com/remuda/remuda/internal/ipc"
+	"github.com/remuda/remuda/internal/sdnotify"
 )
 
 // Timing of the master's loop and of its escalations.
 const (
 	// tick is how often the master checks deadlines.
 	tick = 100 * time.Millisecond
+	// upgradeMargin is added to the boot timeout for a USR2 upgrade: the new
+	// master must start and boot its first generation within their sum.
+	upgradeMargin = 10 * time.Second
 	// abortGrace is how long a worker sent SIGABRT has to dump its stacks
 	// before SIGKILL: the runtime's own limit for relaying the dump from
 	// thread to thread is 5 s; a healthy dump takes milliseconds.
@@ -66,6 +71,13 @@ type Master struct {
 
 	log        *zap.Logger
 	path       string // the executable, as invoked
+	upg        *tableflip.Upgrader
+	notify     *sdnotify.Notifier
+	upgrades   chan error // results of USR2 upgrades
+	upgrading  bool
+	reloading  bool      // systemd was told RELOADING=1
+	lastBeat   time.Time // the last heartbeat of any worker, for the watchdog
+	status     string    // the last STATUS= sent
 	listeners  []listener
 	events     chan event
 	workers    map[int]*worker // by pid
@@ -132,30 +144,56 @@ func (m *Master) Run() error {
 	m.path = path
 	sigs := notifySignals()
 	defer stopSignals(sigs)
+	if m.notify, err = sdnotify.New(nil); err != nil {
+		return err
+	}
+	watchdog, err := sdnotify.WatchdogInterval(nil)
+	if err != nil {
+		return err
+	}
+	// The master an upgrade starts has to boot its first generation
+	// before the old one gives up on it.
+	m.upg, err = tableflip.New(tableflip.Options{UpgradeTimeout: m.Config.bootTimeout() + upgradeMargin})
+	if err != nil {
+		return fmt.Errorf("upgrader: %w", err)
+	}
+	defer m.upg.Stop()
 
-	m.listeners, err = bind(m.Binds)
+	m.listeners, err = listen(m.upg, m.Binds)
 	if err != nil {
 		return err
 	}
 	defer closeListeners(m.listeners)
 	if m.PIDFile != "" {
-		if err := writePIDFile(m.PIDFile); err != nil {
-			return err
+		// A master started by USR2 writes it once it is ready.
+		if !m.upg.HasParent() {
+			if err := writePIDFile(m.PIDFile); err != nil {
+				return err
+			}
 		}
 		defer removePIDFile(m.PIDFile)
 	}
 	m.events = make(chan event, 64)
+	m.upgrades = make(chan error, 1)
 	m.workers = make(map[int]*worker)
 	m.lastGen, m.gen, m.cfg, m.want = 1, 1, m.Config, m.Config.workers()
-	m.log.Info("master starting", zap.Strings("addr", m.Binds), zap.Int("workers", m.want), zap.String("executable", m.path))
+	m.log.Info("master starting", zap.Strings("addr", names(m.listeners)), zap.Int("workers", m.want),
+		zap.String("executable", m.path), zap.Bool("upgrade", m.upg.HasParent()))
 
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
+	var watchdogC <-chan time.Time
+	if watchdog > 0 {
+		t := time.NewTicker(watchdog)
+		defer t.Stop()
+		watchdogC = t.C
+	}
 	for {
 		if err := m.reconcile(time.Now()); err != nil {
 			m.stopAll(syscall.SIGKILL)
 			return err
 		}
+		m.sendStatus()
 		if m.stopping && len(m.workers) == 0 {
 			m.log.Info("master stopped")
 			return nil
@@ -168,8 +206,16 @@ func (m *Master) Run() error {
 				m.stopAll(syscall.SIGKILL)
 				return err
 			}
+		case err := <-m.upgrades:
+			m.upgraded(err)
 		case now := <-ticker.C:
 			m.checkDeadlines(now)
+		case now := <-watchdogC:
+			// No ping unless workers heartbeat: a wedged service gets
+			// restarted by systemd.
+			if now.Sub(m.lastBeat) <= 2*HeartbeatInterval {
+				m.notify.Notify("WATCHDOG=1")
+			}
 		}
 	}
 }
@@ -209,19 +255,25 @@ func (m *Master) reconcile(now time.Time) error {
 				oldest = i
 			}
 		}
-		m.stop(active[oldest], syscall.SIGTERM, "fewer workers wanted")
+		m.stopWorker(active[oldest], syscall.SIGTERM, "fewer workers wanted")
 		active = append(active[:oldest], active[oldest+1:]...)
 	}
 	if !allReady || len(active) != m.want {
 		return nil
 	}
 	if m.servingGen != m.gen {
+		first := m.servingGen == 0
 		m.servingGen, m.servingCfg = m.gen, m.cfg
 		m.log.Info("generation ready", zap.Int("generation", m.gen), zap.Int("workers", m.want))
+		if first {
+			m.ready()
+		} else {
+			m.reloaded()
+		}
 	}
 	for _, w := range m.workers {
 		if w.state == ready && (w.gen != m.gen || w.recycle) {
-			m.stop(w, syscall.SIGTERM, "replaced")
+			m.stopWorker(w, syscall.SIGTERM, "replaced")
 		}
 	}
 	return nil
@@ -236,6 +288,9 @@ func (m *Master) handle(ev event) error {
 	now := time.Now()
 	w.lastSeen = now
 	f := ev.frame
+	if f.Type == ipc.TypeHeartbeat || f.Type == ipc.TypeReady {
+		m.lastBeat = now
+	}
 	switch f.Type {
 	case ipc.TypeReady:
 		if w.state == booting {
@@ -296,10 +351,11 @@ func (m *Master) reap(w *worker, st *os.ProcessState) error {
 			zap.Int("generation", m.gen), zap.Int("serving_generation", m.servingGen))
 		for _, o := range m.workers {
 			if o.gen == m.gen {
-				m.stop(o, syscall.SIGTERM, "generation abandoned")
+				m.stopWorker(o, syscall.SIGTERM, "generation abandoned")
 			}
 		}
 		m.gen, m.cfg, m.want = m.servingGen, m.servingCfg, m.servingCfg.workers()
+		m.reloaded()
 	}
 	return nil
 }
@@ -348,12 +404,10 @@ func (m *Master) signal(sig syscall.Signal) {
 	switch sig {
 	case syscall.SIGTERM:
 		if !m.stopping {
-			m.stopping = true
-			m.stopAll(syscall.SIGTERM)
+			m.stop(syscall.SIGTERM)
 		}
 	case syscall.SIGINT, syscall.SIGQUIT:
-		m.stopping = true
-		m.stopAll(syscall.SIGINT)
+		m.stop(syscall.SIGINT)
 	case syscall.SIGHUP:
 		if !m.stopping {
 			m.reload()
@@ -371,7 +425,9 @@ func (m *Master) signal(sig syscall.Signal) {
 			w.cmd.Process.Signal(syscall.SIGUSR1)
 		}
 	case syscall.SIGUSR2:
-		m.log.Warn("USR2 (master upgrade) is not available in this version; ignored")
+		if !m.stopping {
+			m.upgrade()
+		}
 	}
 }
 
@@ -389,6 +445,19 @@ func (m *Master) reload() {
 	m.lastGen++
 	m.gen, m.cfg, m.want = m.lastGen, cfg, cfg.workers()
 	m.log.Info("starting new generation", zap.Int("generation", m.gen), zap.Int("workers", m.want))
+	m.reloading = true
+	m.notify.Reloading()
+}
+
+// stop begins a stop by signal: systemd is told, unix sockets are removed,
+// and every worker gets sig (TERM: drain; INT: now).
+func (m *Master) stop(sig syscall.Signal) {
+	if !m.stopping {
+		m.notify.Notify("STOPPING=1")
+		m.upg.Stop()
+	}
+	m.stopping = true
+	m.stopAll(sig)
 }
 
 // stopAll begins a stop: the master's listener copies are closed, so that
@@ -402,13 +471,13 @@ func (m *Master) stopAll(sig syscall.Signal) {
 			m.kill(w)
 			continue
 		}
-		m.stop(w, sig, "master stopping")
+		m.stopWorker(w, sig, "master stopping")
 	}
 }
 
-// stop sends TERM (drain) or INT (now) to w, once per kind. Workers take
+// stopWorker sends TERM (drain) or INT (now) to w, once per kind. Workers take
 // INT, not QUIT, for "now": the Go runtime needs QUIT for its stack dumps.
-func (m *Master) stop(w *worker, sig syscall.Signal, why string) {
+func (m *Master) stopWorker(w *worker, sig syscall.Signal, why string) {
 	wait := quitGrace
 	if sig == syscall.SIGTERM {
 		if w.state == draining {
@@ -466,7 +535,7 @@ func (m *Master) spawn() (*worker, error) {
 	defer stderrW.Close()
 
 	cmd := exec.Command(m.path, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), ipc.EnvVersion+"="+ipc.Version)
+	cmd.Env = append(workerEnv(), ipc.EnvVersion+"="+ipc.Version)
 	cmd.Stdout, cmd.Stderr = os.Stdout, stderrW
 	cmd.ExtraFiles = []*os.File{theirs}
 	for _, l := range m.listeners {

@@ -70,22 +70,30 @@ func Msg(m string) func(Line) bool {
 
 // Start runs bin with args, its environment the test's plus Env() plus
 // env. The process gets a process group of its own, and the whole group
-// (workers included) is killed when the test ends; its log is printed if
-// the test failed.
+// (workers, and a master that USR2 started, included) is killed when the
+// test ends; its log is printed if the test failed. Lines written to its
+// stderr by anyone in the group are collected, also after it exited.
 func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(append(os.Environ(), Env()...), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stderr, err := cmd.StderrPipe()
+	// A pipe of our own rather than StderrPipe: the process may exit while
+	// others (its workers, or the master a USR2 started) still write to it.
+	stderr, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.Stderr = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		stderr.Close()
 		t.Fatal(err)
 	}
 	p := &Proc{Cmd: cmd, cond: make(chan struct{}), done: make(chan struct{})}
 	go func() {
+		defer stderr.Close()
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
@@ -97,6 +105,8 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 			p.cond = make(chan struct{})
 			p.mu.Unlock()
 		}
+	}()
+	go func() {
 		cmd.Wait()
 		p.mu.Lock()
 		p.status = cmd.ProcessState
@@ -136,26 +146,22 @@ func (p *Proc) Find(match func(Line) bool) []Line {
 	return out
 }
 
-// WaitFor waits until n lines match, and returns them.
+// WaitFor waits until n lines match, and returns them. It goes on waiting
+// after the process exits: others in its group may still write.
 func (p *Proc) WaitFor(t testing.TB, timeout time.Duration, n int, what string, match func(Line) bool) []Line {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
 		p.mu.Lock()
-		cond := p.cond
+		cond, status := p.cond, p.status
 		p.mu.Unlock()
 		if got := p.Find(match); len(got) >= n {
 			return got
 		}
 		select {
 		case <-cond:
-		case <-p.done:
-			if got := p.Find(match); len(got) >= n {
-				return got
-			}
-			t.Fatalf("process exited (%v) before %d × %s", p.status, n, what)
 		case <-deadline:
-			t.Fatalf("no %d × %s within %v (got %d)", n, what, timeout, len(p.Find(match)))
+			t.Fatalf("no %d × %s within %v (got %d; process status %v)", n, what, timeout, len(p.Find(match)), status)
 		}
 	}
 }
