@@ -793,3 +793,47 @@ func publicPEM(t *testing.T, file string) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
+
+// TestCreateUserPromptsWithoutEcho types the password at the prompt on a
+// real terminal: script(1) runs the command on a pseudo-terminal.
+func TestCreateUserPromptsWithoutEcho(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Fatalf("script (Debian package bsdutils): %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "server.db")
+	const password = "typed-at-the-prompt-42"
+	cmd := exec.Command(script, "-qec", os.Args[0]+" createuser --username tty --database sqlite:"+path, "/dev/null")
+	cmd.Env = append(append(os.Environ(), proctest.Env()...), envMain+"=1")
+	stdin, _ := cmd.StdinPipe()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		time.Sleep(300 * time.Millisecond) // let the prompt turn echo off
+		io.WriteString(stdin, password+"\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("createuser at a prompt: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "Password (again):") || !strings.Contains(out.String(), `created user "tty"`) {
+		t.Errorf("terminal shows %q, want both prompts and the new user", out.String())
+	}
+	if strings.Contains(out.String(), password) {
+		t.Errorf("the password was echoed: %q", out.String())
+	}
+	st, err := auth.OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	u, err := st.UserByUsername(context.Background(), "tty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, _ := auth.CheckPassword(password, u.PasswordHash); !ok {
+		t.Error("the stored hash does not verify the typed password")
+	}
+}
