@@ -128,8 +128,9 @@ type event struct {
 	exit  *os.ProcessState // non-nil: the process has exited
 }
 
-// Run binds, starts the first generation and supervises until a signal
-// stops it. It returns nil after a TERM, INT or QUIT stop, an error naming
+// Run binds (or inherits its sockets), starts the first generation and
+// supervises until a signal stops it. It returns nil after a TERM, INT or
+// QUIT stop and after handing over to a new master (USR2), an error naming
 // the address when binding fails, and an error wrapping ErrBootFailed when
 // the first generation cannot boot.
 func (m *Master) Run() error {
