@@ -21,6 +21,9 @@ func (m *Master) upgrade() {
 	m.upgrading = true
 	m.log.Info("upgrading: starting a new master", zap.String("executable", m.path))
 	passOn(m.listeners)
+	// WATCHDOG_PID names this master; left set, it would keep the new one,
+	// which becomes the main process, from ever pinging the watchdog.
+	os.Unsetenv("WATCHDOG_PID")
 	go func() { m.upgrades <- m.upg.Upgrade() }()
 }
 

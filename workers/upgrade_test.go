@@ -190,7 +190,11 @@ func listenNotify(t *testing.T) (string, *notifications) {
 
 func TestSystemdNotify(t *testing.T) {
 	sock, n := listenNotify(t)
-	p, _ := prod(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=1000000"}, "--workers", "2")
+	// As systemd does, WATCHDOG_PID names the main process: a shell that
+	// sets it to its own PID, then becomes the master.
+	p := proctest.Start(t, "/bin/sh", []string{envApp + "=1", "NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=1000000"},
+		"-c", `WATCHDOG_PID=$$ exec "$0" "$@"`, os.Args[0], "run", "--prod", "--bind", proctest.FreeAddr(t), "--workers", "2")
+	p.WaitReady(t, 1)
 	n.waitFor(t, 2*time.Second, 1, "READY=1")
 	n.waitFor(t, 2*time.Second, 1, "STATUS=2 workers ready")
 
@@ -216,6 +220,12 @@ func TestSystemdNotify(t *testing.T) {
 		t.Errorf("STOPPING=1 sent during an upgrade: %q", n.all())
 	}
 	p.Wait(t, 10*time.Second)
+	// The new master pings the watchdog now (the old one has exited).
+	before = n.count("WATCHDOG=1")
+	time.Sleep(1500 * time.Millisecond)
+	if got := n.count("WATCHDOG=1") - before; got < 2 {
+		t.Errorf("%d WATCHDOG=1 in 1.5s from the new master, want at least 2", got)
+	}
 
 	syscall.Kill(next, syscall.SIGTERM)
 	n.waitFor(t, 5*time.Second, 1, "STOPPING=1")
