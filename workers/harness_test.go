@@ -86,3 +86,12 @@ func startBinary(t *testing.T, bin string, env []string, args ...string) *procte
 	t.Helper()
 	return proctest.Start(t, bin, append(env, envApp+"=1"), args...)
 }
+
+// skipIfShort skips a test that runs for seconds (load, timeouts) under
+// go test -short; go test and CI run it.
+func skipIfShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs for seconds; go test without -short runs it")
+	}
+}

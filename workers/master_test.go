@@ -48,6 +48,7 @@ func TestTwoWorkersServe(t *testing.T) {
 }
 
 func TestKilledWorkerIsReplaced(t *testing.T) {
+	skipIfShort(t)
 	p, url := prod(t, nil, "--workers", "2")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -98,6 +99,7 @@ func TestTTINTTOU(t *testing.T) {
 }
 
 func TestHUPUnderLoadFailsNothing(t *testing.T) {
+	skipIfShort(t)
 	p, url := prod(t, nil, "--workers", "2", "--graceful-timeout", "5s")
 	master := p.Pid()
 	first := proctest.Children(master)
@@ -183,6 +185,7 @@ func TestStuckRequestGets503AndWorkerIsRecycled(t *testing.T) {
 }
 
 func TestTERMServesQueuedAndInFlight(t *testing.T) {
+	skipIfShort(t)
 	p, url := prod(t, nil, "--workers", "1", "--graceful-timeout", "5s")
 	master := p.Pid()
 	addr := strings.TrimPrefix(url, "http://")
@@ -271,6 +274,7 @@ func TestMasterKilledTakesWorkersDown(t *testing.T) {
 }
 
 func TestSilentWorkerIsAbortedWithStackDump(t *testing.T) {
+	skipIfShort(t)
 	p, url := prod(t, []string{"GOMAXPROCS=1", "GODEBUG=asyncpreemptoff=1"}, "--workers", "1", "--timeout", "2s")
 	master := p.Pid()
 	wedged := proctest.Children(master)[0]
@@ -406,6 +410,7 @@ func TestHUPRunsNewReleaseBehindSymlink(t *testing.T) {
 }
 
 func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
+	skipIfShort(t)
 	p, url := prod(t, nil, "--workers", "2", "--max-requests", "300", "--max-requests-jitter", "50")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()

@@ -42,6 +42,7 @@ func newMaster(t *testing.T, p *proctest.Proc, old int) int {
 }
 
 func TestUSR2UpgradesUnderLoad(t *testing.T) {
+	skipIfShort(t)
 	pidfile := filepath.Join(t.TempDir(), "server.pid")
 	// Workers boot slowly, so that the upgrade lasts long enough for a
 	// second USR2 to find it in progress.
@@ -189,6 +190,7 @@ func listenNotify(t *testing.T) (string, *notifications) {
 }
 
 func TestSystemdNotify(t *testing.T) {
+	skipIfShort(t)
 	sock, n := listenNotify(t)
 	// As systemd does, WATCHDOG_PID names the main process: a shell that
 	// sets it to its own PID, then becomes the master.
@@ -234,6 +236,7 @@ func TestSystemdNotify(t *testing.T) {
 }
 
 func TestWatchdogSilentWhenWorkersAre(t *testing.T) {
+	skipIfShort(t)
 	sock, n := listenNotify(t)
 	p, url := prod(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=1000000", "GOMAXPROCS=1", "GODEBUG=asyncpreemptoff=1"},
 		"--workers", "1", "--timeout", "30s")

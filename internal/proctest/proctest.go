@@ -92,7 +92,9 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 		t.Fatal(err)
 	}
 	p := &Proc{Cmd: cmd, cond: make(chan struct{}), done: make(chan struct{})}
+	eof := make(chan struct{})
 	go func() {
+		defer close(eof)
 		defer stderr.Close()
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(nil, 1<<20)
@@ -108,6 +110,12 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 	}()
 	go func() {
 		cmd.Wait()
+		// Its last lines may still be in the pipe: wait for them, unless
+		// others (a master USR2 started) keep the pipe open.
+		select {
+		case <-eof:
+		case <-time.After(500 * time.Millisecond):
+		}
 		p.mu.Lock()
 		p.status = cmd.ProcessState
 		p.mu.Unlock()
