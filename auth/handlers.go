@@ -290,19 +290,30 @@ func (a *Auth) authenticate(r *http.Request, username, password string) (User, b
 	return user, true, nil
 }
 
-// refresh is POST /api/token/refresh/.
-func (a *Auth) refresh(w http.ResponseWriter, r *http.Request, f fields) {
-	vals, errs := f.strings("refresh")
+// tokenField parses the token in field name as a token of type typ ("" for
+// any). When the field is missing or the token refused, it answers 400 or
+// 401 and returns false.
+func (a *Auth) tokenField(w http.ResponseWriter, f fields, name, typ string) (Claims, bool) {
+	vals, errs := f.strings(name)
 	if errs != nil {
 		writeJSON(w, http.StatusBadRequest, errs)
+		return Claims{}, false
+	}
+	claims, err := a.tokens.Parse(vals[0], typ, a.cfg.Now())
+	if err != nil {
+		tokenNotValid(w, err)
+		return Claims{}, false
+	}
+	return claims, true
+}
+
+// refresh is POST /api/token/refresh/.
+func (a *Auth) refresh(w http.ResponseWriter, r *http.Request, f fields) {
+	claims, ok := a.tokenField(w, f, "refresh", "refresh")
+	if !ok {
 		return
 	}
 	ctx, now := r.Context(), a.cfg.Now()
-	claims, err := a.tokens.Parse(vals[0], "refresh", now)
-	if err != nil {
-		tokenNotValid(w, err)
-		return
-	}
 	user, err := a.store.UserByID(ctx, claims.UserID)
 	if errors.Is(err, ErrNotFound) || err == nil && !user.Active {
 		unauthorized(w, detail{Detail: "No active account found for the given token."})
@@ -399,14 +410,8 @@ func (a *Auth) adopt(r *http.Request, c Claims) error {
 // verify is POST /api/token/verify/: 200 {} for any valid token that is
 // not blacklisted.
 func (a *Auth) verify(w http.ResponseWriter, r *http.Request, f fields) {
-	vals, errs := f.strings("token")
-	if errs != nil {
-		writeJSON(w, http.StatusBadRequest, errs)
-		return
-	}
-	claims, err := a.tokens.Parse(vals[0], "", a.cfg.Now())
-	if err != nil {
-		tokenNotValid(w, err)
+	claims, ok := a.tokenField(w, f, "token", "")
+	if !ok {
 		return
 	}
 	if claims.TokenType == "refresh" {
@@ -425,17 +430,11 @@ func (a *Auth) verify(w http.ResponseWriter, r *http.Request, f fields) {
 
 // blacklist is POST /api/token/blacklist/: revoke a refresh token (logout).
 func (a *Auth) blacklist(w http.ResponseWriter, r *http.Request, f fields) {
-	vals, errs := f.strings("refresh")
-	if errs != nil {
-		writeJSON(w, http.StatusBadRequest, errs)
+	claims, ok := a.tokenField(w, f, "refresh", "refresh")
+	if !ok {
 		return
 	}
 	ctx, now := r.Context(), a.cfg.Now()
-	claims, err := a.tokens.Parse(vals[0], "refresh", now)
-	if err != nil {
-		tokenNotValid(w, err)
-		return
-	}
 	state, err := a.store.RefreshState(ctx, claims.JTI)
 	switch {
 	case err != nil:
