@@ -21,6 +21,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/remuda/remuda/auth"
+	"github.com/remuda/remuda/internal/serve"
 )
 
 // Defaults and limits of the settings. A loaded Config holds a value for every
@@ -67,6 +68,11 @@ const (
 	DefaultJWTAlgorithm = "HS256"
 	// MaxTokenLifetime caps both token lifetimes.
 	MaxTokenLifetime = 90 * 24 * time.Hour
+
+	// DefaultForwardedAllowIPs trusts a proxy on the same host.
+	DefaultForwardedAllowIPs = "127.0.0.1,::1"
+	// DefaultMaxBodySize is 10 MiB.
+	DefaultMaxBodySize = 10 << 20
 )
 
 // Config is the effective configuration of one `server run` or `server check`:
@@ -147,6 +153,14 @@ type Config struct {
 	// JWTLeeway is the clock skew allowed on exp, 0 to 60s.
 	JWTLeeway time.Duration `json:"jwt_leeway"`
 
+	// ForwardedAllowIPs lists the proxies (addresses, CIDR prefixes, or
+	// "*") whose X-Forwarded-For/-Proto and X-Request-ID are believed.
+	// Default: DefaultForwardedAllowIPs.
+	ForwardedAllowIPs string `json:"forwarded_allow_ips"`
+	// MaxBodySize caps request bodies in prod (larger: 413); 0 is no cap.
+	// Default: DefaultMaxBodySize.
+	MaxBodySize int `json:"max_body_size"`
+
 	// sources maps each setting's TOML key (and "config") to where its
 	// value came from: "default", "file", "env SERVER_X" or "flag --x".
 	// Only loadConfig sets it; it is not sent to workers.
@@ -172,6 +186,8 @@ func defaultConfig(prod bool) Config {
 		RotateRefreshTokens:    true,
 		BlacklistAfterRotation: true,
 		JWTAlgorithm:           DefaultJWTAlgorithm,
+		ForwardedAllowIPs:      DefaultForwardedAllowIPs,
+		MaxBodySize:            DefaultMaxBodySize,
 	}
 	if prod {
 		c.Workers = min(runtime.NumCPU(), MaxWorkers)
@@ -267,6 +283,11 @@ var settings = []setting{
 		want: "a string", field: func(c *Config) any { return &c.JWTIssuer }},
 	{key: "jwt_audience", arg: "AUD", help: "aud claim to set and require",
 		want: "a string", field: func(c *Config) any { return &c.JWTAudience }},
+	{key: "forwarded_allow_ips", arg: "LIST", help: `proxies whose X-Forwarded-For/-Proto and X-Request-ID to believe ("*": all)`,
+		want: `IP addresses or CIDR prefixes, comma-separated, or "*"`, field: func(c *Config) any { return &c.ForwardedAllowIPs }},
+	{key: "max_body_size", arg: "BYTES", help: "larger request bodies get 413 in prod (0: no limit)",
+		want: "a whole number of bytes, 0 or more", min: 0, max: 1 << 40,
+		field: func(c *Config) any { return &c.MaxBodySize }},
 	{key: "jwt_leeway", arg: "DUR", help: "clock skew allowed on exp",
 		want: "a duration from 0 to 60s", zeroOK: true, maxDur: time.Minute,
 		field: func(c *Config) any { return &c.JWTLeeway }},
@@ -408,6 +429,11 @@ func (s setting) check(c *Config) error {
 	case *string:
 		if s.key == "database" && !strings.HasPrefix(*p, "sqlite:") || s.key == "database" && *p == "sqlite:" {
 			return s.refuse("")
+		}
+		if s.key == "forwarded_allow_ips" {
+			if _, err := serve.ParseProxies(*p); err != nil {
+				return s.refuse("%v", err)
+			}
 		}
 		if s.enum != nil && !slices.Contains(s.enum, *p) {
 			return s.refuse("")
@@ -998,41 +1024,6 @@ or whole seconds (90).
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", name, devDefault, prodDefault, s.help)
 	}
 	tw.Flush()
-}
-
-// warnings returns deploy warnings for `server check`, as sentences: settings
-// that are valid but likely wrong for the mode.
-func warnings(c Config) []string {
-	var ws []string
-	for _, addr := range c.Bind {
-		if isLoopback(addr) {
-			continue
-		}
-		if c.Prod {
-			ws = append(ws, fmt.Sprintf("bind %s is reachable from other hosts: serve behind a reverse proxy such as nginx, which buffers slow clients and terminates TLS, and bind to 127.0.0.1 or a unix socket.", addr))
-		} else {
-			ws = append(ws, fmt.Sprintf("bind %s is reachable from other hosts, but the development server shows stack traces in responses: use --prod to serve other hosts.", addr))
-		}
-	}
-	if !c.Prod {
-		if src := c.sources["workers"]; src != "" && src != "default" {
-			ws = append(ws, fmt.Sprintf("workers = %d (%s) has no effect without --prod: the development server is one process.", c.Workers, src))
-		}
-		return ws
-	}
-	if c.Workers == 1 {
-		ws = append(ws, "workers = 1: a crashed worker fails requests until its replacement is up; run 2 or more.")
-	}
-	if c.KeepAlive <= 60*time.Second {
-		ws = append(ws, fmt.Sprintf("keep_alive = %s is not above nginx's upstream keepalive_timeout (60s by default): nginx may send a request on a connection the server is closing, and its client gets a 502; use %s.", formatDuration(c.KeepAlive), formatDuration(DefaultKeepAlive)))
-	}
-	if c.GracefulTimeout < c.Timeout {
-		ws = append(ws, fmt.Sprintf("graceful_timeout = %s is shorter than timeout = %s: a reload or stop may kill requests still within their timeout.", formatDuration(c.GracefulTimeout), formatDuration(c.Timeout)))
-	}
-	if c.MaxRequests > 0 && c.MaxRequestsJitter == 0 && c.Workers > 1 {
-		ws = append(ws, fmt.Sprintf("max_requests = %d without max_requests_jitter: workers started together are recycled together; set max_requests_jitter, such as %d.", c.MaxRequests, max(1, c.MaxRequests/20)))
-	}
-	return ws
 }
 
 // isLoopback reports whether addr is a unix socket or a loopback address;

@@ -43,6 +43,7 @@ func withAuthDefaults(c Config) Config {
 	c.AccessTokenLifetime, c.RefreshTokenLifetime = 5*time.Minute, 24*time.Hour
 	c.RotateRefreshTokens, c.BlacklistAfterRotation = true, true
 	c.JWTAlgorithm = "HS256"
+	c.ForwardedAllowIPs, c.MaxBodySize = "127.0.0.1,::1", 10<<20
 	return c
 }
 
@@ -284,7 +285,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "env timeout not a duration", env: map[string]string{"SERVER_TIMEOUT": "ten"},
 			want: `SERVER_TIMEOUT "ten": want a duration such as 30s or a whole number of seconds, above 0 and at most 24h`},
 		{name: "file unknown key", file: "wokers = 2\n",
-			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, jwt_leeway`},
+			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, forwarded_allow_ips, max_body_size, jwt_leeway`},
 		{name: "file unknown table", file: "[server]\nworkers = 2\n",
 			has: []string{`config file $FILE: unknown key "server"`, "known keys: prod, bind"}},
 		{name: "file config key", file: "config = \"/etc/other.toml\"\n",
@@ -432,6 +433,8 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"jwt_issuer":               {"", "true"},
 		"jwt_audience":             {"", "3"},
 		"jwt_leeway":               {"2m", `"-1s"`},
+		"forwarded_allow_ips":      {"localhost", `"10.0.0.0/33"`},
+		"max_body_size":            {"-1", `"big"`},
 	}
 	for _, s := range settings {
 		b, ok := bad[s.key]
@@ -714,7 +717,12 @@ func TestConfigWarnings(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig(%q): %v", tt.args, err)
 			}
-			got := warnings(c)
+			var got []string
+			for _, f := range deployChecks(c, false) {
+				if f.id != "W012" { // running as root: true of this test, not of the config
+					got = append(got, f.msg)
+				}
+			}
 			if len(got) != len(tt.want) {
 				t.Fatalf("warnings for %q: got %d %q, want %d", tt.args, len(got), got, len(tt.want))
 			}

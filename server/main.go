@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/remuda/remuda/internal/serve"
 	"github.com/remuda/remuda/workers"
 )
 
@@ -52,7 +53,7 @@ func run(app *App, args []string, stdout, stderr io.Writer) int {
 			usage(stdout)
 			return ExitOK
 		}
-		if err == nil && app.authPrefix != "" {
+		if err == nil && cmd == "run" && app.authPrefix != "" {
 			err = checkAuth(cfg)
 		}
 		if err != nil {
@@ -60,7 +61,7 @@ func run(app *App, args []string, stdout, stderr io.Writer) int {
 			return ExitUsage
 		}
 		if cmd == "check" {
-			return check(cfg, stdout, stderr)
+			return check(cfg, app.authPrefix != "", stdout, stderr)
 		}
 		return runServer(app, cfg, args)
 	case "createuser":
@@ -89,18 +90,6 @@ func mainUsage(w io.Writer) {
   server version
 Run "server run -h" for the flags.
 `)
-}
-
-// check prints the effective config and the deploy warnings.
-func check(cfg Config, stdout, stderr io.Writer) int {
-	if err := writeConfig(stdout, cfg); err != nil {
-		fmt.Fprintf(stderr, "server check: %v\n", err)
-		return ExitError
-	}
-	for _, w := range warnings(cfg) {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
-	}
-	return ExitOK
 }
 
 // runServer runs the dev server or the prod master until it stops.
@@ -195,7 +184,18 @@ func runWorker(app *App) int {
 				return nil, err
 			}
 		}
-		return &workers.Worker{Handler: app.Handler(), Logger: log, AccessLog: access, Reopen: reopen}, nil
+		proxies, err := serve.ParseProxies(cfg.ForwardedAllowIPs)
+		if err != nil {
+			return nil, err
+		}
+		return &workers.Worker{
+			Handler:        harden(app.Handler(), int64(cfg.MaxBodySize), log),
+			Logger:         log,
+			AccessLog:      access,
+			Reopen:         reopen,
+			TrustedProxies: proxies,
+			Hardened:       true,
+		}, nil
 	})
 	if err == nil {
 		return ExitOK

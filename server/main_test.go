@@ -29,6 +29,8 @@ func testApp() {
 	app := NewApp()
 	app.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
 	app.HandleFunc("GET /stuck", func(http.ResponseWriter, *http.Request) { select {} })
+	app.HandleFunc("GET /panic", func(http.ResponseWriter, *http.Request) { panic("secret-detail-xyz") })
+	app.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.RemoteAddr) })
 	Main(app)
 }
 

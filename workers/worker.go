@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -33,6 +34,14 @@ type Worker struct {
 	// Reopen, if non-nil, is called on SIGUSR1 to reopen log files after
 	// logrotate moved them.
 	Reopen func() error
+	// TrustedProxies are the peers whose X-Forwarded-For, -Proto and
+	// X-Request-ID headers are believed; a request from one gets the
+	// client's address as its RemoteAddr. From any other peer those
+	// headers are removed. If nil, nobody is trusted.
+	TrustedProxies []netip.Prefix
+	// Hardened caps request heads (431) and bounds response writes; see
+	// internal/serve's Options.
+	Hardened bool
 }
 
 // IsWorker reports whether this process was started by a master as one of
@@ -117,6 +126,8 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		},
 		Logger:    log,
 		AccessLog: w.AccessLog,
+		Proxies:   w.TrustedProxies,
+		Hardened:  w.Hardened,
 	})
 	srv.Serve(lns)
 	if err := ctrl.Send(ipc.Frame{Type: ipc.TypeReady}); err != nil {

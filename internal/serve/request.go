@@ -14,8 +14,8 @@ import (
 )
 
 // RequestIDHeader carries the request id: taken from the request when a
-// proxy set a sane one (nginx: proxy_set_header X-Request-ID $request_id),
-// generated otherwise, and always echoed in the response.
+// trusted proxy set a sane one (nginx: proxy_set_header X-Request-ID
+// $request_id), generated otherwise, and always echoed in the response.
 const RequestIDHeader = "X-Request-ID"
 
 // timeoutBody is what a client gets for a request past the timeout.
@@ -23,7 +23,11 @@ const timeoutBody = "503 Service Unavailable: the request timed out\n"
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	id := requestID(r.Header.Get(RequestIDHeader))
+	given := ""
+	if s.opts.Proxies.forwarded(r) {
+		given = r.Header.Get(RequestIDHeader)
+	}
+	id := requestID(given)
 	r.Header.Set(RequestIDHeader, id)
 	w.Header().Set(RequestIDHeader, id)
 

@@ -52,7 +52,21 @@ type Options struct {
 	// AccessLog, if non-nil, receives one line per request. It should not
 	// be sampled: every request deserves its line.
 	AccessLog *zap.Logger
+	// Proxies are the peers whose forwarded headers and request id are
+	// believed; see Proxies. If nil, nobody's.
+	Proxies Proxies
+	// Hardened is prod's HTTP hardening: request heads capped at
+	// MaxHeaderBytes (larger: 431), and a write deadline of Timeout plus
+	// WriteGrace for each response (a streaming handler lifts it with
+	// http.ResponseController.SetWriteDeadline).
+	Hardened bool
 }
+
+// Limits of Hardened.
+const (
+	MaxHeaderBytes = 64 << 10
+	WriteGrace     = 5 * time.Second
+)
 
 // Server is an http.Server with the behaviour described in the package doc.
 // It serves once: after Drain or Close it may not be reused.
@@ -90,6 +104,14 @@ func New(h http.Handler, opts Options) *Server {
 				s.conns.Add(-1)
 			}
 		},
+	}
+	if opts.Hardened {
+		s.srv.MaxHeaderBytes = MaxHeaderBytes
+		if opts.Timeout > 0 {
+			// Past the request timeout, so that the 503 can still be
+			// written.
+			s.srv.WriteTimeout = opts.Timeout + WriteGrace
+		}
 	}
 	return s
 }

@@ -1,0 +1,129 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/remuda/remuda/auth"
+)
+
+// A finding is one item of the deploy checklist that `server check`
+// prints, in the manner of Django's check --deploy: an ID to look up or
+// silence by, whether it is an error (check then exits non-zero) or a
+// warning, and a sentence that says what is wrong and how to fix it.
+type finding struct {
+	id  string
+	err bool
+	msg string
+}
+
+func (f finding) String() string {
+	kind := "warning"
+	if f.err {
+		kind = "error"
+	}
+	return fmt.Sprintf("%s %s: %s", kind, f.id, f.msg)
+}
+
+// deployChecks runs the checklist on c; usesAuth says whether the app
+// mounts the auth endpoints (and so needs a signing key).
+func deployChecks(c Config, usesAuth bool) []finding {
+	var fs []finding
+	warn := func(id, format string, args ...any) {
+		fs = append(fs, finding{id, false, fmt.Sprintf(format, args...)})
+	}
+	fail := func(id, format string, args ...any) { fs = append(fs, finding{id, true, fmt.Sprintf(format, args...)}) }
+
+	for _, addr := range c.Bind {
+		if isLoopback(addr) {
+			continue
+		}
+		if c.Prod {
+			warn("W001", "bind %s is reachable from other hosts: serve behind a reverse proxy such as nginx, which buffers slow clients and terminates TLS, and bind to 127.0.0.1 or a unix socket.", addr)
+		} else {
+			warn("W006", "bind %s is reachable from other hosts, but the development server shows stack traces in responses: use --prod to serve other hosts.", addr)
+		}
+	}
+	if !c.Prod {
+		if src := c.sources["workers"]; src != "" && src != "default" {
+			warn("W007", "workers = %d (%s) has no effect without --prod: the development server is one process.", c.Workers, src)
+		}
+		return fs
+	}
+
+	if c.Workers == 1 {
+		warn("W002", "workers = 1: a crashed worker fails requests until its replacement is up; run 2 or more.")
+	}
+	if cpus := runtime.NumCPU(); c.Workers > 4*cpus {
+		warn("W008", "workers = %d is more than 4 per CPU (%d CPUs): Go serves many requests per worker; run about one per CPU.", c.Workers, cpus)
+	}
+	if c.KeepAlive <= 60*time.Second {
+		warn("W003", "keep_alive = %s is not above nginx's upstream keepalive_timeout (60s by default): nginx may send a request on a connection the server is closing, and its client gets a 502; use %s.", formatDuration(c.KeepAlive), formatDuration(DefaultKeepAlive))
+	}
+	if c.GracefulTimeout < c.Timeout {
+		warn("W004", "graceful_timeout = %s is shorter than timeout = %s: a reload or stop may kill requests still within their timeout.", formatDuration(c.GracefulTimeout), formatDuration(c.Timeout))
+	}
+	if c.MaxRequests > 0 && c.MaxRequestsJitter == 0 && c.Workers > 1 {
+		warn("W005", "max_requests = %d without max_requests_jitter: workers started together are recycled together; set max_requests_jitter, such as %d.", c.MaxRequests, max(1, c.MaxRequests/20))
+	}
+	if c.MaxBodySize == 0 {
+		warn("W009", "max_body_size = 0: request bodies are not limited; set it, such as %d (10 MiB).", DefaultMaxBodySize)
+	}
+	if c.LogLevel == "debug" {
+		warn("W010", "log_level = debug in prod: logs grow fast and may carry request details; use info.")
+	}
+	if strings.TrimSpace(c.ForwardedAllowIPs) == "*" {
+		warn("W011", `forwarded_allow_ips = "*": every peer may set X-Forwarded-For and -Proto; list your proxies' addresses instead, unless only a proxy can reach the server.`)
+	}
+	if os.Geteuid() == 0 {
+		warn("W012", "running as root: a compromised worker owns the host; run as an unprivileged user (systemd: DynamicUser=yes, see systemd/README.md).")
+	}
+	if path, ok := strings.CutPrefix(c.Database, "sqlite:"); ok && usesAuth {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o007 != 0 {
+			fail("E003", "database %s has mode %v: other users can read password hashes and token records; chmod o-rwx %s.", path, fi.Mode().Perm(), path)
+		}
+	}
+	if !usesAuth {
+		return fs
+	}
+	switch {
+	case !strings.HasPrefix(c.JWTAlgorithm, "HS"):
+	case c.SecretKey == "":
+		fail("E001", "secret_key is not set: tokens cannot be signed; set SERVER_SECRET_KEY to a random key of at least 32 bytes (openssl rand -base64 48).")
+	default:
+		if err := auth.CheckSecretKey(c.JWTAlgorithm, c.SecretKey); err != nil {
+			fail("E002", "secret_key (%s) is weak: %v; set SERVER_SECRET_KEY to a random key (openssl rand -base64 48).", c.sources["secret_key"], err)
+		}
+		if strings.HasPrefix(c.sources["secret_key"], "flag") {
+			warn("W013", "secret_key comes from a flag: every user of the host sees it in ps; set SERVER_SECRET_KEY or put it in the config file.")
+		}
+	}
+	if !c.RotateRefreshTokens || !c.BlacklistAfterRotation {
+		warn("W014", "rotate_refresh_tokens = %t, blacklist_after_rotation = %t: a stolen refresh token stays usable until it expires; turn both on.", c.RotateRefreshTokens, c.BlacklistAfterRotation)
+	}
+	if c.AccessTokenLifetime > 15*time.Minute {
+		warn("W015", "access_token_lifetime = %s: an access token cannot be revoked before it expires; keep it short, such as 5m.", formatDuration(c.AccessTokenLifetime))
+	}
+	return fs
+}
+
+// check prints the effective config, then the checklist; it exits
+// non-zero when a finding is an error.
+func check(cfg Config, usesAuth bool, stdout, stderr io.Writer) int {
+	if err := writeConfig(stdout, cfg); err != nil {
+		fmt.Fprintf(stderr, "server check: %v\n", err)
+		return ExitError
+	}
+	code := ExitOK
+	for _, f := range deployChecks(cfg, usesAuth) {
+		fmt.Fprintln(stderr, f)
+		if f.err {
+			code = ExitError
+		}
+	}
+	return code
+}

@@ -1,0 +1,112 @@
+package server
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+const goodKey = "k9F2qLm7Xw4Rt8Vb1Nc6Hs3Jd5Pz0Ya2Ue7Io4"
+
+func TestDeployChecks(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open.db")
+	os.WriteFile(open, nil, 0o644)
+	closed := filepath.Join(dir, "closed.db")
+	os.WriteFile(closed, nil, 0o600)
+	base := []string{"--prod", "--workers", "2", "--database", "sqlite:" + closed}
+	tests := []struct {
+		id   string
+		args []string
+		env  map[string]string
+		auth bool
+		want string // part of the message
+	}{
+		{"W001", append(base, "--bind", "0.0.0.0:8000"), nil, false, "reverse proxy"},
+		{"W002", []string{"--prod", "--workers", "1"}, nil, false, "workers = 1"},
+		{"W003", append(base, "--keep-alive", "30s"), nil, false, "keepalive_timeout"},
+		{"W004", append(base, "--graceful-timeout", "5s"), nil, false, "shorter than timeout"},
+		{"W005", append(base, "--max-requests", "500"), nil, false, "max_requests_jitter"},
+		{"W006", []string{"--bind", "0.0.0.0:8000"}, nil, false, "stack traces"},
+		{"W007", []string{"--workers", "3"}, nil, false, "no effect without --prod"},
+		{"W008", []string{"--prod", "--workers", "1000"}, nil, false, "per CPU"},
+		{"W009", append(base, "--max-body-size", "0"), nil, false, "not limited"},
+		{"W010", append(base, "--log-level", "debug"), nil, false, "log_level = debug"},
+		{"W011", append(base, "--forwarded-allow-ips", "*"), nil, false, "every peer"},
+		{"W013", append(base, "--secret-key", goodKey), nil, true, "ps"},
+		{"W014", append(base, "--rotate-refresh-tokens=false"), map[string]string{"SERVER_SECRET_KEY": goodKey}, true, "stolen refresh token"},
+		{"W015", append(base, "--access-token-lifetime", "1h"), map[string]string{"SERVER_SECRET_KEY": goodKey}, true, "cannot be revoked"},
+		{"E001", base, nil, true, "SERVER_SECRET_KEY"},
+		{"E002", base, map[string]string{"SERVER_SECRET_KEY": "abcd"}, true, "at least 32"},
+		{"E003", []string{"--prod", "--workers", "2", "--database", "sqlite:" + open}, map[string]string{"SERVER_SECRET_KEY": goodKey}, true, "chmod o-rwx"},
+	}
+	if os.Geteuid() == 0 {
+		tests = append(tests, struct {
+			id   string
+			args []string
+			env  map[string]string
+			auth bool
+			want string
+		}{"W012", base, nil, false, "running as root"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			if tt.id == "W008" && runtime.NumCPU() > 250 {
+				t.Skip("more than 250 CPUs")
+			}
+			c, err := loadConfig(tt.args, env(tt.env))
+			if err != nil {
+				t.Fatalf("loadConfig(%q): %v", tt.args, err)
+			}
+			var found *finding
+			for _, f := range deployChecks(c, tt.auth) {
+				if f.id == tt.id {
+					found = &f
+				}
+			}
+			switch {
+			case found == nil:
+				t.Errorf("%q: no %s", tt.args, tt.id)
+			case !strings.Contains(found.msg, tt.want):
+				t.Errorf("%s: %q, want it to contain %q", tt.id, found.msg, tt.want)
+			case found.err != strings.HasPrefix(tt.id, "E"):
+				t.Errorf("%s: error %v, want %v", tt.id, found.err, strings.HasPrefix(tt.id, "E"))
+			}
+		})
+	}
+}
+
+func TestCheckProd(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "server.db")
+	os.WriteFile(db, nil, 0o600)
+	app := NewApp()
+	app.MountAuth("/api/token")
+	args := []string{"check", "--prod", "--workers", "2", "--database", "sqlite:" + db}
+
+	t.Run("4-byte key", func(t *testing.T) {
+		t.Setenv("SERVER_SECRET_KEY", "abcd")
+		var stdout, stderr bytes.Buffer
+		if code := run(app, args, &stdout, &stderr); code == 0 {
+			t.Errorf("check with a 4-byte key: exit 0, want non-zero\n%s", stderr.String())
+		}
+		if out := stderr.String(); !strings.Contains(out, "error E002") || !strings.Contains(out, "at least 32") || strings.Contains(out, "abcd") {
+			t.Errorf("check with a 4-byte key says %q, want E002 saying what is wrong without the key", out)
+		}
+	})
+	t.Run("sound config", func(t *testing.T) {
+		t.Setenv("SERVER_SECRET_KEY", goodKey)
+		var stdout, stderr bytes.Buffer
+		if code := run(app, args, &stdout, &stderr); code != 0 {
+			t.Errorf("check of a sound config: exit %d\n%s", code, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "error") {
+			t.Errorf("check of a sound config reports errors: %s", stderr.String())
+		}
+		if strings.Contains(stdout.String(), goodKey) {
+			t.Error("check printed the secret key")
+		}
+	})
+}
