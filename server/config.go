@@ -160,6 +160,15 @@ type Config struct {
 	// MaxBodySize caps request bodies in prod (larger: 413); 0 is no cap.
 	// Default: DefaultMaxBodySize.
 	MaxBodySize int `json:"max_body_size"`
+	// CertFile and KeyFile, both or neither, serve HTTPS (TLS 1.2 and up,
+	// HTTP/2) in prod, for a server without a proxy in front.
+	CertFile string `json:"certfile"`
+	KeyFile  string `json:"keyfile"`
+	// User and Group (names or numeric ids) are who the prod master and
+	// its workers run as once the sockets are bound; the master must start
+	// as root then. Group defaults to the user's primary group.
+	User  string `json:"user"`
+	Group string `json:"group"`
 
 	// sources maps each setting's TOML key (and "config") to where its
 	// value came from: "default", "file", "env SERVER_X" or "flag --x".
@@ -288,6 +297,14 @@ var settings = []setting{
 	{key: "max_body_size", arg: "BYTES", help: "larger request bodies get 413 in prod (0: no limit)",
 		want: "a whole number of bytes, 0 or more", min: 0, max: 1 << 40,
 		field: func(c *Config) any { return &c.MaxBodySize }},
+	{key: "certfile", arg: "PATH", help: "PEM certificate chain: serve HTTPS in prod (with --keyfile)",
+		want: "a file path", field: func(c *Config) any { return &c.CertFile }},
+	{key: "keyfile", arg: "PATH", help: "PEM private key of --certfile",
+		want: "a file path", field: func(c *Config) any { return &c.KeyFile }},
+	{key: "user", arg: "USER", help: "run as this user once the sockets are bound (prod, started as root)",
+		want: "a user name or id", field: func(c *Config) any { return &c.User }},
+	{key: "group", arg: "GROUP", help: "run as this group (default: the user's)",
+		want: "a group name or id", field: func(c *Config) any { return &c.Group }},
 	{key: "jwt_leeway", arg: "DUR", help: "clock skew allowed on exp",
 		want: "a duration from 0 to 60s", zeroOK: true, maxDur: time.Minute,
 		field: func(c *Config) any { return &c.JWTLeeway }},
@@ -816,6 +833,13 @@ func (c Config) validate() error {
 		if err := s.check(&c); err != nil {
 			errs = append(errs, fmt.Errorf("%s = %s%s: %w", s.key, s.shown(c), c.from(s.key), err))
 		}
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		errs = append(errs, fmt.Errorf("certfile = %s%s and keyfile = %s%s: give both or neither",
+			tomlString(c.CertFile), c.from("certfile"), tomlString(c.KeyFile), c.from("keyfile")))
+	}
+	if c.Group != "" && c.User == "" {
+		errs = append(errs, fmt.Errorf("group = %s%s needs user", tomlString(c.Group), c.from("group")))
 	}
 	if c.MaxRequestsJitter > 0 && c.MaxRequests == 0 {
 		errs = append(errs, fmt.Errorf("max_requests_jitter = %d%s needs max_requests above 0, but max_requests = 0%s: set max_requests or drop the jitter",

@@ -285,7 +285,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "env timeout not a duration", env: map[string]string{"SERVER_TIMEOUT": "ten"},
 			want: `SERVER_TIMEOUT "ten": want a duration such as 30s or a whole number of seconds, above 0 and at most 24h`},
 		{name: "file unknown key", file: "wokers = 2\n",
-			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, forwarded_allow_ips, max_body_size, jwt_leeway`},
+			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, forwarded_allow_ips, max_body_size, certfile, keyfile, user, group, jwt_leeway`},
 		{name: "file unknown table", file: "[server]\nworkers = 2\n",
 			has: []string{`config file $FILE: unknown key "server"`, "known keys: prod, bind"}},
 		{name: "file config key", file: "config = \"/etc/other.toml\"\n",
@@ -435,6 +435,10 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"jwt_leeway":               {"2m", `"-1s"`},
 		"forwarded_allow_ips":      {"localhost", `"10.0.0.0/33"`},
 		"max_body_size":            {"-1", `"big"`},
+		"certfile":                 {"", "[1]"},
+		"keyfile":                  {"", "1"},
+		"user":                     {"", "true"},
+		"group":                    {"", "2"},
 	}
 	for _, s := range settings {
 		b, ok := bad[s.key]

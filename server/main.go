@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"syscall"
 
 	"go.uber.org/zap"
 
@@ -106,11 +107,21 @@ func runServer(app *App, cfg Config, args []string) int {
 		}
 		err = runDev(app, cfg, log)
 	} else {
+		var cred *syscall.Credential
+		if cred, err = credential(cfg); err != nil {
+			fmt.Fprintf(os.Stderr, "server run: %v\n", err)
+			return ExitUsage
+		}
+		if _, err = tlsConfig(cfg); err != nil {
+			fmt.Fprintf(os.Stderr, "server run: %v\n", err)
+			return ExitUsage
+		}
 		m := &workers.Master{
-			Binds:   cfg.Bind,
-			Config:  workersConfig(cfg),
-			PIDFile: cfg.PIDFile,
-			Logger:  log,
+			Credential: cred,
+			Binds:      cfg.Bind,
+			Config:     workersConfig(cfg),
+			PIDFile:    cfg.PIDFile,
+			Logger:     log,
 			// HUP: flags and environment are the master's own and cannot
 			// change; the config file is read again.
 			Reload: func() (workers.Config, error) {
@@ -188,6 +199,10 @@ func runWorker(app *App) int {
 		if err != nil {
 			return nil, err
 		}
+		tlsCfg, err := tlsConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
 		return &workers.Worker{
 			Handler:        harden(app.Handler(), int64(cfg.MaxBodySize), log),
 			Logger:         log,
@@ -195,6 +210,7 @@ func runWorker(app *App) int {
 			Reopen:         reopen,
 			TrustedProxies: proxies,
 			Hardened:       true,
+			TLS:            tlsCfg,
 		}, nil
 	})
 	if err == nil {

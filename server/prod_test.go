@@ -3,15 +3,26 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
+	"os/user"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -191,4 +202,105 @@ func sorted(s []int) []int { s = slices.Clone(s); slices.Sort(s); return s }
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key as PEM files.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "remuda test"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestProdTLS(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	addr := proctest.FreeAddr(t)
+	p := proctest.Start(t, os.Args[0], []string{envApp + "=1"}, "run", "--prod", "--workers", "2", "--bind", addr,
+		"--certfile", certFile, "--keyfile", keyFile)
+	p.WaitReady(t, 1)
+
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	resp, err := c.Get("https://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Proto != "HTTP/2.0" || resp.TLS.Version < tls.VersionTLS12 {
+		t.Errorf("GET over TLS: %d %s TLS %x, want 200 over HTTP/2 with TLS 1.2+", resp.StatusCode, resp.Proto, resp.TLS.Version)
+	}
+	if got := resp.Header.Get("Strict-Transport-Security"); got == "" {
+		t.Error("no HSTS over TLS")
+	}
+	old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS11}}}
+	if _, err := old.Get("https://" + addr + "/healthz"); err == nil {
+		t.Error("a TLS 1.1 client was served")
+	}
+	if status, _, err := proctest.Get("http://"+addr+"/healthz", 2*time.Second); status == 200 {
+		t.Errorf("plain HTTP on the TLS port answered 200 (%v)", err)
+	}
+}
+
+func TestProdDropsPrivileges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to drop privileges (CI runs as root)")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A copy of the test binary that nobody may execute.
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755) // t.TempDir makes both 0700
+	self, _ := os.ReadFile(os.Args[0])
+	bin := filepath.Join(dir, "app")
+	os.WriteFile(bin, self, 0o755)
+	sock := filepath.Join(dir, "app.sock")
+	addr := proctest.FreeAddr(t)
+	p := proctest.Start(t, bin, []string{envApp + "=1"}, "run", "--prod", "--workers", "2", "--bind", addr,
+		"--bind", "unix:"+sock, "--user", "nobody")
+	p.WaitReady(t, 1)
+	uid := func(pid int) string {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		for line := range strings.Lines(string(b)) {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+				return f[1]
+			}
+		}
+		return ""
+	}
+	for _, pid := range append([]int{p.Pid()}, proctest.Children(p.Pid())...) {
+		if got := uid(pid); got != nobody.Uid {
+			t.Errorf("process %d runs as uid %s, want nobody (%s)", pid, got, nobody.Uid)
+		}
+	}
+	if fi, err := os.Stat(sock); err != nil || fmt.Sprint(fi.Sys().(*syscall.Stat_t).Uid) != nobody.Uid {
+		t.Errorf("unix socket %s not given to nobody: %v", sock, err)
+	}
+	if status, _, err := proctest.Get("http://"+addr+"/healthz", 2*time.Second); status != 200 {
+		t.Errorf("GET /healthz as nobody: %d %v", status, err)
+	}
 }

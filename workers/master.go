@@ -64,6 +64,11 @@ type Master struct {
 	Reload func() (Config, error)
 	// PIDFile, if set, receives the master's PID while it runs.
 	PIDFile string
+	// Credential, if non-nil, is the user and group the master becomes
+	// once its sockets are bound (unix sockets are given to them first),
+	// and so its workers too. The master must then start as root, or as
+	// that user already.
+	Credential *syscall.Credential
 	// Logger receives the master's lines and, wrapped as JSON, any line a
 	// worker writes to stderr that is not JSON already (a panic, the stack
 	// dump of a SIGABRT). If nil, zap.NewNop() is used.
@@ -165,6 +170,11 @@ func (m *Master) Run() error {
 		return err
 	}
 	defer closeListeners(m.listeners)
+	if m.Credential != nil {
+		if err := dropPrivileges(m.listeners, m.Credential); err != nil {
+			return err
+		}
+	}
 	if m.PIDFile != "" {
 		// A master started by USR2 writes it once it is ready.
 		if !m.upg.HasParent() {

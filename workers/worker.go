@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +43,8 @@ type Worker struct {
 	// Hardened caps request heads (431) and bounds response writes; see
 	// internal/serve's Options.
 	Hardened bool
+	// TLS, if non-nil, serves HTTPS with HTTP/2 on every listener.
+	TLS *tls.Config
 }
 
 // IsWorker reports whether this process was started by a master as one of
@@ -128,6 +131,7 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		AccessLog: w.AccessLog,
 		Proxies:   w.TrustedProxies,
 		Hardened:  w.Hardened,
+		TLS:       w.TLS,
 	})
 	srv.Serve(lns)
 	if err := ctrl.Send(ipc.Frame{Type: ipc.TypeReady}); err != nil {

@@ -3,6 +3,7 @@ package serve
 import (
 	"bufio"
 	"encoding/hex"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -215,6 +216,15 @@ func (w *responseWriter) expire() (status int, bytes int64, ok bool) {
 	}
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
+		// HTTP/2 has no connection to take over: answer on the stream,
+		// which net/http then ends when the server closes or the worker
+		// exits.
+		if !w.started {
+			w.ResponseWriter.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w.ResponseWriter, timeoutBody)
+			http.NewResponseController(w.ResponseWriter).Flush()
+		}
 		return status, bytes, true
 	}
 	defer c.Close()

@@ -6,6 +6,7 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -60,6 +61,9 @@ type Options struct {
 	// WriteGrace for each response (a streaming handler lifts it with
 	// http.ResponseController.SetWriteDeadline).
 	Hardened bool
+	// TLS, if non-nil, serves HTTPS (HTTP/2 and HTTP/1.1) on every
+	// listener.
+	TLS *tls.Config
 }
 
 // Limits of Hardened.
@@ -105,6 +109,9 @@ func New(h http.Handler, opts Options) *Server {
 			}
 		},
 	}
+	if opts.TLS != nil {
+		s.srv.TLSConfig = opts.TLS
+	}
 	if opts.Hardened {
 		s.srv.MaxHeaderBytes = MaxHeaderBytes
 		if opts.Timeout > 0 {
@@ -122,7 +129,12 @@ func (s *Server) Serve(lns []net.Listener) {
 		dl := &drainListener{Listener: ln}
 		s.lns = append(s.lns, dl)
 		s.serving.Go(func() {
-			err := s.srv.Serve(dl)
+			var err error
+			if s.opts.TLS != nil {
+				err = s.srv.ServeTLS(dl, "", "")
+			} else {
+				err = s.srv.Serve(dl)
+			}
 			if !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, errDrained) {
 				s.opts.Logger.Error("serve", zap.String("addr", ln.Addr().String()), zap.Error(err))
 			}
