@@ -23,9 +23,40 @@ const banner = `
 `
 
 // runDev serves app in this one process until TERM or INT (graceful);
-// a second signal stops it at once.
+// a second signal stops it at once. When the sources change it rebuilds
+// and replaces itself with the new binary (see reload.go).
 func runDev(app *App, cfg Config, log *zap.Logger) error {
-	fmt.Fprint(os.Stderr, banner)
+	in, err := takeDevInherited()
+	if err != nil {
+		return err
+	}
+	if in.fds == nil {
+		fmt.Fprint(os.Stderr, banner)
+	}
+	rl := newReloader(log, in)
+	next, fds, err := serveDev(app, cfg, log, in, rl)
+	if next == "" {
+		rl.close()
+		return err
+	}
+	if app.authPrefix != "" && cfg.SecretKey != "" && os.Getenv("SERVER_SECRET_KEY") == "" {
+		// Keep the key, generated or not, so tokens survive a reload: a
+		// reload is not a start. (A flag's key wins over it anyway.)
+		os.Setenv("SERVER_SECRET_KEY", cfg.SecretKey)
+	}
+	err = rl.execReload(next, fds)
+	// Only a failed exec gets here, after the drain: stop, as after TERM.
+	for _, fd := range fds {
+		syscall.Close(fd)
+	}
+	rl.close()
+	return err
+}
+
+// serveDev serves until a signal stops it (it then returns "") or a reload
+// has built the binary next: it then returns next and the descriptors of
+// the listeners to pass on, once the requests in flight are done.
+func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reloader) (next string, fds []int, err error) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
@@ -36,32 +67,47 @@ func runDev(app *App, cfg Config, log *zap.Logger) error {
 			ln.Close()
 		}
 	}()
-	for _, addr := range cfg.Bind {
-		ln, err := serve.Listen(addr)
+	if in.fds != nil {
+		lns, err = in.listeners()
 		if err != nil {
-			return err
+			return "", nil, err
 		}
-		lns = append(lns, ln)
+		if len(lns) != len(cfg.Bind) {
+			log.Warn("--bind changed: a reload keeps the old addresses; restart to bind the new ones")
+		}
+	} else {
+		for _, addr := range cfg.Bind {
+			ln, err := serve.Listen(addr)
+			if err != nil {
+				return "", nil, err
+			}
+			lns = append(lns, ln)
+		}
 	}
 	access, _, err := newAccessLog(cfg)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	if app.authPrefix != "" {
 		store, err := bootAuth(app, cfg, log)
 		if err != nil {
-			return fmt.Errorf("boot: %w", err)
+			return "", nil, fmt.Errorf("boot: %w", err)
 		}
 		defer store.Close()
 	}
 	if app.OnBoot != nil {
 		if err := app.OnBoot(cfg); err != nil {
-			return fmt.Errorf("boot: %w", err)
+			return "", nil, fmt.Errorf("boot: %w", err)
 		}
 	}
-	srv := serve.New(app.Handler(), serve.Options{
+	proxies, err := serve.ParseProxies(cfg.ForwardedAllowIPs)
+	if err != nil {
+		return "", nil, err
+	}
+	srv := serve.New(debugPage(log)(app.Handler()), serve.Options{
 		Timeout:   cfg.Timeout,
 		KeepAlive: cfg.KeepAlive,
+		Proxies:   proxies,
 		Logger:    log,
 		AccessLog: access,
 		OnRecycle: func(reason string) {
@@ -69,18 +115,75 @@ func runDev(app *App, cfg Config, log *zap.Logger) error {
 		},
 	})
 	srv.Serve(lns)
-	log.Info("listening", zap.Strings("addr", cfg.Bind))
+	addrs := make([]string, len(lns))
+	for i, ln := range lns {
+		addrs[i] = ln.Addr().String()
+	}
+	if in.fds != nil {
+		log.Info("reloaded: listening", zap.Strings("addr", addrs))
+	} else {
+		log.Info("listening", zap.Strings("addr", addrs))
+	}
 
-	sig := <-sigs
-	log.Info("stopping", zap.Stringer("signal", sig))
+	built := make(chan string)
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	if rl != nil {
+		go rl.watch(built, stopWatch)
+	}
+
+	select {
+	case sig := <-sigs:
+		log.Info("stopping", zap.Stringer("signal", sig))
+	case next = <-built:
+		// Duplicate the sockets before the drain closes the listeners:
+		// they stay open, and connections made from now on wait in the
+		// kernel's queue for the new process.
+		fds, err = handOver(lns)
+		if err != nil {
+			for _, fd := range fds {
+				syscall.Close(fd)
+			}
+			os.Remove(next)
+			return "", nil, fmt.Errorf("reload: %w", err)
+		}
+		log.Info("reloading: finishing the requests in flight")
+	}
+	// The deadline runs from the signal or the reload. A signal during a
+	// reload's drain stops the server instead; a second one during a stop
+	// ends the drain at once.
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.GracefulTimeout)
 	defer cancel()
+	stopped := make(chan struct{})
 	go func() {
-		<-sigs
-		cancel()
+		select {
+		case <-sigs:
+			if next == "" {
+				cancel()
+				return
+			}
+			close(stopped)
+			log.Info("stopping instead of reloading")
+			select {
+			case <-sigs:
+				cancel()
+			case <-ctx.Done():
+			}
+		case <-ctx.Done():
+		}
 	}()
 	if err := srv.Drain(ctx); err != nil {
 		log.Warn("requests still running were dropped", zap.Error(err))
 	}
-	return nil
+	cancel()
+	select {
+	case <-stopped:
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+		os.Remove(next)
+		return "", nil, nil
+	default:
+	}
+	return next, fds, nil
 }
