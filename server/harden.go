@@ -37,11 +37,15 @@ func harden(h http.Handler, maxBody int64, log *zap.Logger) http.Handler {
 		if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
 			hdr["Strict-Transport-Security"] = hsts
 		}
-		if maxBody > 0 {
+		if maxBody > 0 && r.ContentLength != 0 {
 			if r.ContentLength > maxBody {
 				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body larger than %d bytes.", maxBody), "")
 				return
 			}
+			// On a copy: net/http decides from the original request's body
+			// whether an unread body can be discarded after the response
+			// or the connection must close instead.
+			r = r.WithContext(r.Context())
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		defer func() {
