@@ -128,6 +128,26 @@ func TestProdHardening(t *testing.T) {
 			t.Errorf("2 MiB header: %q, want 431 or 400", got)
 		}
 	})
+	t.Run("Content-Length and Transfer-Encoding", func(t *testing.T) {
+		raw := "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+		if got := rawRequest(t, addr, []byte(raw)); !strings.HasPrefix(got, "HTTP/1.1 400") {
+			t.Errorf("Content-Length with Transfer-Encoding: %q, want 400", got)
+		}
+	})
+	t.Run("malformed corpus", func(t *testing.T) {
+		files, _ := filepath.Glob("../internal/strict/testdata/invalid/*.http")
+		if len(files) < 50 {
+			t.Fatalf("%d corpus files", len(files))
+		}
+		for _, f := range files {
+			raw, _ := os.ReadFile(f)
+			got := rawRequest(t, addr, raw)
+			if !strings.HasPrefix(got, "HTTP/1.1 400") && !strings.HasPrefix(got, "HTTP/1.1 414") && !strings.HasPrefix(got, "HTTP/1.1 431") {
+				t.Errorf("%s: %q, want 400, 414 or 431", filepath.Base(f), got)
+			}
+		}
+		t.Logf("%d malformed or smuggling requests refused", len(files))
+	})
 	t.Run("garbage request line", func(t *testing.T) {
 		if got := rawRequest(t, addr, []byte("GARBAGE\r\n\r\n")); !strings.HasPrefix(got, "HTTP/1.1 400") {
 			t.Errorf("garbage request line: %q, want 400", got)

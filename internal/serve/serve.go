@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/remuda/remuda/internal/strict"
 )
 
 const (
@@ -57,9 +59,13 @@ type Options struct {
 	// believed; see Proxies. If nil, nobody's.
 	Proxies Proxies
 	// Hardened is prod's HTTP hardening: request heads capped at
-	// MaxHeaderBytes (larger: 431), and a write deadline of Timeout plus
+	// MaxHeaderBytes (larger: 431), a write deadline of Timeout plus
 	// WriteGrace for each response (a streaming handler lifts it with
-	// http.ResponseController.SetWriteDeadline).
+	// http.ResponseController.SetWriteDeadline), and, on plain HTTP, every
+	// request checked by internal/strict first, which refuses malformed and
+	// smuggling requests that net/http would serve. (Over TLS the check
+	// would have to sit above the TLS layer, which hides the connection
+	// state from net/http and so HTTP/2: TLS connections are not checked.)
 	Hardened bool
 	// TLS, if non-nil, serves HTTPS (HTTP/2 and HTTP/1.1) on every
 	// listener.
@@ -130,9 +136,12 @@ func (s *Server) Serve(lns []net.Listener) {
 		s.lns = append(s.lns, dl)
 		s.serving.Go(func() {
 			var err error
-			if s.opts.TLS != nil {
+			switch {
+			case s.opts.TLS != nil:
 				err = s.srv.ServeTLS(dl, "", "")
-			} else {
+			case s.opts.Hardened:
+				err = s.srv.Serve(strict.Listener(dl))
+			default:
 				err = s.srv.Serve(dl)
 			}
 			if !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, errDrained) {

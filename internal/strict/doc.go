@@ -1,0 +1,121 @@
+// Package strict refuses malformed and smuggling-prone HTTP/1.1 requests
+// before net/http parses them.
+//
+// Go's net/http is lenient in places where a front proxy may read the same
+// bytes differently (RFC 9112 section 11.2, request smuggling): it accepts a
+// request carrying both Content-Length and Transfer-Encoding, a bare LF as a
+// line ending, header names with underscores that a proxy maps to dashes, and
+// more. Listener wraps a net.Listener so that every accepted connection's
+// request stream goes through a validator first; prod mode serves on it.
+//
+// # Process model
+//
+// The wrapped net.Conn's Read parses the incoming byte stream as a sequence of
+// HTTP/1.1 requests and hands net/http only bytes that have been validated:
+//
+//   - a request head (request line, header fields, empty line) is released
+//     only once it is complete and valid;
+//   - a Content-Length body is released as it arrives;
+//   - a chunked body is released unit by unit (chunk-size line, chunk data,
+//     CRLF, trailer section) as each unit is validated.
+//
+// Per-connection memory is bounded by DefaultMaxHeadBytes plus one read.
+//
+// # Refusal
+//
+// On a violation the connection stops releasing bytes. When net/http next
+// asks for bytes of a new request, the conn writes
+//
+//	HTTP/1.1 400 Bad Request
+//	Content-Type: text/plain; charset=utf-8
+//	Connection: close
+//	Content-Length: N
+//
+//	<reason>
+//
+// (414 when the request line exceeds DefaultMaxRequestLineBytes, 431 when a
+// head or trailer section exceeds DefaultMaxHeadBytes), closes the connection
+// and returns io.EOF, so net/http never sees the refused request nor anything
+// after it.
+//
+// Writing the refusal must not interleave with a response net/http is still
+// writing for an earlier, valid request on the same connection. No response
+// is pending when nothing has been released since a read from the network
+// last timed out: net/http interrupts its background read (the one it runs
+// while a handler works) with a past read deadline in finishRequest, after
+// flushing the response. So a Read that meets the violation while bytes have
+// been released since is that background read: the conn blocks in the
+// underlying Read, discarding input, until the interruption, and returns the
+// timeout as net/http expects. The next Read, net/http's wait for the next
+// request, writes the refusal. After writing it the conn half-closes and
+// drains input for up to 500ms before closing, as net/http does, so that the
+// client's kernel does not discard the refusal on a reset.
+//
+// A violation found inside a body whose head was already released (possible
+// only when the body spans several reads, e.g. a bad chunk-size line in a
+// streamed upload) cannot be answered with a 400 without racing the handler.
+// The body read then fails with an error, the handler sees it, and the
+// connection is closed after the handler's response.
+//
+// # Protocol switches
+//
+// After a request with an Upgrade header, or a CONNECT request, the conn
+// holds back what follows until the response to that request is written:
+// Write watches its status line. On 101 (or 2xx to CONNECT) the conn stops
+// validating and passes the rest of the connection (a WebSocket, a tunnel)
+// through unchanged; on any other status it keeps validating, so an Upgrade
+// header cannot be used to slip requests past it. A hijacking handler must
+// therefore write its 101 before it reads from the connection, as WebSocket
+// libraries do; more than DefaultMaxHeadBytes sent before the response is
+// refused. Writes otherwise pass through; deadlines are those of the
+// underlying conn.
+//
+// # Truncated requests
+//
+// A connection that ends inside a request head gets a 400. One that ends
+// inside a body whose head net/http already has is left to net/http: the
+// handler's body read fails with io.ErrUnexpectedEOF.
+//
+// # TLS
+//
+// The validator reads plaintext, so it must sit above TLS:
+// Listener(tls.NewListener(ln, cfg)), never the other way round. net/http
+// then sees this package's conn, not a *tls.Conn: Request.TLS is nil and
+// HTTP/2 is not negotiated. Prod mode terminates TLS in front of Remuda.
+//
+// # Rules
+//
+// A request is refused when:
+//
+//   - the request line is not exactly method SP request-target SP
+//     "HTTP/1.1" or "HTTP/1.0" CRLF, the method a token, the target visible
+//     ASCII without a fragment (empty lines before the request line are
+//     refused too);
+//   - the request-target form does not fit the method: CONNECT needs
+//     authority-form (host:port), "*" is for OPTIONS only, other methods need
+//     origin-form ("/path") or absolute-form ("http://host/path");
+//   - a line in the head ends with a bare LF, or a bare CR appears;
+//   - a field line starts with SP or HTAB (obs-fold);
+//   - a field name is empty or not a token, or is an "underscore twin" of
+//     Content-Length, Transfer-Encoding or Host (e.g. Content_Length);
+//   - a field value has a control character other than HTAB (NUL, DEL...);
+//     obs-text (bytes >= 0x80) is allowed by RFC 9110 and accepted, except in
+//     Content-Length, Transfer-Encoding and Host;
+//   - Content-Length is not 1*DIGIT (sign, spaces inside, list such as
+//     "5, 5") or appears twice;
+//   - Transfer-Encoding is anything but exactly "chunked" (any case), appears
+//     twice, or appears in an HTTP/1.0 request;
+//   - Content-Length and Transfer-Encoding are both present;
+//   - Host is missing in HTTP/1.1, appears twice, or holds characters that
+//     cannot be in a host;
+//   - a chunk-size line is not 1*16HEXDIG followed by chunk extensions of the
+//     form ;name or ;name=token or ;name="quoted", then CRLF (no sign, no
+//     "0x", no whitespace);
+//   - chunk data is not followed by CRLF, or the trailer section is not
+//     ended by CRLF;
+//   - the trailer section holds a field that must not be a trailer
+//     (Content-Length, Transfer-Encoding, Host, Authorization, Content-Type,
+//     Content-Encoding, Content-Range, Trailer, Cookie, Set-Cookie, TE,
+//     Expect, Connection, Keep-Alive, Upgrade, Proxy-Authorization, Range,
+//     Cache-Control, Max-Forwards) or a malformed one.
+package strict
