@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"net/http"
 	"sync"
 )
@@ -56,4 +57,15 @@ func (a *App) Handler() http.Handler {
 		a.handler = h
 	})
 	return a.handler
+}
+
+// ClientAddr is the address of the client that made r, without its port:
+// the peer's, or, behind a proxy listed in --forwarded-allow-ips, the
+// client's as the proxy reported it in X-Forwarded-For.
+func ClientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

@@ -30,7 +30,7 @@ func testApp() {
 	app.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
 	app.HandleFunc("GET /stuck", func(http.ResponseWriter, *http.Request) { select {} })
 	app.HandleFunc("GET /panic", func(http.ResponseWriter, *http.Request) { panic("secret-detail-xyz") })
-	app.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.RemoteAddr) })
+	app.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, ClientAddr(r)) })
 	Main(app)
 }
 
@@ -164,5 +164,20 @@ func TestDevServerTimeout(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if out := stderr(d); !strings.Contains(out, "request timed out") || !strings.Contains(out, "would now be recycled") {
 		t.Errorf("dev stderr lacks the timeout lines:\n%s", out)
+	}
+}
+
+func TestDevPanicPage(t *testing.T) {
+	_, url := startDev(t)
+	req, _ := http.NewRequest("GET", url+"/panic", nil)
+	req.Header.Set("Accept", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 500 || !strings.Contains(string(b), "secret-detail-xyz") || !strings.Contains(string(b), "main_test.go") {
+		t.Errorf("dev panic: %d %q, want 500 with the message and the stack", resp.StatusCode, b)
 	}
 }

@@ -92,7 +92,7 @@ func TestProdHardening(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if string(b) != "203.0.113.7:0" {
+		if string(b) != "203.0.113.7" {
 			t.Errorf("RemoteAddr behind a trusted proxy: %q, want the client's 203.0.113.7", b)
 		}
 	})
