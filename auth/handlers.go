@@ -323,6 +323,10 @@ func (a *Auth) refresh(w http.ResponseWriter, r *http.Request, f fields) {
 		a.serverError(w, r, err)
 		return
 	}
+	if issuedBeforeChange(user, claims.IssuedAt) {
+		unauthorized(w, detail{Detail: errPasswordChanged.Detail})
+		return
+	}
 	family, err := a.useRefresh(r, claims)
 	if err != nil {
 		if errors.Is(err, ErrTokenBlacklisted) {

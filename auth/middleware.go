@@ -9,10 +9,11 @@ import (
 
 // Bodies of the 401s at protected routes, as simplejwt's JWTAuthentication.
 var (
-	errNoCredentials = detail{Detail: "Authentication credentials were not provided."}
-	errBadHeader     = detailCode{Detail: "Authorization header must contain two space-delimited values", Code: "bad_authorization_header"}
-	errUserNotFound  = detailCode{Detail: "User not found", Code: "user_not_found"}
-	errUserInactive  = detailCode{Detail: "User is inactive", Code: "user_inactive"}
+	errNoCredentials   = detail{Detail: "Authentication credentials were not provided."}
+	errBadHeader       = detailCode{Detail: "Authorization header must contain two space-delimited values", Code: "bad_authorization_header"}
+	errUserNotFound    = detailCode{Detail: "User not found", Code: "user_not_found"}
+	errUserInactive    = detailCode{Detail: "User is inactive", Code: "user_inactive"}
+	errPasswordChanged = detailCode{Detail: "The user's password has been changed.", Code: "password_changed"}
 )
 
 // bearer extracts the token from an Authorization header the way simplejwt
@@ -58,6 +59,9 @@ func (a *Auth) serveProtected(h http.Handler, w http.ResponseWriter, r *http.Req
 		return
 	case !user.Active:
 		unauthorized(w, errUserInactive)
+		return
+	case issuedBeforeChange(user, claims.IssuedAt):
+		unauthorized(w, errPasswordChanged)
 		return
 	}
 	h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))

@@ -64,6 +64,12 @@ var sqliteSchema = [][]string{
 		)`,
 		`CREATE INDEX login_failures_username_addr_at ON login_failures (username, addr, at)`,
 	},
+	// Version 2: when a user's password last changed, so that tokens issued
+	// before it stop working (simplejwt's CHECK_REVOKE_TOKEN, without a
+	// password hash in every token).
+	{
+		`ALTER TABLE users ADD COLUMN password_changed_at INTEGER`,
+	},
 }
 
 // SQLite is a Store in one SQLite database file, shared by the worker
@@ -258,7 +264,7 @@ func sqliteTime(v sql.NullInt64) time.Time {
 	return time.Unix(v.Int64, 0).UTC()
 }
 
-const sqliteUserColumns = `id, username, password, is_active, last_login, date_joined`
+const sqliteUserColumns = `id, username, password, is_active, last_login, date_joined, password_changed_at`
 
 func scanSQLiteUser(row *sql.Row) (User, error) {
 	var (
@@ -266,10 +272,12 @@ func scanSQLiteUser(row *sql.Row) (User, error) {
 		id         int64
 		lastLogin  sql.NullInt64
 		dateJoined int64
+		changed    sql.NullInt64
 	)
-	if err := row.Scan(&id, &u.Username, &u.PasswordHash, &u.Active, &lastLogin, &dateJoined); err != nil {
+	if err := row.Scan(&id, &u.Username, &u.PasswordHash, &u.Active, &lastLogin, &dateJoined, &changed); err != nil {
 		return User{}, err
 	}
+	u.PasswordChangedAt = sqliteTime(changed)
 	u.ID = strconv.FormatInt(id, 10)
 	u.LastLogin = sqliteTime(lastLogin)
 	u.DateJoined = time.Unix(dateJoined, 0).UTC()
@@ -351,6 +359,35 @@ func (s *SQLite) updateUser(ctx context.Context, what, query, id string, args ..
 // user.
 func (s *SQLite) SetPassword(ctx context.Context, id, passwordHash string) error {
 	return s.updateUser(ctx, "set password", `UPDATE users SET password = ? WHERE id = ?`, id, passwordHash)
+}
+
+// ChangePassword replaces a user's password hash, records the change at
+// at, and blacklists every refresh token of the user, in one transaction;
+// ErrNotFound if no such user.
+func (s *SQLite) ChangePassword(ctx context.Context, id, passwordHash string, at time.Time) error {
+	n, ok := sqliteUserID(id)
+	if !ok {
+		return fmt.Errorf("auth: sqlite: change password: %w", ErrNotFound)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: change password: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE users SET password = ?, password_changed_at = ? WHERE id = ?`, passwordHash, at.Unix(), n)
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: change password: %w", err)
+	}
+	if rows, err := res.RowsAffected(); err != nil || rows == 0 {
+		return fmt.Errorf("auth: sqlite: change password: %w", ErrNotFound)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET blacklisted_at = ? WHERE user_id = ? AND blacklisted_at IS NULL`, at.Unix(), n); err != nil {
+		return fmt.Errorf("auth: sqlite: change password: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("auth: sqlite: change password: %w", err)
+	}
+	return nil
 }
 
 // SetActive activates or deactivates a user; ErrNotFound if no such user.

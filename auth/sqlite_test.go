@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,7 +137,7 @@ func TestSQLitePragmas(t *testing.T) {
 			{"busy_timeout", "10000"},
 			{"foreign_keys", "1"},
 			{"synchronous", "1"}, // NORMAL
-			{"user_version", "1"},
+			{"user_version", strconv.Itoa(len(sqliteSchema))},
 		}
 		for _, tt := range tests {
 			var got string
@@ -235,17 +236,17 @@ func TestSQLiteNewerSchemaRefused(t *testing.T) {
 	if err != nil {
 		t.Fatalf("OpenSQLite: %v", err)
 	}
-	if _, err := s.db.ExecContext(t.Context(), "PRAGMA user_version = 2"); err != nil {
+	if _, err := s.db.ExecContext(t.Context(), "PRAGMA user_version = 99"); err != nil {
 		t.Fatalf("set user_version: %v", err)
 	}
 	s.Close()
 	s, err = OpenSQLite(path)
 	if err == nil {
 		s.Close()
-		t.Fatal("OpenSQLite of a version 2 database: got no error")
+		t.Fatal("OpenSQLite of a version 99 database: got no error")
 	}
-	if !strings.Contains(err.Error(), "schema version 2") {
-		t.Errorf("OpenSQLite of a version 2 database: got error %q, want it to name schema version 2", err)
+	if !strings.Contains(err.Error(), "schema version 99") {
+		t.Errorf("OpenSQLite of a version 99 database: got error %q, want it to name schema version 99", err)
 	}
 }
 
@@ -438,7 +439,7 @@ func TestSQLiteProcesses(t *testing.T) {
 	defer s.Close()
 	storeState(t, s, sqliteChildJTI, ConsumeReused)
 	var version int
-	if err := s.db.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != 1 {
-		t.Errorf("user_version: got %d, %v; want 1", version, err)
+	if err := s.db.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != len(sqliteSchema) {
+		t.Errorf("user_version: got %d, %v; want %d", version, err, len(sqliteSchema))
 	}
 }

@@ -17,12 +17,17 @@ type Store interface {
 	// UserByUsername and UserByID return ErrNotFound for no such user.
 	UserByUsername(ctx context.Context, username string) (User, error)
 	UserByID(ctx context.Context, id string) (User, error)
-	// SetPassword replaces a user's password hash (rehash on login, or a
-	// password change).
+	// SetPassword replaces a user's password hash with another of the same
+	// password (a rehash at login); ErrNotFound if no such user.
 	SetPassword(ctx context.Context, id, passwordHash string) error
+	// ChangePassword sets a new password, records when, and blacklists
+	// every refresh token of the user; access tokens issued before then
+	// are refused by the handlers. ErrNotFound if no such user.
+	ChangePassword(ctx context.Context, id, passwordHash string, at time.Time) error
 	// SetActive activates or deactivates a user.
 	SetActive(ctx context.Context, id string, active bool) error
-	// RecordLogin sets a user's last login time.
+	// RecordLogin sets a user's last login time; ErrNotFound if no such
+	// user.
 	RecordLogin(ctx context.Context, id string, at time.Time) error
 
 	// AddRefresh records a refresh token as outstanding.
@@ -65,6 +70,9 @@ type User struct {
 	Active       bool
 	LastLogin    time.Time // zero if never
 	DateJoined   time.Time
+	// PasswordChangedAt is when ChangePassword last ran (zero if never):
+	// tokens issued before it are refused.
+	PasswordChangedAt time.Time
 }
 
 // RefreshToken is the store's record of a refresh token: its jti and

@@ -16,6 +16,7 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("CreateUser", func(t *testing.T) { storeTestCreateUser(t, open(t)) })
 	t.Run("UserNotFound", func(t *testing.T) { storeTestUserNotFound(t, open(t)) })
 	t.Run("UpdateUser", func(t *testing.T) { storeTestUpdateUser(t, open(t)) })
+	t.Run("ChangePassword", func(t *testing.T) { storeTestChangePassword(t, open(t)) })
 	t.Run("AddRefreshIdempotent", func(t *testing.T) { storeTestAddRefreshIdempotent(t, open(t)) })
 	t.Run("ConsumeOKThenReused", func(t *testing.T) { storeTestConsumeOKThenReused(t, open(t)) })
 	t.Run("ConsumeUnknown", func(t *testing.T) { storeTestConsumeUnknown(t, open(t)) })
@@ -569,5 +570,41 @@ func storeTestConcurrentConsume(t *testing.T, s Store) {
 	if count[ConsumeOK] != 1 || count[ConsumeReused] != n-1 {
 		t.Errorf("%d concurrent ConsumeRefresh: got %d ConsumeOK and %d ConsumeReused (of %v), want 1 and %d",
 			n, count[ConsumeOK], count[ConsumeReused], count, n-1)
+	}
+}
+
+func storeTestChangePassword(t *testing.T, s Store) {
+	ctx := t.Context()
+	u, err := s.CreateUser(ctx, "alice", "old-hash", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := s.CreateUser(ctx, "bob", "bob-hash", true)
+	for _, tok := range []RefreshToken{
+		{JTI: "a1", Family: "fa", UserID: u.ID, ExpiresAt: storeNow.Add(time.Hour)},
+		{JTI: "a2", Family: "fb", UserID: u.ID, ExpiresAt: storeNow.Add(time.Hour)},
+		{JTI: "b1", Family: "fc", UserID: other.ID, ExpiresAt: storeNow.Add(time.Hour)},
+	} {
+		if err := s.AddRefresh(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.ChangePassword(ctx, u.ID, "new-hash", storeNow); err != nil {
+		t.Fatalf("ChangePassword: %v", err)
+	}
+	got, _ := s.UserByID(ctx, u.ID)
+	if got.PasswordHash != "new-hash" || !got.PasswordChangedAt.Equal(storeNow) {
+		t.Errorf("after ChangePassword: hash %q, changed at %v; want new-hash at %v", got.PasswordHash, got.PasswordChangedAt, storeNow)
+	}
+	for jti, want := range map[string]ConsumeResult{"a1": ConsumeRevoked, "a2": ConsumeRevoked, "b1": ConsumeOK} {
+		if state, err := s.RefreshState(ctx, jti); err != nil || state != want {
+			t.Errorf("RefreshState(%s) after alice's password change: %v, %v; want %v", jti, state, err, want)
+		}
+	}
+	if b, _ := s.UserByID(ctx, other.ID); !b.PasswordChangedAt.IsZero() {
+		t.Errorf("bob's password changed at %v, want never", b.PasswordChangedAt)
+	}
+	if err := s.ChangePassword(ctx, "999", "x", storeNow); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ChangePassword of no user: %v, want ErrNotFound", err)
 	}
 }

@@ -118,6 +118,26 @@ func bootAuth(app *App, cfg Config, log *zap.Logger) (auth.Store, error) {
 
 // createUser is `server createuser --username NAME [--password-stdin]`.
 func createUser(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	return userCommand("createuser", args, stdin, stdout, stderr, func(st auth.Store, username, password string) (string, error) {
+		u, err := auth.CreateUser(context.Background(), st, username, password)
+		return fmt.Sprintf("created user %q with id %s", u.Username, u.ID), err
+	})
+}
+
+// changePassword is `server changepassword --username NAME
+// [--password-stdin]`: the user's tokens stop working.
+func changePassword(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	return userCommand("changepassword", args, stdin, stdout, stderr, func(st auth.Store, username, password string) (string, error) {
+		err := auth.ChangePassword(context.Background(), st, username, password)
+		return fmt.Sprintf("changed the password of %q; the tokens issued before are revoked", username), err
+	})
+}
+
+// userCommand runs a command that sets a user's password: it takes
+// --username and --password-stdin, gives the other arguments to the config
+// loader (for --database), reads the password, and calls do with the store.
+func userCommand(name string, args []string, stdin *os.File, stdout, stderr io.Writer,
+	do func(st auth.Store, username, password string) (string, error)) int {
 	var username string
 	var fromStdin bool
 	var rest []string
@@ -125,7 +145,7 @@ func createUser(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		switch a := args[i]; {
 		case a == "--username" || a == "-username":
 			if i+1 == len(args) {
-				fmt.Fprintln(stderr, "server createuser: --username needs a value")
+				fmt.Fprintf(stderr, "server %s: --username needs a value\n", name)
 				return ExitUsage
 			}
 			i++
@@ -139,31 +159,30 @@ func createUser(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		}
 	}
 	if username == "" {
-		fmt.Fprintln(stderr, "server createuser: --username is required")
+		fmt.Fprintf(stderr, "server %s: --username is required\n", name)
 		return ExitUsage
 	}
 	cfg, err := loadConfig(rest, os.Getenv)
+	var password string
+	if err == nil {
+		password, err = readPassword(stdin, fromStdin, stderr)
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "server createuser: %v\n", err)
+		fmt.Fprintf(stderr, "server %s: %v\n", name, err)
 		return ExitUsage
 	}
-	password, err := readPassword(stdin, fromStdin, stderr)
+	st, err := openStore(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "server createuser: %v\n", err)
-		return ExitUsage
-	}
-	store, err := openStore(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "server createuser: %v\n", err)
+		fmt.Fprintf(stderr, "server %s: %v\n", name, err)
 		return ExitError
 	}
-	defer store.Close()
-	user, err := auth.CreateUser(context.Background(), store, username, password)
+	defer st.Close()
+	done, err := do(st, username, password)
 	if err != nil {
-		fmt.Fprintf(stderr, "server createuser: %v\n", err)
+		fmt.Fprintf(stderr, "server %s: %v\n", name, err)
 		return ExitError
 	}
-	fmt.Fprintf(stdout, "created user %q with id %s\n", user.Username, user.ID)
+	fmt.Fprintln(stdout, done)
 	return ExitOK
 }
 

@@ -67,6 +67,8 @@ func run(app *App, args []string, stdout, stderr io.Writer) int {
 		return runServer(app, cfg, args)
 	case "createuser":
 		return createUser(args, os.Stdin, stdout, stderr)
+	case "changepassword":
+		return changePassword(args, os.Stdin, stdout, stderr)
 	case "flushexpiredtokens":
 		return flushExpiredTokens(args, stdout, stderr)
 	case "version":
@@ -87,6 +89,7 @@ func mainUsage(w io.Writer) {
   server run [--prod] [flags]     serve (dev: one process; --prod: master + workers)
   server check [--prod] [flags]   validate the config and print it
   server createuser --username NAME [--password-stdin] [flags]
+  server changepassword --username NAME [--password-stdin] [flags]
   server flushexpiredtokens [flags]   drop expired refresh tokens
   server version
 Run "server run -h" for the flags.

@@ -837,3 +837,26 @@ func TestCreateUserPromptsWithoutEcho(t *testing.T) {
 		t.Error("the stored hash does not verify the typed password")
 	}
 }
+
+func TestPasswordChangeRevokesTokens(t *testing.T) {
+	dir := t.TempDir()
+	s := startSite(t, dir)
+	addUser(t, s.store(t), "alice", "correct horse", true)
+	access, refresh := login(t, s, "alice", "correct horse")
+	want(t, "before", do(t, "GET", s.url+"/hello/", "", "", bearer(access)...), 200, `{"message":"Hello, World!"}`)
+	time.Sleep(1100 * time.Millisecond) // times are kept to the second
+
+	cmd := exec.Command(os.Args[0], "changepassword", "--username", "alice", "--password-stdin", "--database", "sqlite:"+s.db)
+	cmd.Env = append(append(os.Environ(), proctest.Env()...), envMain+"=1")
+	cmd.Stdin = strings.NewReader("battery staple\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("changepassword: %v\n%s", err, out)
+	}
+	want(t, "old access token", do(t, "GET", s.url+"/hello/", "", "", bearer(access)...), 401,
+		`{"detail":"The user's password has been changed.","code":"password_changed"}`)
+	want(t, "old refresh token", postJSON(t, s.url+"/api/token/refresh/", jsonBody("refresh", refresh)), 401,
+		`{"detail":"The user's password has been changed."}`)
+	want(t, "old password", postJSON(t, s.url+"/api/token/", jsonBody("username", "alice", "password", "correct horse")), 401, badLogin)
+	fresh, _ := login(t, s, "alice", "battery staple")
+	want(t, "a token after the change", do(t, "GET", s.url+"/hello/", "", "", bearer(fresh)...), 200, `{"message":"Hello, World!"}`)
+}
