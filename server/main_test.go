@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 		testApp()
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(proctest.Run(m))
 }
 
 func testApp() {

@@ -32,12 +32,7 @@ func TestMain(m *testing.M) {
 		testApp()
 		return
 	}
-	code := m.Run()
-	if left := proctest.Leftovers(); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "processes outlived the tests: %v\n", left)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(proctest.Run(m))
 }
 
 func testApp() {

@@ -43,12 +43,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	code := m.Run()
-	if left := proctest.Leftovers(); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "processes outlived the tests: %v\n", left)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(proctest.Run(m))
 }
 
 // site is the default binary serving in prod, with its database.

@@ -228,6 +228,17 @@ func Alive(pid int) bool {
 	return st != "" && st != "Z"
 }
 
+// Run runs the tests and then fails the run if a process it started
+// outlived them: the whole of a TestMain that impersonates nothing.
+func Run(m *testing.M) int {
+	code := m.Run()
+	if left := Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "processes outlived the tests: %v\n", left)
+		code = 1
+	}
+	return code
+}
+
 // Leftovers lists the live processes this test run started, after giving
 // killed ones a second to die. TestMain reports them: no process may
 // outlive the tests.

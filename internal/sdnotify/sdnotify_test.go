@@ -37,12 +37,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envActivated) != "" {
 		os.Exit(activated())
 	}
-	code := m.Run()
-	if left := proctest.Leftovers(); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "processes outlived the tests: %v\n", left)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(proctest.Run(m))
 }
 
 // activated plays a socket-activated daemon: it takes its sockets with
