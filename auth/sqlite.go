@@ -390,6 +390,57 @@ func (s *SQLite) ChangePassword(ctx context.Context, id, passwordHash string, at
 	return nil
 }
 
+// ImportUsers writes users with their ids in one transaction; see Store.
+func (s *SQLite) ImportUsers(ctx context.Context, users []User) (created, updated int, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("auth: sqlite: import users: %w", err)
+	}
+	defer tx.Rollback()
+	for _, u := range users {
+		id, ok := sqliteUserID(u.ID)
+		if !ok {
+			return 0, 0, fmt.Errorf("auth: sqlite: import user %q: id %q is not a decimal id", u.Username, u.ID)
+		}
+		var exists, taken bool
+		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = ?), EXISTS (SELECT 1 FROM users WHERE username = ? AND id != ?)`,
+			id, u.Username, id).Scan(&exists, &taken)
+		if err != nil {
+			return 0, 0, fmt.Errorf("auth: sqlite: import user %q: %w", u.Username, err)
+		}
+		if taken {
+			return 0, 0, fmt.Errorf("auth: sqlite: import user %q (id %s): %w", u.Username, u.ID, ErrUserExists)
+		}
+		var lastLogin *int64
+		if !u.LastLogin.IsZero() {
+			t := u.LastLogin.Unix()
+			lastLogin = &t
+		}
+		joined := u.DateJoined
+		if joined.IsZero() {
+			joined = time.Now()
+		}
+		_, err = tx.ExecContext(ctx, `
+			INSERT INTO users (id, username, password, is_active, last_login, date_joined)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET username = excluded.username, password = excluded.password,
+				is_active = excluded.is_active, last_login = excluded.last_login, date_joined = excluded.date_joined`,
+			id, u.Username, u.PasswordHash, u.Active, lastLogin, joined.Unix())
+		if err != nil {
+			return 0, 0, fmt.Errorf("auth: sqlite: import user %q: %w", u.Username, err)
+		}
+		if exists {
+			updated++
+		} else {
+			created++
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, 0, fmt.Errorf("auth: sqlite: import users: %w", err)
+	}
+	return created, updated, nil
+}
+
 // SetActive activates or deactivates a user; ErrNotFound if no such user.
 func (s *SQLite) SetActive(ctx context.Context, id string, active bool) error {
 	return s.updateUser(ctx, "set active", `UPDATE users SET is_active = ? WHERE id = ?`, id, active)

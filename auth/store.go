@@ -26,6 +26,11 @@ type Store interface {
 	ChangePassword(ctx context.Context, id, passwordHash string, at time.Time) error
 	// SetActive activates or deactivates a user.
 	SetActive(ctx context.Context, id string, active bool) error
+	// ImportUsers writes users with their own ids, in one transaction:
+	// a user whose id exists is updated, any other is created; nothing is
+	// written if one fails (ErrUserExists for a username that another id
+	// holds). It returns how many were created and updated.
+	ImportUsers(ctx context.Context, users []User) (created, updated int, err error)
 	// RecordLogin sets a user's last login time; ErrNotFound if no such
 	// user.
 	RecordLogin(ctx context.Context, id string, at time.Time) error

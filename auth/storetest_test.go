@@ -17,6 +17,7 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("UserNotFound", func(t *testing.T) { storeTestUserNotFound(t, open(t)) })
 	t.Run("UpdateUser", func(t *testing.T) { storeTestUpdateUser(t, open(t)) })
 	t.Run("ChangePassword", func(t *testing.T) { storeTestChangePassword(t, open(t)) })
+	t.Run("ImportUsers", func(t *testing.T) { storeTestImportUsers(t, open(t)) })
 	t.Run("AddRefreshIdempotent", func(t *testing.T) { storeTestAddRefreshIdempotent(t, open(t)) })
 	t.Run("ConsumeOKThenReused", func(t *testing.T) { storeTestConsumeOKThenReused(t, open(t)) })
 	t.Run("ConsumeUnknown", func(t *testing.T) { storeTestConsumeUnknown(t, open(t)) })
@@ -606,5 +607,45 @@ func storeTestChangePassword(t *testing.T, s Store) {
 	}
 	if err := s.ChangePassword(ctx, "999", "x", storeNow); !errors.Is(err, ErrNotFound) {
 		t.Errorf("ChangePassword of no user: %v, want ErrNotFound", err)
+	}
+}
+
+func storeTestImportUsers(t *testing.T, s Store) {
+	ctx := t.Context()
+	joined := time.Unix(1_700_000_000, 0).UTC()
+	users := []User{
+		{ID: "7", Username: "alice", PasswordHash: "pbkdf2_sha256$1$s$h", Active: true, LastLogin: joined.Add(time.Hour), DateJoined: joined},
+		{ID: "9", Username: "carol", PasswordHash: "pbkdf2_sha256$1$s$h", Active: false, DateJoined: joined},
+	}
+	created, updated, err := s.ImportUsers(ctx, users)
+	if err != nil || created != 2 || updated != 0 {
+		t.Fatalf("ImportUsers: %d created, %d updated, %v; want 2, 0", created, updated, err)
+	}
+	a, err := s.UserByID(ctx, "7")
+	if err != nil || a.Username != "alice" || !a.Active || !a.LastLogin.Equal(joined.Add(time.Hour)) || !a.DateJoined.Equal(joined) {
+		t.Errorf("imported alice: %+v, %v", a, err)
+	}
+	if c, _ := s.UserByID(ctx, "9"); c.Active {
+		t.Error("imported carol is active, want inactive")
+	}
+	// Again, with a change: updated, not duplicated.
+	users[1].Active = true
+	if created, updated, err = s.ImportUsers(ctx, users); err != nil || created != 0 || updated != 2 {
+		t.Errorf("ImportUsers again: %d created, %d updated, %v; want 0, 2", created, updated, err)
+	}
+	if c, _ := s.UserByID(ctx, "9"); !c.Active {
+		t.Error("re-import did not update carol")
+	}
+	// A username another id holds fails the whole import.
+	bad := []User{{ID: "20", Username: "dave", PasswordHash: "x", Active: true}, {ID: "21", Username: "alice", PasswordHash: "x", Active: true}}
+	if _, _, err := s.ImportUsers(ctx, bad); !errors.Is(err, ErrUserExists) {
+		t.Errorf("ImportUsers with alice under another id: %v, want ErrUserExists", err)
+	}
+	if _, err := s.UserByID(ctx, "20"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("dave after a failed import: %v, want ErrNotFound (nothing half-imported)", err)
+	}
+	// A user created afterwards gets an id above the imported ones.
+	if u, err := s.CreateUser(ctx, "erin", "x", true); err != nil || u.ID == "7" || u.ID == "9" {
+		t.Errorf("CreateUser after an import: %+v, %v", u, err)
 	}
 }

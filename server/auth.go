@@ -219,6 +219,58 @@ func readPassword(stdin *os.File, fromStdin bool, prompt io.Writer) (string, err
 	return string(first), nil
 }
 
+// importUsers is `server importusers --from-django FILE`: the users of a
+// `manage.py dumpdata auth.user` file, with their ids and password hashes,
+// all or none.
+func importUsers(args []string, stdout, stderr io.Writer) int {
+	var file string
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--from-django" && i+1 < len(args):
+			i++
+			file = args[i]
+		case strings.HasPrefix(a, "--from-django="):
+			file = strings.TrimPrefix(a, "--from-django=")
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if file == "" {
+		fmt.Fprintln(stderr, "server importusers: --from-django FILE is required (the output of manage.py dumpdata auth.user)")
+		return ExitUsage
+	}
+	cfg, err := loadConfig(rest, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "server importusers: %v\n", err)
+		return ExitUsage
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		fmt.Fprintf(stderr, "server importusers: %v\n", err)
+		return ExitUsage
+	}
+	defer f.Close()
+	users, err := auth.ParseDjangoUsers(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "server importusers: %s: %v\n", file, err)
+		return ExitError
+	}
+	st, err := openStore(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "server importusers: %v\n", err)
+		return ExitError
+	}
+	defer st.Close()
+	created, updated, err := st.ImportUsers(context.Background(), users)
+	if err != nil {
+		fmt.Fprintf(stderr, "server importusers: %s: %v (nothing imported)\n", file, err)
+		return ExitError
+	}
+	fmt.Fprintf(stdout, "imported %d users from %s: %d created, %d updated\n", len(users), file, created, updated)
+	return ExitOK
+}
+
 // flushExpiredTokens is `server flushexpiredtokens`.
 func flushExpiredTokens(args []string, stdout, stderr io.Writer) int {
 	cfg, err := loadConfig(args, os.Getenv)

@@ -69,6 +69,8 @@ func run(app *App, args []string, stdout, stderr io.Writer) int {
 		return createUser(args, os.Stdin, stdout, stderr)
 	case "changepassword":
 		return changePassword(args, os.Stdin, stdout, stderr)
+	case "importusers":
+		return importUsers(args, stdout, stderr)
 	case "flushexpiredtokens":
 		return flushExpiredTokens(args, stdout, stderr)
 	case "version":
@@ -90,6 +92,7 @@ func mainUsage(w io.Writer) {
   server check [--prod] [flags]   validate the config and print it
   server createuser --username NAME [--password-stdin] [flags]
   server changepassword --username NAME [--password-stdin] [flags]
+  server importusers --from-django FILE [flags]   users from manage.py dumpdata auth.user
   server flushexpiredtokens [flags]   drop expired refresh tokens
   server version
 Run "server run -h" for the flags.

@@ -855,3 +855,50 @@ func TestPasswordChangeRevokesTokens(t *testing.T) {
 	fresh, _ := login(t, s, "alice", "battery staple")
 	want(t, "a token after the change", do(t, "GET", s.url+"/hello/", "", "", bearer(fresh)...), 200, `{"message":"Hello, World!"}`)
 }
+
+// djangoDump is manage.py dumpdata auth.user for 3 users; alice's hash is
+// Django's own test vector for "lètmein" (pbkdf2_sha256, 10000 rounds).
+const djangoDump = `[
+{"model": "auth.user", "pk": 3, "fields": {"password": "pbkdf2_sha256$10000$seasalt$CWWFdHOWwPnki7HvkcqN9iA2T3KLW1cf2uZ5kvArtVY=", "last_login": null, "is_superuser": false, "username": "alice", "first_name": "", "last_name": "", "email": "", "is_staff": false, "is_active": true, "date_joined": "2025-01-02T03:04:05Z", "groups": [], "user_permissions": []}},
+{"model": "auth.user", "pk": 8, "fields": {"password": "pbkdf2_sha256$10000$seasalt$CWWFdHOWwPnki7HvkcqN9iA2T3KLW1cf2uZ5kvArtVY=", "last_login": "2026-11-01T10:00:00Z", "username": "carol", "is_active": false, "date_joined": "2025-01-02T03:04:05Z"}},
+{"model": "auth.user", "pk": 9, "fields": {"password": "!unusable", "last_login": null, "username": "dave", "is_active": true, "date_joined": "2025-01-02T03:04:05Z"}}
+]`
+
+func TestImportUsersFromDjango(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "server.db")
+	dump := filepath.Join(dir, "users.json")
+	os.WriteFile(dump, []byte(djangoDump), 0o600)
+	importRun := func(file string) (int, string) {
+		cmd := exec.Command(os.Args[0], "importusers", "--from-django", file, "--database", "sqlite:"+db)
+		cmd.Env = append(append(os.Environ(), proctest.Env()...), envMain+"=1")
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	if code, out := importRun(dump); code != 0 || !strings.Contains(out, "3 created, 0 updated") {
+		t.Fatalf("importusers: exit %d: %s", code, out)
+	}
+	if code, out := importRun(dump); code != 0 || !strings.Contains(out, "0 created, 3 updated") {
+		t.Errorf("importusers again: exit %d: %s, want 3 updated", code, out)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(strings.Replace(djangoDump, `"username": "dave"`, `"username": ""`, 1)), 0o600)
+	if code, out := importRun(bad); code == 0 || !strings.Contains(out, "record 3 (pk 9)") {
+		t.Errorf("importusers of a malformed file: exit %d: %s, want non-zero naming record 3", code, out)
+	}
+
+	s := startSite(t, dir)
+	st := s.store(t)
+	if u, err := st.UserByUsername(context.Background(), "alice"); err != nil || u.ID != "3" {
+		t.Fatalf("alice after the import: %+v %v, want id 3", u, err)
+	}
+	access, _ := login(t, s, "alice", "lètmein")
+	want(t, "alice's Django password", do(t, "GET", s.url+"/hello/", "", "", bearer(access)...), 200, `{"message":"Hello, World!"}`)
+	if u, _ := st.UserByUsername(context.Background(), "alice"); !strings.HasPrefix(u.PasswordHash, "$argon2id$") {
+		t.Errorf("alice's hash after a login: %q, want it rehashed to argon2id", u.PasswordHash)
+	}
+	want(t, "inactive carol", postJSON(t, s.url+"/api/token/", jsonBody("username", "carol", "password", "lètmein")), 401, badLogin)
+	// A simplejwt token for Django's user 3 is alice's here too.
+	theirs := forge(secret, hs256, claims("access", "3", time.Hour))
+	want(t, "a token for Django's user id", do(t, "GET", s.url+"/hello/", "", "", bearer(theirs)...), 200, `{"message":"Hello, World!"}`)
+}
