@@ -87,6 +87,10 @@ var (
 	ErrTokenInvalid     = &TokenError{"Token is invalid"}
 	ErrTokenExpired     = &TokenError{"Token is expired"}
 	ErrTokenWrongType   = &TokenError{"Token has wrong type"}
+	// A good signature over claims that lack one of ours; simplejwt's words.
+	ErrTokenNoExp  = &TokenError{"Token has no 'exp' claim"}
+	ErrTokenNoType = &TokenError{"Token has no type"}
+	ErrTokenNoID   = &TokenError{"Token has no id"}
 	ErrTokenBlacklisted = &TokenError{"Token is blacklisted"}
 )
 
@@ -348,14 +352,17 @@ func (t *Tokens) Parse(raw, want string, now time.Time) (Claims, error) {
 	mc := jwt.MapClaims{}
 	tok, err := jwt.NewParser(opts...).ParseWithClaims(raw, mc, t.keyfunc)
 	if err != nil || tok == nil || !tok.Valid {
-		if onlyExpired(err) && datesInRange(mc) {
+		switch {
+		case onlyClaim(err, jwt.ErrTokenExpired) && datesInRange(mc):
 			return Claims{}, ErrTokenExpired
+		case onlyClaim(err, jwt.ErrTokenRequiredClaimMissing) && mc["exp"] == nil:
+			return Claims{}, ErrTokenNoExp
 		}
 		return Claims{}, ErrTokenInvalid
 	}
-	c, ok := t.claimsOf(mc)
-	if !ok {
-		return Claims{}, ErrTokenInvalid
+	c, err := t.claimsOf(mc)
+	if err != nil {
+		return Claims{}, err
 	}
 	if want != "" && c.TokenType != want {
 		return Claims{}, ErrTokenWrongType
@@ -429,15 +436,16 @@ var otherClaimErrors = []error{
 	jwt.ErrTokenInvalidId,
 }
 
-// onlyExpired tells whether err says the signature verified and exp is
-// the only claim that failed. golang-jwt validates claims only after the
-// signature, so ErrTokenExpired implies a good signature.
-func onlyExpired(err error) bool {
-	if !errors.Is(err, jwt.ErrTokenExpired) {
+// onlyClaim tells whether err says the signature verified and want (the
+// expired exp, or the missing one) is the only claim error. golang-jwt
+// validates claims only after the signature, so either implies a good
+// signature.
+func onlyClaim(err, want error) bool {
+	if !errors.Is(err, want) {
 		return false
 	}
-	for _, e := range otherClaimErrors {
-		if errors.Is(err, e) {
+	for _, e := range append(otherClaimErrors, jwt.ErrTokenExpired, jwt.ErrTokenRequiredClaimMissing) {
+		if e != want && errors.Is(err, e) {
 			return false
 		}
 	}
@@ -469,41 +477,48 @@ func datesInRange(mc jwt.MapClaims) bool {
 }
 
 // claimsOf extracts our claims from a verified token and checks the ones
-// golang-jwt does not: jti, token_type and user_id, the epoch ranges, and
-// no aud unless we expect one.
-func (t *Tokens) claimsOf(mc jwt.MapClaims) (Claims, bool) {
+// golang-jwt does not: token_type, jti and user_id (a missing type or id
+// gets simplejwt's message, anything else ErrTokenInvalid), the epoch
+// ranges, and no aud unless we expect one.
+func (t *Tokens) claimsOf(mc jwt.MapClaims) (Claims, error) {
 	if !datesInRange(mc) {
-		return Claims{}, false
+		return Claims{}, ErrTokenInvalid
 	}
 	var c Claims
 	var ok bool
 	if c.TokenType, ok = mc["token_type"].(string); !ok || c.TokenType == "" {
-		return Claims{}, false
+		if mc["token_type"] == nil {
+			return Claims{}, ErrTokenNoType
+		}
+		return Claims{}, ErrTokenInvalid
 	}
 	if c.JTI, ok = mc["jti"].(string); !ok || c.JTI == "" {
-		return Claims{}, false
+		if mc["jti"] == nil {
+			return Claims{}, ErrTokenNoID
+		}
+		return Claims{}, ErrTokenInvalid
 	}
 	if c.UserID, ok = userIDOf(mc["user_id"]); !ok {
-		return Claims{}, false
+		return Claims{}, ErrTokenInvalid
 	}
 	exp, err := mc.GetExpirationTime()
 	if err != nil || exp == nil {
-		return Claims{}, false
+		return Claims{}, ErrTokenInvalid
 	}
 	c.ExpiresAt = exp.UTC()
 	if iat, err := mc.GetIssuedAt(); err != nil {
-		return Claims{}, false
+		return Claims{}, ErrTokenInvalid
 	} else if iat != nil {
 		c.IssuedAt = iat.UTC()
 	}
 	if c.Issuer, err = mc.GetIssuer(); err != nil {
-		return Claims{}, false
+		return Claims{}, ErrTokenInvalid
 	}
 	if t.audience == "" && !emptyJSON(mc["aud"]) {
-		return Claims{}, false // PyJWT: "Invalid audience" when none is expected
+		return Claims{}, ErrTokenInvalid // PyJWT: "Invalid audience" when none is expected
 	}
 	c.Audience = t.audience
-	return c, true
+	return c, nil
 }
 
 // userIDOf reads the user_id claim: a non-empty string, or a JSON integer
