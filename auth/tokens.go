@@ -84,13 +84,13 @@ func (e *TokenError) Error() string { return "auth: " + e.Message }
 // Parse returns these very values, so they compare with == as well as
 // errors.Is.
 var (
-	ErrTokenInvalid     = &TokenError{"Token is invalid"}
-	ErrTokenExpired     = &TokenError{"Token is expired"}
-	ErrTokenWrongType   = &TokenError{"Token has wrong type"}
+	ErrTokenInvalid   = &TokenError{"Token is invalid"}
+	ErrTokenExpired   = &TokenError{"Token is expired"}
+	ErrTokenWrongType = &TokenError{"Token has wrong type"}
 	// A good signature over claims that lack one of ours; simplejwt's words.
-	ErrTokenNoExp  = &TokenError{"Token has no 'exp' claim"}
-	ErrTokenNoType = &TokenError{"Token has no type"}
-	ErrTokenNoID   = &TokenError{"Token has no id"}
+	ErrTokenNoExp       = &TokenError{"Token has no 'exp' claim"}
+	ErrTokenNoType      = &TokenError{"Token has no type"}
+	ErrTokenNoID        = &TokenError{"Token has no id"}
 	ErrTokenBlacklisted = &TokenError{"Token is blacklisted"}
 )
 
