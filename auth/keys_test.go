@@ -171,15 +171,25 @@ func TestNewTokensKeyPolicy(t *testing.T) {
 }
 
 func TestNewTokensDefaults(t *testing.T) {
+	// lifetimes issues one token of each type and returns exp - iat.
+	lifetimes := func(tk *Tokens) (access, refresh time.Duration) {
+		now := time.Unix(1_800_000_000, 0)
+		_, a, err := tk.Issue("access", "1", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, r, err := tk.Issue("refresh", "1", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.ExpiresAt.Sub(a.IssuedAt), r.ExpiresAt.Sub(r.IssuedAt)
+	}
 	tk, err := NewTokens(TokenConfig{SecretKey: keySecret256})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tk.AccessLifetime(); got != DefaultAccessLifetime {
-		t.Errorf("AccessLifetime() = %v, want %v", got, DefaultAccessLifetime)
-	}
-	if got := tk.RefreshLifetime(); got != DefaultRefreshLifetime {
-		t.Errorf("RefreshLifetime() = %v, want %v", got, DefaultRefreshLifetime)
+	if a, r := lifetimes(tk); a != DefaultAccessLifetime || r != DefaultRefreshLifetime {
+		t.Errorf("default lifetimes %v, %v; want %v, %v", a, r, DefaultAccessLifetime, DefaultRefreshLifetime)
 	}
 	if tk.alg != "HS256" {
 		t.Errorf("algorithm = %q, want HS256", tk.alg)
@@ -188,11 +198,8 @@ func TestNewTokensDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tk.AccessLifetime(); got != 10*time.Minute {
-		t.Errorf("AccessLifetime() = %v, want 10m", got)
-	}
-	if got := tk.RefreshLifetime(); got != 7*24*time.Hour {
-		t.Errorf("RefreshLifetime() = %v, want 168h", got)
+	if a, r := lifetimes(tk); a != 10*time.Minute || r != 7*24*time.Hour {
+		t.Errorf("lifetimes %v, %v; want 10m, 168h", a, r)
 	}
 }
 

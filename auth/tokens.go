@@ -227,12 +227,6 @@ func NewTokens(cfg TokenConfig) (*Tokens, error) {
 	return t, nil
 }
 
-// AccessLifetime returns an access token's lifetime.
-func (t *Tokens) AccessLifetime() time.Duration { return t.access }
-
-// RefreshLifetime returns a refresh token's lifetime.
-func (t *Tokens) RefreshLifetime() time.Duration { return t.refresh }
-
 // JWKS returns the JSON Web Key Set of the public keys that verify tokens
 // (the signing key's first), each with kty, kid (its RFC 7638
 // thumbprint), use "sig", alg and its key members; {"keys":[]} for HS*.
