@@ -123,8 +123,10 @@ type Config struct {
 	// Default: DefaultDevLogLevel or DefaultProdLogLevel.
 	LogLevel string `json:"log_level"`
 
-	// Database is where users and tokens live: "sqlite:PATH".
-	// Default: DefaultDatabase.
+	// Database is where users and tokens live: "sqlite:PATH" for the
+	// workers of one host, or a PostgreSQL URL ("postgres://…" or
+	// "postgresql://…", libpq's keywords as query parameters) shared by
+	// several hosts. Default: DefaultDatabase.
 	Database string `json:"database"`
 	// SecretKey signs HS* tokens (its UTF-8 bytes, as simplejwt's
 	// SIGNING_KEY). Required in prod by an app that mounts the auth
@@ -267,8 +269,8 @@ var settings = []setting{
 	{key: "log_level", arg: "LEVEL", help: "debug, info, warn or error",
 		want: "one of " + strings.Join(logLevels, ", "), enum: logLevels,
 		field: func(c *Config) any { return &c.LogLevel }},
-	{key: "database", arg: "URL", help: "users and tokens: sqlite:PATH",
-		want: "sqlite:PATH", field: func(c *Config) any { return &c.Database }},
+	{key: "database", arg: "URL", help: "users and tokens: sqlite:PATH, or postgres://… for several hosts",
+		want: "sqlite:PATH or postgres://…", field: func(c *Config) any { return &c.Database }},
 	{key: "secret_key", arg: "KEY", help: "HMAC signing key; prefer SERVER_SECRET_KEY (a flag shows in ps)",
 		want: "a key of at least 32 bytes", secret: true, field: func(c *Config) any { return &c.SecretKey }},
 	{key: "access_token_lifetime", arg: "DUR", help: "lifetime of access tokens",
@@ -444,7 +446,7 @@ func (s setting) check(c *Config) error {
 			return s.refuse("")
 		}
 	case *string:
-		if s.key == "database" && !strings.HasPrefix(*p, "sqlite:") || s.key == "database" && *p == "sqlite:" {
+		if s.key == "database" && !validDatabase(*p) {
 			return s.refuse("")
 		}
 		if s.key == "forwarded_allow_ips" {
@@ -1065,4 +1067,13 @@ func isLoopback(addr string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// validDatabase reports whether url names a store: a non-empty SQLite path
+// or a PostgreSQL URL (whose parts the driver checks when it connects).
+func validDatabase(url string) bool {
+	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		return path != ""
+	}
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
 }

@@ -421,7 +421,7 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"access_log":          {"", "false"},
 		"log_level":           {"trace", `"trace"`},
 
-		"database":                 {"mysql://db", `"postgres://db"`},
+		"database":                 {"mysql://db", `"sqlite:"`},
 		"secret_key":               {"", "42"},
 		"access_token_lifetime":    {"2h", `"0s"`},
 		"refresh_token_lifetime":   {"2161h", "-5"},
