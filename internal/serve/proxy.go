@@ -10,7 +10,10 @@ import (
 
 // Proxies are the peers whose X-Forwarded-For, X-Forwarded-Proto and
 // X-Request-ID headers are believed (Gunicorn's forwarded_allow_ips). A
-// nil Proxies believes nobody.
+// nil Proxies believes nobody. A peer on a unix socket has no address to
+// list: as in Gunicorn, it is believed unless Proxies is empty, since the
+// socket's file mode already decides who may connect (nginx on the same
+// host, in the socket's group).
 type Proxies []netip.Prefix
 
 // ParseProxies parses a comma-separated list of addresses and CIDR
@@ -63,8 +66,13 @@ const (
 // reports whether the peer is trusted; from an untrusted peer, the
 // forwarded headers are removed.
 func (ps Proxies) forwarded(r *http.Request) bool {
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil || !ps.trusts(peer.Addr()) {
+	trusted := false
+	if peer, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		trusted = ps.trusts(peer.Addr())
+	} else {
+		trusted = len(ps) > 0 && onUnixSocket(r)
+	}
+	if !trusted {
 		if r.Header[headerForwardedFor] != nil || r.Header[headerForwardedProto] != nil {
 			r.Header.Del(headerForwardedFor)
 			r.Header.Del(headerForwardedProto)
@@ -86,4 +94,10 @@ func (ps Proxies) forwarded(r *http.Request) bool {
 		}
 	}
 	return true
+}
+
+// onUnixSocket reports whether r came in on a unix socket.
+func onUnixSocket(r *http.Request) bool {
+	a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	return ok && a.Network() == "unix"
 }

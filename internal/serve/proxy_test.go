@@ -1,7 +1,9 @@
 package serve
 
 import (
+	"context"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 )
@@ -69,5 +71,27 @@ func TestForwarded(t *testing.T) {
 					tt.peer, tt.xff, r.RemoteAddr, r.Header.Get("X-Forwarded-Proto"), tt.remote, tt.keepProto)
 			}
 		})
+	}
+}
+
+// TestForwardedUnixSocket checks that a peer on a unix socket (nginx on the
+// same host) is believed unless nobody is, as Gunicorn does.
+func TestForwardedUnixSocket(t *testing.T) {
+	sock := &net.UnixAddr{Name: "/run/remuda/remuda.sock", Net: "unix"}
+	for _, tt := range []struct {
+		list, remote string
+	}{
+		{"127.0.0.1", "203.0.113.7:0"},
+		{"", "@"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, sock))
+		r.RemoteAddr = "@"
+		r.Header.Set("X-Forwarded-For", "203.0.113.7")
+		ps, _ := ParseProxies(tt.list)
+		ps.forwarded(r)
+		if r.RemoteAddr != tt.remote {
+			t.Errorf("forwarded_allow_ips %q, unix peer: RemoteAddr %s, want %s", tt.list, r.RemoteAddr, tt.remote)
+		}
 	}
 }
