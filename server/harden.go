@@ -11,13 +11,18 @@ import (
 	"github.com/remuda/remuda/internal/serve"
 )
 
-// Security headers prod adds to every response whose handler did not set
-// them. Each value is a slice of its own length and capacity, so a handler
-// that appends to it gets a copy.
-var securityHeaders = map[string][]string{
-	"X-Content-Type-Options": {"nosniff"},
-	"X-Frame-Options":        {"DENY"},
-	"Referrer-Policy":        {"same-origin"},
+// Security headers prod adds to every response; a handler may replace
+// them. Keys are canonical, so they go into the header map as they are;
+// each value is a slice of its own length and capacity, so a handler that
+// appends to it gets a copy. A slice, not a map: ranging over a map costs
+// more than the three stores.
+var securityHeaders = [...]struct {
+	key   string
+	value []string
+}{
+	{"X-Content-Type-Options", []string{"nosniff"}},
+	{"X-Frame-Options", []string{"DENY"}},
+	{"Referrer-Policy", []string{"same-origin"}},
 }
 
 // hsts is added when the request came over TLS, or a trusted proxy says it
@@ -31,8 +36,8 @@ var hsts = []string{"max-age=31536000"}
 func harden(h http.Handler, maxBody int64, log *zap.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hdr := w.Header()
-		for k, v := range securityHeaders {
-			hdr[k] = v
+		for _, h := range securityHeaders {
+			hdr[h.key] = h.value
 		}
 		if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
 			hdr["Strict-Transport-Security"] = hsts
