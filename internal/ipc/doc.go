@@ -38,6 +38,26 @@
 //	{"type":"recycle","reason":"timeout"}              replace me, then drain me
 //	{"type":"failed","error":"open db: no such file"}  boot failed; exit follows
 //
+// A heartbeat's "requests" counts every request the worker began, "active"
+// those in flight. Its optional "metrics" member carries what the worker
+// counted since its previous heartbeat (a metrics.Delta: requests by
+// method and code, a duration histogram, logins by outcome), which the
+// master adds to its totals:
+//
+//	{"type":"heartbeat","requests":1234,"active":3,"metrics":{
+//	  "requests":{"GET 200":41,"GET 404":7},
+//	  "duration":[30,8,3,2,4,1,0,0,0,0,0,0],"duration_sum":0.734,
+//	  "logins":{"success":1}}}
+//
+// Deltas, not running totals, so that a worker's exit never makes a total
+// go down. A draining worker sends one last heartbeat before it exits; a
+// worker killed (SIGKILL, a crash) loses what it counted since its last
+// one, at most a second's worth. Decode refuses a delta with an unknown
+// method, a code outside 100–599 (other than "other"), another number of
+// duration buckets or an unknown login outcome. A delta is bounded (every
+// method × every code is about 5000 entries, under 100 KB), well within
+// MaxFrameSize.
+//
 // The master stops a worker with signals, not frames: SIGTERM drains it
 // (finish in-flight requests within the graceful timeout), SIGINT stops it
 // at once. SIGQUIT keeps the Go runtime's meaning (dump the goroutines and

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/remuda/remuda/internal/metrics"
 )
 
 const (
@@ -49,8 +51,9 @@ type Frame struct {
 	Config     json.RawMessage `json:"config,omitempty"`
 
 	// heartbeat
-	Requests uint64 `json:"requests,omitempty"`
-	Active   int64  `json:"active,omitempty"`
+	Requests uint64         `json:"requests,omitempty"`
+	Active   int64          `json:"active,omitempty"`
+	Metrics  *metrics.Delta `json:"metrics,omitempty"` // counted since the previous heartbeat
 
 	// recycle
 	Reason string `json:"reason,omitempty"`
@@ -82,6 +85,18 @@ func Decode(line []byte) (Frame, error) {
 	case TypeReady, TypeHeartbeat:
 		if f.Active < 0 {
 			return Frame{}, fmt.Errorf("ipc: heartbeat with active %d: want ≥ 0", f.Active)
+		}
+		if m := f.Metrics; m != nil {
+			if err := m.Validate(); err != nil {
+				return Frame{}, fmt.Errorf("ipc: %s frame: %w", f.Type, err)
+			}
+			// An empty map means none, as Send writes it.
+			if len(m.Requests) == 0 {
+				m.Requests = nil
+			}
+			if len(m.Logins) == 0 {
+				m.Logins = nil
+			}
 		}
 	case TypeRecycle, TypeFailed:
 	default:

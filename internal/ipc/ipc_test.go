@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/remuda/remuda/internal/ipc"
+	"github.com/remuda/remuda/internal/metrics"
 )
 
 // testTimeout bounds every read and write on a test connection, so that a
@@ -40,8 +41,16 @@ var (
 	}
 	readyFrame     = ipc.Frame{Type: ipc.TypeReady}
 	heartbeatFrame = ipc.Frame{Type: ipc.TypeHeartbeat, Requests: 1234, Active: 3}
-	recycleFrame   = ipc.Frame{Type: ipc.TypeRecycle, Reason: "timeout"}
-	failedFrame    = ipc.Frame{Type: ipc.TypeFailed, Error: "open db: no such file"}
+	// metricsLine is a heartbeat with the metrics member the doc shows.
+	metricsLine  = `{"type":"heartbeat","requests":1234,"active":3,"metrics":{"requests":{"GET 200":41,"GET 404":7},"duration":[30,8,3,2,4,1,0,0,0,0,0,0],"duration_sum":0.734,"logins":{"success":1}}}`
+	metricsFrame = ipc.Frame{Type: ipc.TypeHeartbeat, Requests: 1234, Active: 3, Metrics: &metrics.Delta{
+		Requests:    map[string]uint64{"GET 200": 41, "GET 404": 7},
+		Duration:    []uint64{30, 8, 3, 2, 4, 1, 0, 0, 0, 0, 0, 0},
+		DurationSum: 0.734,
+		Logins:      map[string]uint64{"success": 1},
+	}}
+	recycleFrame = ipc.Frame{Type: ipc.TypeRecycle, Reason: "timeout"}
+	failedFrame  = ipc.Frame{Type: ipc.TypeFailed, Error: "open db: no such file"}
 )
 
 // everyFrame holds at least one frame of each type, with the members that
@@ -60,6 +69,7 @@ var everyFrame = []struct {
 	{"ready", readyFrame},
 	{"heartbeat", heartbeatFrame},
 	{"heartbeat idle", ipc.Frame{Type: ipc.TypeHeartbeat}},
+	{"heartbeat with metrics", metricsFrame},
 	{"heartbeat max requests", ipc.Frame{Type: ipc.TypeHeartbeat, Requests: 1<<64 - 1, Active: 1<<63 - 1}},
 	{"recycle", recycleFrame},
 	{"failed", failedFrame},
@@ -270,6 +280,11 @@ func TestDecode(t *testing.T) {
 		{"config", configLine, configFrame},
 		{"ready", readyLine, readyFrame},
 		{"heartbeat", heartbeatLine, heartbeatFrame},
+		{"heartbeat with metrics", metricsLine, metricsFrame},
+		{"heartbeat with empty metrics", `{"type":"heartbeat","metrics":{"requests":{},"logins":{}}}`,
+			ipc.Frame{Type: ipc.TypeHeartbeat, Metrics: &metrics.Delta{}}},
+		{"heartbeat with unusual codes", `{"type":"heartbeat","metrics":{"requests":{"other other":2,"PATCH 599":1,"HEAD 100":3}}}`,
+			ipc.Frame{Type: ipc.TypeHeartbeat, Metrics: &metrics.Delta{Requests: map[string]uint64{"other other": 2, "PATCH 599": 1, "HEAD 100": 3}}}},
 		{"recycle", recycleLine, recycleFrame},
 		{"failed", failedLine, failedFrame},
 		{"unknown members ignored", `{"type":"ready","pid":42,"extra":{"a":[1]}}`, readyFrame},
@@ -324,6 +339,15 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "heartbeat with negative active", line: `{"type":"heartbeat","requests":1,"active":-1}`},
 		{name: "heartbeat with negative requests", line: `{"type":"heartbeat","requests":-1}`, as: &typeErr},
 		{name: "heartbeat with requests past uint64", line: `{"type":"heartbeat","requests":18446744073709551616}`, as: &typeErr},
+		{name: "metrics with an unknown method", line: `{"type":"heartbeat","metrics":{"requests":{"BREW 200":1}}}`},
+		{name: "metrics with a code past 599", line: `{"type":"heartbeat","metrics":{"requests":{"GET 600":1}}}`},
+		{name: "metrics without a code", line: `{"type":"heartbeat","metrics":{"requests":{"GET":1}}}`},
+		{name: "metrics with too few buckets", line: `{"type":"heartbeat","metrics":{"duration":[1,2,3]}}`},
+		{name: "metrics with no buckets", line: `{"type":"heartbeat","metrics":{"duration":[]}}`},
+		{name: "metrics with a negative sum", line: `{"type":"heartbeat","metrics":{"duration_sum":-0.5}}`},
+		{name: "metrics with an unknown login outcome", line: `{"type":"heartbeat","metrics":{"logins":{"maybe":1}}}`},
+		{name: "metrics with a negative count", line: `{"type":"heartbeat","metrics":{"requests":{"GET 200":-1}}}`, as: &typeErr},
+		{name: "metrics not an object", line: `{"type":"heartbeat","metrics":[1]}`, as: &typeErr},
 		{name: "invalid JSON", line: `{"type":"ready"`},
 		{name: "not JSON", line: `ready`, as: &syntaxErr},
 		{name: "empty line", line: ``},
