@@ -48,6 +48,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if rw.finish() {
 		s.logAccess(r, id, start, rw.status, rw.bytes)
+		if m := s.opts.Metrics; m != nil {
+			m.Record(r.Method, rw.status, time.Since(start))
+		}
 	}
 }
 
@@ -72,6 +75,9 @@ func (s *Server) timeout(rw *responseWriter, r *http.Request, id string, start t
 		sent = int64(len(timeoutBody))
 	}
 	s.logAccess(r, id, start, status, sent)
+	if m := s.opts.Metrics; m != nil {
+		m.Record(r.Method, status, age)
+	}
 	s.recycle("timeout")
 }
 

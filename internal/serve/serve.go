@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/remuda/remuda/internal/metrics"
 	"github.com/remuda/remuda/internal/strict"
 )
 
@@ -70,6 +71,15 @@ type Options struct {
 	// TLS, if non-nil, serves HTTPS (HTTP/2 and HTTP/1.1) on every
 	// listener.
 	TLS *tls.Config
+	// Metrics, if non-nil, counts every request by method, status code and
+	// duration (a timed-out request as the 503 its client got).
+	Metrics *metrics.Set
+	// MaxConns caps the connections open at once, over all listeners
+	// (idle keep-alive ones included). Past it the server stops accepting,
+	// and new connections wait in the kernel's accept queue, where another
+	// process sharing the socket may take them. Drain lifts the cap: what
+	// is queued when it starts is served. If zero, there is no cap.
+	MaxConns int
 }
 
 // Limits of Hardened.
@@ -90,6 +100,8 @@ type Server struct {
 	requests atomic.Uint64
 	active   atomic.Int64
 	recycled atomic.Bool
+	slots    chan struct{} // one element per open connection, when MaxConns > 0
+	draining chan struct{} // closed when Drain starts
 }
 
 // New returns a Server for h; Serve starts it.
@@ -100,7 +112,10 @@ func New(h http.Handler, opts Options) *Server {
 	if opts.KeepAlive == 0 {
 		opts.KeepAlive = DefaultKeepAlive
 	}
-	s := &Server{opts: opts, handler: h}
+	s := &Server{opts: opts, handler: h, draining: make(chan struct{})}
+	if opts.MaxConns > 0 {
+		s.slots = make(chan struct{}, opts.MaxConns)
+	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: ReadHeaderTimeout,
@@ -132,7 +147,7 @@ func New(h http.Handler, opts Options) *Server {
 // Serve accepts on every listener in the background and returns at once.
 func (s *Server) Serve(lns []net.Listener) {
 	for _, ln := range lns {
-		dl := &drainListener{Listener: ln}
+		dl := &drainListener{Listener: ln, slots: s.slots, draining: s.draining}
 		s.lns = append(s.lns, dl)
 		s.serving.Go(func() {
 			var err error
@@ -173,6 +188,7 @@ func (s *Server) Active() int64 { return s.active.Load() }
 // that timed out are not waited for.
 func (s *Server) Drain(ctx context.Context) error {
 	deadline := time.Now().Add(acceptDrainWindow)
+	close(s.draining)
 	for _, ln := range s.lns {
 		ln.drain(deadline)
 	}
@@ -203,13 +219,21 @@ var errDrained = errors.New("serve: listener drained")
 // drainListener lets Drain empty the accept queue before Serve closes it:
 // with a deadline slightly ahead, Accept returns every connection already
 // queued without waiting, and the first timeout after that ends Serve.
+//
+// With slots (Options.MaxConns) it also holds back: Accept first takes a
+// slot, which the connection gives back when closed, so a busy process
+// leaves new connections in the kernel's queue for another (as
+// x/net/netutil.LimitListener). Once draining is closed, Accept takes
+// connections without a slot: the queue must be emptied, not reset.
 type drainListener struct {
 	net.Listener
-	draining atomic.Bool
+	slots    chan struct{}
+	draining chan struct{}
+	drained  atomic.Bool
 }
 
 func (l *drainListener) drain(deadline time.Time) {
-	l.draining.Store(true)
+	l.drained.Store(true)
 	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
 		d.SetDeadline(deadline)
 		return
@@ -218,9 +242,41 @@ func (l *drainListener) drain(deadline time.Time) {
 }
 
 func (l *drainListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil && l.draining.Load() {
-		return nil, errDrained
+	slot := false
+	if l.slots != nil {
+		select {
+		case l.slots <- struct{}{}:
+			slot = true
+		case <-l.draining:
+		}
 	}
-	return c, err
+	c, err := l.Listener.Accept()
+	if err != nil {
+		if slot {
+			<-l.slots
+		}
+		if l.drained.Load() {
+			return nil, errDrained
+		}
+		return nil, err
+	}
+	if slot {
+		return &slotConn{Conn: c, slots: l.slots}, nil
+	}
+	return c, nil
+}
+
+// slotConn gives its listener's slot back when closed, once.
+type slotConn struct {
+	net.Conn
+	slots    chan struct{}
+	released atomic.Bool
+}
+
+func (c *slotConn) Close() error {
+	err := c.Conn.Close()
+	if c.released.CompareAndSwap(false, true) {
+		<-c.slots
+	}
+	return err
 }

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/remuda/remuda/internal/metrics"
 )
 
 func TestRequestID(t *testing.T) {
@@ -185,5 +188,110 @@ func TestDrainAnswersLateRequest(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Drain: %v", err)
+	}
+}
+
+// With MaxConns busy connections, a new one waits in the kernel's queue;
+// it is taken when a slot frees, and a drain takes it over the cap.
+func TestMaxConns(t *testing.T) {
+	release := make(chan struct{})
+	s, url := serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}), Options{MaxConns: 2})
+	addr := strings.TrimPrefix(url, "http://")
+	send := func(path string) net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		return c
+	}
+	answered := func(c net.Conn, within time.Duration) bool {
+		c.SetReadDeadline(time.Now().Add(within))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	send("/hold")
+	send("/hold")
+	time.Sleep(100 * time.Millisecond)
+	waiting := send("/")
+	if answered(waiting, 300*time.Millisecond) {
+		t.Fatal("a third connection was served while MaxConns 2 were busy")
+	}
+	close(release)
+	if !answered(waiting, 2*time.Second) {
+		t.Fatal("the waiting connection was not served once a slot freed")
+	}
+
+	// Busy again; a drain serves the queued connection anyway.
+	release = make(chan struct{})
+	busy := []net.Conn{send("/hold"), send("/hold")}
+	time.Sleep(100 * time.Millisecond)
+	queued := send("/")
+	done := make(chan error, 1)
+	go func() { done <- s.Drain(context.Background()) }()
+	if !answered(queued, 2*time.Second) {
+		t.Error("a connection queued when Drain started was not served")
+	}
+	close(release)
+	for i, c := range busy {
+		if !answered(c, 2*time.Second) {
+			t.Errorf("busy connection %d not answered", i)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Drain: %v", err)
+	}
+}
+
+func TestMetricsCountsRequests(t *testing.T) {
+	var m metrics.Set
+	release := make(chan struct{})
+	defer close(release)
+	_, url := serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/stuck":
+			<-release
+		case "/missing":
+			http.NotFound(w, r)
+		}
+	}), Options{Metrics: &m, Timeout: 300 * time.Millisecond})
+	for _, path := range []string{"/", "/", "/missing", "/stuck"} {
+		resp, err := http.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	// The 503 is counted just after it is written: add deltas up a while.
+	got, want := map[string]uint64{}, map[string]uint64{"GET 200": 2, "GET 404": 1, "GET 503": 1}
+	var n uint64
+	var sum float64
+	for deadline := time.Now().Add(2 * time.Second); !maps.Equal(got, want) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if d := m.Delta(); d != nil {
+			for k, c := range d.Requests {
+				got[k] += c
+			}
+			for _, c := range d.Duration {
+				n += c
+			}
+			sum += d.DurationSum
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("counted requests %v, want %v", got, want)
+	}
+	if n != 4 || sum < 0.3 {
+		t.Errorf("histogram holds %d requests summing %.3fs, want 4 summing at least the 0.3s timeout", n, sum)
 	}
 }
