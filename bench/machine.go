@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+)
+
+// printMachine prints what the figures depend on: the CPU, the cores, Go,
+// the kernel, the load average before the run, and the load generator.
+func (b *bench) printMachine(w io.Writer) {
+	fmt.Fprintf(w, "cpu:     %s, %d cores\n", cpuModel(), runtime.NumCPU())
+	fmt.Fprintf(w, "go:      %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "kernel:  %s\n", firstLine("/proc/sys/kernel/osrelease"))
+	fmt.Fprintf(w, "loadavg: %s (before the run)\n", firstLine("/proc/loadavg"))
+	fmt.Fprintf(w, "load:    %s, %d keep-alive connections\n", b.loadDesc, conns)
+}
+
+// describeLoad names the load generator in use.
+func (b *bench) describeLoad() string {
+	if b.wrkBin == "" {
+		return "Go generator (wrk not found)"
+	}
+	out, _ := exec.Command(b.wrkBin, "-v").CombinedOutput() // exits 1 after printing its version
+	version, _, _ := strings.Cut(string(out), "\n")
+	version, _, _ = strings.Cut(version, " Copyright")
+	return fmt.Sprintf("%s (%s -t1 --latency)", strings.TrimSpace(version), b.wrkBin)
+}
+
+// cpuModel is the first "model name" of /proc/cpuinfo.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// firstLine is a file's first line, trimmed, or "unknown".
+func firstLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(line)
+}
