@@ -36,6 +36,18 @@ type Config struct {
 	// If zero, workers are never recycled for their request count.
 	MaxRequests       int
 	MaxRequestsJitter int
+	// MaxMemory recycles a worker whose resident set (RSS, read from
+	// /proc at each heartbeat) is above MaxMemory bytes: a replacement is
+	// started, and the worker drains once it is ready. A leak then costs a
+	// restart, not the host. If zero, memory is not watched.
+	MaxMemory int64
+	// Connections caps the connections one worker holds open at once, idle
+	// keep-alive ones included (Gunicorn's worker_connections). Past it the
+	// worker stops accepting and new connections wait in the kernel's
+	// accept queue for a less busy worker, which makes the accept queue a
+	// measure of saturation (remuda_accept_queue_length). If zero,
+	// DefaultConnections.
+	Connections int
 	// App is handed to every worker as it is; its meaning belongs to the
 	// Boot function (the server package puts its whole config here).
 	App json.RawMessage
@@ -45,9 +57,17 @@ type Config struct {
 const (
 	DefaultGracefulTimeout = 30 * time.Second
 	DefaultBootTimeout     = 30 * time.Second
+	DefaultConnections     = 1000
 )
 
 func (c Config) workers() int { return max(c.Workers, 1) }
+
+func (c Config) connections() int {
+	if c.Connections <= 0 {
+		return DefaultConnections
+	}
+	return c.Connections
+}
 
 func (c Config) gracefulTimeout() time.Duration {
 	if c.GracefulTimeout == 0 {

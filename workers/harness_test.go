@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +45,21 @@ func testApp() {
 		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
 		time.Sleep(d)
 		io.WriteString(w, "slept")
+	})
+	// leak allocates mb MiB, touches every page so that it counts in the
+	// RSS, and keeps it for the life of the process.
+	var leakMu sync.Mutex
+	var leaked [][]byte
+	app.HandleFunc("GET /leak", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		b := make([]byte, mb<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		leakMu.Lock()
+		leaked = append(leaked, b)
+		leakMu.Unlock()
+		fmt.Fprintf(w, "leaked %d MiB", mb)
 	})
 	// stuck never returns: the per-request timeout must answer for it.
 	app.HandleFunc("GET /stuck", func(http.ResponseWriter, *http.Request) { select {} })

@@ -73,6 +73,18 @@ type Master struct {
 	// worker writes to stderr that is not JSON already (a panic, the stack
 	// dump of a SIGABRT). If nil, zap.NewNop() is used.
 	Logger *zap.Logger
+	// Stderr receives the lines workers write to stderr that are JSON
+	// already (their own logs), each whole line in one Write. It should be
+	// where Logger writes. If nil, os.Stderr.
+	Stderr io.Writer
+	// Reopen, if non-nil, is called on USR1, before the signal is passed
+	// on to the workers: it reopens the log files the master writes, after
+	// logrotate moved them.
+	Reopen func() error
+	// MetricsBind, if set, is where the master serves /metrics (Prometheus)
+	// and /status (JSON): "host:port" or "unix:/path". A master started by
+	// USR2 inherits the socket. If empty, neither is served.
+	MetricsBind string
 
 	log        *zap.Logger
 	path       string // the executable, as invoked
@@ -98,6 +110,10 @@ type Master struct {
 	bootFails  int       // boot failures of the first generation
 	nextSpawn  time.Time
 	stopping   bool
+	started    time.Time
+	stderr     io.Writer
+	tally      tally      // the metrics, added up
+	queries    chan query // from the metrics server
 }
 
 type workerState int
@@ -119,6 +135,11 @@ type worker struct {
 	readyAt  time.Time
 	lastSeen time.Time // last frame received
 	recycle  bool      // asked to be replaced; drained once its replacement is ready
+	exit     string    // why it was told to stop or recycled: an exit reason
+	requests uint64    // begun, as of its last heartbeat
+	active   int64     // in flight, as of its last heartbeat
+	rss      int64     // resident set, in bytes, as of its last heartbeat
+	lastBeat time.Time // its last heartbeat
 	stopAt   time.Time // TERM or QUIT sent
 	stopWait time.Duration
 	abortAt  time.Time // SIGABRT sent
@@ -139,9 +160,12 @@ type event struct {
 // the address when binding fails, and an error wrapping ErrBootFailed when
 // the first generation cannot boot.
 func (m *Master) Run() error {
-	m.log = m.Logger
+	m.log, m.stderr, m.started = m.Logger, m.Stderr, time.Now()
 	if m.log == nil {
 		m.log = zap.NewNop()
+	}
+	if m.stderr == nil {
+		m.stderr = os.Stderr
 	}
 	path, err := executable()
 	if err != nil {
@@ -184,6 +208,20 @@ func (m *Master) Run() error {
 		}
 		defer removePIDFile(m.PIDFile)
 	}
+	if m.MetricsBind != "" {
+		network, addr := "tcp", m.MetricsBind
+		if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+			network, addr = "unix", path
+		}
+		// Through the upgrader: a master started by USR2 inherits it.
+		ln, err := m.upg.Fds.Listen(network, addr)
+		if err != nil {
+			return fmt.Errorf("metrics: listen on %s: %w", m.MetricsBind, err)
+		}
+		m.queries = make(chan query)
+		srv := m.serveMetrics(ln)
+		defer srv.Close()
+	}
 	m.events = make(chan event, 64)
 	m.upgrades = make(chan error, 1)
 	m.workers = make(map[int]*worker)
@@ -219,6 +257,8 @@ func (m *Master) Run() error {
 			}
 		case err := <-m.upgrades:
 			m.upgraded(err)
+		case q := <-m.queries:
+			q.reply <- q.render(m)
 		case now := <-ticker.C:
 			m.checkDeadlines(now)
 		case now := <-watchdogC:
@@ -266,7 +306,7 @@ func (m *Master) reconcile(now time.Time) error {
 				oldest = i
 			}
 		}
-		m.stopWorker(active[oldest], syscall.SIGTERM, "fewer workers wanted")
+		m.stopWorker(active[oldest], syscall.SIGTERM, "fewer workers wanted", exitScaleDown)
 		active = append(active[:oldest], active[oldest+1:]...)
 	}
 	if !allReady || len(active) != m.want {
@@ -284,7 +324,11 @@ func (m *Master) reconcile(now time.Time) error {
 	}
 	for _, w := range m.workers {
 		if w.state == ready && (w.gen != m.gen || w.recycle) {
-			m.stopWorker(w, syscall.SIGTERM, "replaced")
+			exit := exitReload
+			if w.recycle {
+				exit = w.exit
+			}
+			m.stopWorker(w, syscall.SIGTERM, "replaced", exit)
 		}
 	}
 	return nil
@@ -309,9 +353,10 @@ func (m *Master) handle(ev event) error {
 			m.log.Info("worker ready", m.fields(w, zap.Duration("boot", now.Sub(w.started)))...)
 		}
 	case ipc.TypeHeartbeat:
+		m.heartbeat(w, f, now)
 	case ipc.TypeRecycle:
 		if !w.recycle {
-			w.recycle = true
+			w.recycle, w.exit = true, recycleReason(f.Reason)
 			m.log.Info("worker asks to be recycled", m.fields(w, zap.String("reason", f.Reason))...)
 		}
 	case ipc.TypeFailed:
@@ -320,9 +365,35 @@ func (m *Master) handle(ev event) error {
 	return nil
 }
 
+// heartbeat records a worker's counters, adds its metrics up, and
+// recycles it if its memory passed Config.MaxMemory.
+func (m *Master) heartbeat(w *worker, f ipc.Frame, now time.Time) {
+	w.requests, w.active, w.lastBeat = f.Requests, f.Active, now
+	if f.Metrics != nil {
+		m.tally.add(f.Metrics)
+	}
+	rss, err := readRSS(w.pid)
+	if err != nil {
+		return // it is exiting: its reaping follows
+	}
+	w.rss = rss
+	if limit := m.cfg.MaxMemory; limit > 0 && rss > limit && w.state == ready && !w.recycle {
+		w.recycle, w.exit = true, exitMemory
+		m.log.Warn("worker over memory limit, recycling it", m.fields(w, zap.Int64("rss", rss), zap.Int64("max_memory", limit))...)
+	}
+}
+
 // reap forgets an exited worker and decides what its exit means.
 func (m *Master) reap(w *worker, st *os.ProcessState) error {
 	delete(m.workers, w.pid)
+	switch {
+	case w.exit != "":
+		m.tally.exit(w.exit)
+	case w.state == booting || st.ExitCode() == ExitProtocol:
+		m.tally.exit(exitBootFailed)
+	default:
+		m.tally.exit(exitCrash)
+	}
 	fields := m.fields(w, zap.String("status", st.String()))
 	switch {
 	case w.state == draining && !w.killed:
@@ -362,7 +433,7 @@ func (m *Master) reap(w *worker, st *os.ProcessState) error {
 			zap.Int("generation", m.gen), zap.Int("serving_generation", m.servingGen))
 		for _, o := range m.workers {
 			if o.gen == m.gen {
-				m.stopWorker(o, syscall.SIGTERM, "generation abandoned")
+				m.stopWorker(o, syscall.SIGTERM, "generation abandoned", exitAbandoned)
 			}
 		}
 		m.gen, m.cfg, m.want = m.servingGen, m.servingCfg, m.servingCfg.workers()
@@ -401,9 +472,11 @@ func (m *Master) checkDeadlines(now time.Time) {
 			}
 		case w.state == booting && now.Sub(w.started) > cfg.bootTimeout():
 			m.log.Error("worker boot timed out", m.fields(w, zap.Duration("boot_timeout", cfg.bootTimeout()))...)
+			w.exit = exitBootFailed
 			m.abort(w, now)
 		case w.state == ready && now.Sub(w.lastSeen) > cfg.silenceLimit():
 			m.log.Error("worker silent, aborting it", m.fields(w, zap.Duration("silent", now.Sub(w.lastSeen)))...)
+			w.exit = exitSilent
 			m.abort(w, now)
 		}
 	}
@@ -432,6 +505,13 @@ func (m *Master) signal(sig syscall.Signal) {
 		}
 		m.log.Info("fewer workers", zap.Int("workers", m.want))
 	case syscall.SIGUSR1:
+		if m.Reopen != nil {
+			if err := m.Reopen(); err != nil {
+				m.log.Error("reopen logs", zap.Error(err))
+			} else {
+				m.log.Info("logs reopened")
+			}
+		}
 		for _, w := range m.workers {
 			w.cmd.Process.Signal(syscall.SIGUSR1)
 		}
@@ -454,6 +534,7 @@ func (m *Master) reload() {
 		}
 	}
 	m.lastGen++
+	m.tally.reloads++
 	m.gen, m.cfg, m.want = m.lastGen, cfg, cfg.workers()
 	m.log.Info("starting new generation", zap.Int("generation", m.gen), zap.Int("workers", m.want))
 	m.reloading = true
@@ -482,13 +563,18 @@ func (m *Master) stopAll(sig syscall.Signal) {
 			m.kill(w)
 			continue
 		}
-		m.stopWorker(w, sig, "master stopping")
+		m.stopWorker(w, sig, "master stopping", exitStop)
 	}
 }
 
 // stopWorker sends TERM (drain) or INT (now) to w, once per kind. Workers take
 // INT, not QUIT, for "now": the Go runtime needs QUIT for its stack dumps.
-func (m *Master) stopWorker(w *worker, sig syscall.Signal, why string) {
+// why is for the log; exit is the reason its exit will be counted under,
+// unless it already had one.
+func (m *Master) stopWorker(w *worker, sig syscall.Signal, why, exit string) {
+	if w.exit == "" {
+		w.exit = exit
+	}
 	wait := quitGrace
 	if sig == syscall.SIGTERM {
 		if w.state == draining {
@@ -615,7 +701,7 @@ func (m *Master) relay(w *worker, r *os.File) {
 		}
 		if len(line) > 0 && line[0] == '{' && json.Valid(line) {
 			out = append(append(out[:0], line...), '\n')
-			os.Stderr.Write(out) // one write: whole lines never interleave
+			m.stderr.Write(out) // one write: whole lines never interleave
 			continue
 		}
 		log.Error("worker output", zap.ByteString("output", line))

@@ -19,6 +19,7 @@ func (m *Master) upgrade() {
 		return
 	}
 	m.upgrading = true
+	m.tally.upgrades++
 	m.log.Info("upgrading: starting a new master", zap.String("executable", m.path))
 	passOn(m.listeners)
 	// WATCHDOG_PID names this master; left set, it would keep the new one,

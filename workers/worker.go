@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/remuda/remuda/internal/ipc"
+	"github.com/remuda/remuda/internal/metrics"
 	"github.com/remuda/remuda/internal/serve"
 )
 
@@ -45,6 +46,12 @@ type Worker struct {
 	Hardened bool
 	// TLS, if non-nil, serves HTTPS with HTTP/2 on every listener.
 	TLS *tls.Config
+	// Metrics counts the worker's requests, and whatever else the app
+	// counts on it (logins), for the master to add up: every heartbeat
+	// carries what it counted since the previous one. A boot function that
+	// counts on it too (auth hooks) makes one and sets it here. If nil,
+	// RunWorker makes one.
+	Metrics *metrics.Set
 }
 
 // IsWorker reports whether this process was started by a master as one of
@@ -118,6 +125,10 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		log = zap.NewNop()
 	}
 	log = log.With(zap.Int("worker", hello.Worker), zap.Int("generation", hello.Generation))
+	counts := w.Metrics
+	if counts == nil {
+		counts = new(metrics.Set)
+	}
 
 	srv := serve.New(w.Handler, serve.Options{
 		Timeout:     cfg.Timeout,
@@ -132,6 +143,8 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		Proxies:   w.TrustedProxies,
 		Hardened:  w.Hardened,
 		TLS:       w.TLS,
+		Metrics:   counts,
+		MaxConns:  cfg.connections(),
 	})
 	srv.Serve(lns)
 	if err := ctrl.Send(ipc.Frame{Type: ipc.TypeReady}); err != nil {
@@ -148,7 +161,10 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 			}
 		}
 	}()
-	go heartbeat(ctrl, srv)
+	go heartbeat(ctrl, srv, counts)
+	// The last heartbeat: what was counted since the previous one reaches
+	// the master before the exit.
+	defer sendHeartbeat(ctrl, srv, counts)
 
 	for {
 		select {
@@ -188,15 +204,21 @@ func drain(srv *serve.Server, cfg Config, log *zap.Logger) error {
 
 // heartbeat reports the counters every HeartbeatInterval until the channel
 // breaks.
-func heartbeat(ctrl *ipc.Conn, srv *serve.Server) {
+func heartbeat(ctrl *ipc.Conn, srv *serve.Server, counts *metrics.Set) {
 	t := time.NewTicker(HeartbeatInterval)
 	defer t.Stop()
 	for range t.C {
-		err := ctrl.Send(ipc.Frame{Type: ipc.TypeHeartbeat, Requests: srv.Requests(), Active: srv.Active()})
-		if err != nil {
+		if err := sendHeartbeat(ctrl, srv, counts); err != nil {
 			return
 		}
 	}
+}
+
+// sendHeartbeat sends one heartbeat, with what counts counted since the
+// previous one. If the send fails those counts are lost: the channel is
+// broken for good and the master gone.
+func sendHeartbeat(ctrl *ipc.Conn, srv *serve.Server, counts *metrics.Set) error {
+	return ctrl.Send(ipc.Frame{Type: ipc.TypeHeartbeat, Requests: srv.Requests(), Active: srv.Active(), Metrics: counts.Delta()})
 }
 
 // maxRequests draws this worker's request budget: MaxRequests plus a
