@@ -69,6 +69,16 @@ const (
 	// MaxTokenLifetime caps both token lifetimes.
 	MaxTokenLifetime = 90 * 24 * time.Hour
 
+	// DefaultErrorLog sends the server's own log to stderr in both modes.
+	DefaultErrorLog = "-"
+	// DefaultWorkerConnections is the default Config.WorkerConnections
+	// (Gunicorn's worker_connections default), and MaxWorkerConnections
+	// the largest accepted.
+	DefaultWorkerConnections = 1000
+	MaxWorkerConnections     = 1 << 20
+	// MaxWorkerMemory is the largest Config.MaxWorkerMemory accepted: 1 TiB.
+	MaxWorkerMemory = 1 << 40
+
 	// DefaultForwardedAllowIPs trusts a proxy on the same host.
 	DefaultForwardedAllowIPs = "127.0.0.1,::1"
 	// DefaultMaxBodySize is 10 MiB.
@@ -122,6 +132,24 @@ type Config struct {
 	// LogLevel is zap's level name: debug, info, warn or error.
 	// Default: DefaultDevLogLevel or DefaultProdLogLevel.
 	LogLevel string `json:"log_level"`
+	// ErrorLog is where the server's own log goes: a path, or "-" for
+	// stderr. In prod the master writes it, the workers' lines included
+	// (they write to their stderr, which the master relays), and USR1
+	// reopens it. Default: DefaultErrorLog.
+	ErrorLog string `json:"error_log"`
+	// MetricsBind is where the prod master serves Prometheus /metrics and a
+	// JSON /status: "host:port" or "unix:/path". Empty: not served, the
+	// default. Keep it off the public network: /status names every worker.
+	MetricsBind string `json:"metrics_bind"`
+	// MaxWorkerMemory recycles a prod worker whose resident memory (RSS)
+	// passes this many bytes: a replacement starts, then the worker drains.
+	// 0, the default, never does.
+	MaxWorkerMemory int64 `json:"max_worker_memory"`
+	// WorkerConnections caps the connections one prod worker holds open at
+	// once, idle keep-alive ones included; past it, new connections wait in
+	// the kernel's accept queue for a less busy worker.
+	// Default: DefaultWorkerConnections.
+	WorkerConnections int `json:"worker_connections"`
 
 	// Database is where users and tokens live: "sqlite:PATH" for the
 	// workers of one host, or a PostgreSQL URL ("postgres://…" or
@@ -190,6 +218,9 @@ func defaultConfig(prod bool) Config {
 		KeepAlive:       DefaultKeepAlive,
 		AccessLog:       DefaultDevAccessLog,
 		LogLevel:        DefaultDevLogLevel,
+		ErrorLog:        DefaultErrorLog,
+
+		WorkerConnections: DefaultWorkerConnections,
 
 		Database:               DefaultDatabase,
 		AccessTokenLifetime:    auth.DefaultAccessLifetime,
@@ -269,6 +300,16 @@ var settings = []setting{
 	{key: "log_level", arg: "LEVEL", help: "debug, info, warn or error",
 		want: "one of " + strings.Join(logLevels, ", "), enum: logLevels,
 		field: func(c *Config) any { return &c.LogLevel }},
+	{key: "error_log", arg: "PATH", help: `the server's own log: a file, or "-" for stderr; USR1 reopens it (prod)`,
+		want: `a file path or "-" for stderr`, field: func(c *Config) any { return &c.ErrorLog }},
+	{key: "metrics_bind", arg: "ADDR", help: "serve Prometheus /metrics and JSON /status here, from the master (prod; \"\": off)",
+		want: wantBind + `, or "" for off`, field: func(c *Config) any { return &c.MetricsBind }},
+	{key: "max_worker_memory", arg: "SIZE", help: "recycle a worker whose RSS passes SIZE bytes (K, M, G suffixes; 0: never)",
+		want:  "a size in bytes from 0 to 1T, with an optional K, M, G or T suffix (powers of 1024), as 512M",
+		field: func(c *Config) any { return &c.MaxWorkerMemory }},
+	{key: "worker_connections", arg: "N", help: "connections one worker holds at once; more wait in the kernel's queue",
+		want: fmt.Sprintf("a whole number from 1 to %d", MaxWorkerConnections), min: 1, max: MaxWorkerConnections,
+		field: func(c *Config) any { return &c.WorkerConnections }},
 	{key: "database", arg: "URL", help: "users and tokens: sqlite:PATH, or postgres://… for several hosts",
 		want: "sqlite:PATH or postgres://…", field: func(c *Config) any { return &c.Database }},
 	{key: "secret_key", arg: "KEY", help: "HMAC signing key; prefer SERVER_SECRET_KEY (a flag shows in ps)",
@@ -367,6 +408,12 @@ func (s setting) parseText(c *Config, v string) error {
 			return s.refuse("")
 		}
 		*p = d
+	case *int64:
+		n, ok := parseSize(v)
+		if !ok {
+			return s.refuse("")
+		}
+		*p = n
 	case *string:
 		*p = v
 	case *[]string:
@@ -407,6 +454,19 @@ func (s setting) parseTOML(c *Config, v any) error {
 			return s.refuse("")
 		}
 		*p = d
+	case *int64:
+		var n int64
+		ok := false
+		switch v := v.(type) {
+		case int64:
+			n, ok = v, true
+		case string:
+			n, ok = parseSize(v)
+		}
+		if !ok {
+			return s.refuse("")
+		}
+		*p = n
 	case *string:
 		str, ok := v.(string)
 		if !ok {
@@ -445,12 +505,24 @@ func (s setting) check(c *Config) error {
 		if *p < 0 || *p == 0 && !s.zeroOK || *p > s.maxDuration() {
 			return s.refuse("")
 		}
+	case *int64:
+		if *p < 0 || *p > MaxWorkerMemory {
+			return s.refuse("")
+		}
 	case *string:
 		if s.key == "database" && !validDatabase(*p) {
 			return s.refuse("")
 		}
 		if s.key == "forwarded_allow_ips" {
 			if _, err := serve.ParseProxies(*p); err != nil {
+				return s.refuse("%v", err)
+			}
+		}
+		if s.key == "error_log" && *p == "" {
+			return s.refuse("the path is empty")
+		}
+		if s.key == "metrics_bind" && *p != "" {
+			if err := checkAddr(*p); err != nil {
 				return s.refuse("%v", err)
 			}
 		}
@@ -489,6 +561,37 @@ func parseDuration(s string) (d time.Duration, ok bool) {
 	}
 	d, err := time.ParseDuration(s)
 	return d, err == nil
+}
+
+// parseSize parses a number of bytes with an optional K, M, G or T suffix
+// (either case, powers of 1024, "B" or "iB" after it allowed): "512M",
+// "2GiB", "1048576". ok is false for anything else or on overflow; the
+// range is left to check.
+func parseSize(s string) (n int64, ok bool) {
+	num := strings.TrimRight(s, "KMGTkmgtiBb")
+	unit := strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(s[len(num):], "B"), "i"))
+	shift := 0
+	switch unit {
+	case "":
+		if s != num && s[len(num):] != "B" {
+			return 0, false
+		}
+	case "K":
+		shift = 10
+	case "M":
+		shift = 20
+	case "G":
+		shift = 30
+	case "T":
+		shift = 40
+	default:
+		return 0, false
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || v > math.MaxInt64>>shift {
+		return 0, false
+	}
+	return v << shift, true
 }
 
 // seconds converts n seconds to a duration; ok is false when n is not in
@@ -876,6 +979,8 @@ func (s setting) value(c Config) string {
 		return strconv.FormatBool(*p)
 	case *int:
 		return strconv.Itoa(*p)
+	case *int64:
+		return strconv.FormatInt(*p, 10)
 	case *time.Duration:
 		return tomlString(formatDuration(*p))
 	case *string:

@@ -37,13 +37,15 @@ func withoutSources(c Config) Config {
 	return c
 }
 
-// withAuthDefaults sets the auth settings' defaults, the same in both modes.
+// withAuthDefaults sets the auth settings' defaults, and the logging and
+// worker ones that are the same in both modes.
 func withAuthDefaults(c Config) Config {
 	c.Database = DefaultDatabase
 	c.AccessTokenLifetime, c.RefreshTokenLifetime = 5*time.Minute, 24*time.Hour
 	c.RotateRefreshTokens, c.BlacklistAfterRotation = true, true
 	c.JWTAlgorithm = "HS256"
 	c.ForwardedAllowIPs, c.MaxBodySize = "127.0.0.1,::1", 10<<20
+	c.ErrorLog, c.WorkerConnections = "-", 1000
 	return c
 }
 
@@ -285,7 +287,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "env timeout not a duration", env: map[string]string{"SERVER_TIMEOUT": "ten"},
 			want: `SERVER_TIMEOUT "ten": want a duration such as 30s or a whole number of seconds, above 0 and at most 24h`},
 		{name: "file unknown key", file: "wokers = 2\n",
-			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, forwarded_allow_ips, max_body_size, certfile, keyfile, user, group, jwt_leeway`},
+			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, forwarded_allow_ips, max_body_size, certfile, keyfile, user, group, jwt_leeway`},
 		{name: "file unknown table", file: "[server]\nworkers = 2\n",
 			has: []string{`config file $FILE: unknown key "server"`, "known keys: prod, bind"}},
 		{name: "file config key", file: "config = \"/etc/other.toml\"\n",
@@ -420,6 +422,10 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"pidfile":             {"", "[1]"}, // any string is allowed, even from the environment
 		"access_log":          {"", "false"},
 		"log_level":           {"trace", `"trace"`},
+		"error_log":           {"", `""`},
+		"metrics_bind":        {"nowhere", `"localhost"`},
+		"max_worker_memory":   {"12X", `"-1"`},
+		"worker_connections":  {"0", "2000000"},
 
 		"database":                 {"mysql://db", `"sqlite:"`},
 		"secret_key":               {"", "42"},
@@ -802,5 +808,41 @@ func TestWriteConfigHidesSecretKey(t *testing.T) {
 	}
 	if want := fmt.Sprintf("# secret_key = (set, %d bytes)", len(key)); !strings.Contains(b.String(), want) {
 		t.Errorf("writeConfig output:\n%s\nwant %q", b.String(), want)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"1048576", 1 << 20, true},
+		{"512K", 512 << 10, true},
+		{"512M", 512 << 20, true},
+		{"2g", 2 << 30, true},
+		{"2GiB", 2 << 30, true},
+		{"1T", 1 << 40, true},
+		{"100B", 100, true},
+		{"", 0, false},
+		{"M", 0, false},
+		{"12X", 0, false},
+		{"-1", 0, false},
+		{"1.5G", 0, false},
+		{"1KM", 0, false},
+		{"9223372036854775807K", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, ok := parseSize(tt.in)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("parseSize(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+	c, err := loadConfig([]string{"--max-worker-memory", "256M"}, env(nil))
+	if err != nil || c.MaxWorkerMemory != 256<<20 {
+		t.Errorf("--max-worker-memory 256M: got %d, %v; want %d", c.MaxWorkerMemory, err, 256<<20)
 	}
 }

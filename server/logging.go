@@ -14,15 +14,42 @@ import (
 // a goroutine dump relayed from a hung worker is hundreds of lines with the
 // same message.
 
-// newLogger builds the process's logger: zap's development console in dev,
-// JSON lines with level, ts and msg in prod; every line carries the pid.
+// newLogger builds the process's logger, writing to stderr: zap's
+// development console in dev, JSON lines with level, ts and msg in prod;
+// every line carries the pid. A worker logs with it: its stderr is a pipe
+// to the master, which relays the lines to the error log.
 func newLogger(cfg Config) (*zap.Logger, error) {
+	return buildLogger(cfg, zapcore.Lock(os.Stderr))
+}
+
+// newErrorLog builds the logger of the process that writes cfg.ErrorLog
+// (the dev server, or the prod master). out is where it writes, for the
+// master to relay its workers' lines there too; reopen reopens the file at
+// its path (nil for stderr), for USR1 after logrotate moved it.
+func newErrorLog(cfg Config) (log *zap.Logger, out zapcore.WriteSyncer, reopen func() error, err error) {
+	if cfg.ErrorLog == "-" {
+		out = zapcore.Lock(os.Stderr)
+		log, err = buildLogger(cfg, out)
+		return log, out, nil, err
+	}
+	f := &reopenFile{path: cfg.ErrorLog}
+	if err := f.Reopen(); err != nil {
+		return nil, nil, nil, err
+	}
+	if log, err = buildLogger(cfg, f); err != nil {
+		f.Close()
+		return nil, nil, nil, err
+	}
+	return log, f, f.Reopen, nil
+}
+
+func buildLogger(cfg Config, out zapcore.WriteSyncer) (*zap.Logger, error) {
 	level, err := zapcore.ParseLevel(cfg.LogLevel)
 	if err != nil {
 		return nil, fmt.Errorf("log level %q: %w", cfg.LogLevel, err)
 	}
-	core := zapcore.NewCore(encoder(cfg.Prod), zapcore.Lock(os.Stderr), level)
-	opts := []zap.Option{zap.Fields(zap.Int("pid", os.Getpid())), zap.AddCaller(), zap.ErrorOutput(zapcore.Lock(os.Stderr))}
+	core := zapcore.NewCore(encoder(cfg.Prod), out, level)
+	opts := []zap.Option{zap.Fields(zap.Int("pid", os.Getpid())), zap.AddCaller(), zap.ErrorOutput(out)}
 	if !cfg.Prod {
 		opts = append(opts, zap.Development(), zap.AddStacktrace(zapcore.ErrorLevel))
 	}
@@ -60,7 +87,8 @@ func encoder(prod bool) zapcore.Encoder {
 }
 
 // reopenFile is a log file opened for appending that can be reopened at
-// the same path, so logrotate's rename-then-signal works.
+// the same path, so logrotate's rename-then-signal works. Each Write is
+// one write(2) under its lock: whole lines never interleave.
 type reopenFile struct {
 	path string
 	mu   sync.Mutex
@@ -70,7 +98,7 @@ type reopenFile struct {
 func (r *reopenFile) Reopen() error {
 	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
-		return fmt.Errorf("open log: %w", err)
+		return fmt.Errorf("open log: %w", err) // the PathError names the file
 	}
 	r.mu.Lock()
 	old := r.f
@@ -86,6 +114,12 @@ func (r *reopenFile) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.f.Write(p)
+}
+
+func (r *reopenFile) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f.Close()
 }
 
 func (r *reopenFile) Sync() error {

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/remuda/remuda/internal/metrics"
 	"github.com/remuda/remuda/internal/serve"
 	"github.com/remuda/remuda/workers"
 )
@@ -101,7 +102,7 @@ Run "server run -h" for the flags.
 
 // runServer runs the dev server or the prod master until it stops.
 func runServer(app *App, cfg Config, args []string) int {
-	log, err := newLogger(cfg)
+	log, logOut, reopenLog, err := newErrorLog(cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "server run: %v\n", err)
 		return ExitUsage
@@ -123,11 +124,14 @@ func runServer(app *App, cfg Config, args []string) int {
 			return ExitUsage
 		}
 		m := &workers.Master{
-			Credential: cred,
-			Binds:      cfg.Bind,
-			Config:     workersConfig(cfg),
-			PIDFile:    cfg.PIDFile,
-			Logger:     log,
+			Credential:  cred,
+			Binds:       cfg.Bind,
+			Config:      workersConfig(cfg),
+			PIDFile:     cfg.PIDFile,
+			Logger:      log,
+			Stderr:      logOut,
+			Reopen:      reopenLog,
+			MetricsBind: cfg.MetricsBind,
 			// HUP: flags and environment are the master's own and cannot
 			// change; the config file is read again.
 			Reload: func() (workers.Config, error) {
@@ -135,8 +139,9 @@ func runServer(app *App, cfg Config, args []string) int {
 				if err != nil {
 					return workers.Config{}, err
 				}
-				if !slices.Equal(next.Bind, cfg.Bind) || next.PIDFile != cfg.PIDFile {
-					log.Warn("bind and pidfile changes take a restart or USR2; keeping the old ones")
+				if !slices.Equal(next.Bind, cfg.Bind) || next.PIDFile != cfg.PIDFile ||
+					next.MetricsBind != cfg.MetricsBind || next.ErrorLog != cfg.ErrorLog {
+					log.Warn("bind, pidfile, metrics_bind and error_log changes take a restart or USR2; keeping the old ones")
 				}
 				return workersConfig(next), nil
 			},
@@ -170,6 +175,8 @@ func workersConfig(cfg Config) workers.Config {
 		KeepAlive:         cfg.KeepAlive,
 		MaxRequests:       cfg.MaxRequests,
 		MaxRequestsJitter: cfg.MaxRequestsJitter,
+		MaxMemory:         cfg.MaxWorkerMemory,
+		Connections:       cfg.WorkerConnections,
 		App:               app,
 	}
 }
@@ -189,6 +196,9 @@ func runWorker(app *App) int {
 		if err != nil {
 			return nil, err
 		}
+		// One set for the whole worker: requests are counted on it, and
+		// the auth hooks count logins on it (Set.Login).
+		counts := new(metrics.Set)
 		if app.authPrefix != "" {
 			// The store stays open for the worker's life; SQLite needs no
 			// goodbye from a process that exits.
@@ -217,6 +227,7 @@ func runWorker(app *App) int {
 			TrustedProxies: proxies,
 			Hardened:       true,
 			TLS:            tlsCfg,
+			Metrics:        counts,
 		}, nil
 	})
 	if err == nil {
