@@ -47,7 +47,8 @@
 //	INT, QUIT   fast stop
 //	HUP         new generation with a reloaded Config, then retire the old
 //	TTIN, TTOU  one worker more, one fewer
-//	USR1        workers reopen their log files
+//	USR1        reopen log files: the master its own (Master.Reopen), then
+//	            every worker (Worker.Reopen: the access log)
 //	USR2        upgrade the master itself (see below)
 //
 // Workers take TERM (drain) and INT (stop now). They leave QUIT to the Go
@@ -75,6 +76,61 @@
 // heartbeaten within the last two seconds: a wedged service is restarted
 // by systemd. Workers get none of the NOTIFY_SOCKET and WATCHDOG_
 // variables: only the master speaks for the service.
+//
+// # Metrics and status
+//
+// With Master.MetricsBind set, the master serves /metrics in Prometheus's
+// text format and /status as JSON. Workers count on a metrics.Set (plain
+// atomics in fixed arrays: no lock, map or allocation per request, no
+// Prometheus client) and each heartbeat carries what they counted since the
+// previous one; the master adds these deltas up. A total therefore never goes
+// down when a worker exits or is replaced: a draining worker sends a last
+// heartbeat before it exits, and a worker that is killed (SIGKILL, a crash)
+// loses at most the second since its last one. A master started by USR2
+// starts from zero, which Prometheus's rate() takes as a counter reset.
+//
+//	remuda_requests_total{method,code}          counter  requests served; a method outside
+//	                                                     GET HEAD POST PUT PATCH DELETE OPTIONS
+//	                                                     CONNECT TRACE is "other", as is a code
+//	                                                     outside 100–599
+//	remuda_request_duration_seconds             histogram from reading the request to the
+//	                                                     handler's return (buckets 5 ms to 10 s)
+//	remuda_requests_in_flight                   gauge    as of each worker's last heartbeat
+//	remuda_workers{state}                       gauge    booting, ready, draining
+//	remuda_worker_exits_total{reason}           counter  crash, boot_failed, timeout (a request
+//	                                                     past Config.Timeout), silent (no
+//	                                                     heartbeat: SIGABRT), max_requests,
+//	                                                     memory, reload (retired by HUP),
+//	                                                     abandoned (a HUP generation that could
+//	                                                     not boot), scale_down (TTOU), stop
+//	remuda_reloads_total                        counter  generations started by HUP
+//	remuda_upgrades_total                       counter  master upgrades started by USR2
+//	remuda_logins_total{outcome}                counter  success, invalid, throttled,
+//	                                                     unavailable, error (metrics.Set.Login)
+//	remuda_accept_queue_length{addr}            gauge    connections waiting in the kernel
+//	remuda_accept_queue_max{addr}               gauge    the listen backlog
+//	remuda_master_generation                    gauge    the newest generation
+//
+// The accept queue is the saturation signal. A connection the kernel has
+// accepted waits in the listening socket's queue until a worker takes it;
+// when every worker is busy the queue grows, then overflows (past
+// remuda_accept_queue_max the kernel drops new connections), while the
+// request metrics, which only see what workers took, look fine (Gunicorn
+// #2295). The master reads it with getsockopt(TCP_INFO) on each TCP listener:
+// on a listening socket Linux reports the queue length in tcpi_unacked and the
+// backlog in tcpi_sacked. Unix sockets have no such option and no gauge. The
+// queue only means something because a worker takes at most
+// Config.Connections connections at once (Gunicorn's worker_connections):
+// Go's net/http accepts eagerly, so without a cap the connections would pile
+// up, unseen, inside one busy worker rather than wait for a free one. A
+// draining worker lifts its cap: it serves everything queued when it stops.
+//
+// /status lists the master (pid, generation, serving_generation, started)
+// and each worker: pid, worker number, generation, state, age_seconds, and
+// as of its last heartbeat requests (begun), in_flight, rss_bytes and
+// last_heartbeat. The master reads each worker's RSS from /proc/PID/statm at
+// each heartbeat; above Config.MaxMemory the worker is recycled as for
+// MaxRequests (replacement first, then a drain) and counted under "memory".
 //
 // # Worker
 //
