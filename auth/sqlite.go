@@ -195,6 +195,23 @@ func sqliteBusy(err error) bool {
 	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
+// sqliteError marks err as ErrUnavailable when it says the database
+// cannot be used now: locked by another connection past the busy timeout
+// (SQLITE_BUSY, SQLITE_LOCKED), or the file cannot be opened or read
+// (SQLITE_CANTOPEN, SQLITE_IOERR: a disk gone, a full or read-only mount
+// is another matter). It returns other errors as they are.
+func sqliteError(err error) error {
+	var e *sqlite.Error
+	if err == nil || errors.Is(err, ErrUnavailable) || !errors.As(err, &e) {
+		return err
+	}
+	switch e.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR:
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
 // migrate brings the schema to len(sqliteSchema), in one transaction.
 func (s *SQLite) migrate(ctx context.Context) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
@@ -298,7 +315,7 @@ func (s *SQLite) CreateUser(ctx context.Context, username, passwordHash string, 
 		return User{}, fmt.Errorf("auth: sqlite: create user: %w", ErrUserExists)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("auth: sqlite: create user: %w", err)
+		return User{}, fmt.Errorf("auth: sqlite: create user: %w", sqliteError(err))
 	}
 	return u, nil
 }
@@ -311,7 +328,7 @@ func (s *SQLite) UserByUsername(ctx context.Context, username string) (User, err
 		return User{}, fmt.Errorf("auth: sqlite: user by username: %w", ErrNotFound)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("auth: sqlite: user by username: %w", err)
+		return User{}, fmt.Errorf("auth: sqlite: user by username: %w", sqliteError(err))
 	}
 	return u, nil
 }
@@ -329,7 +346,7 @@ func (s *SQLite) UserByID(ctx context.Context, id string) (User, error) {
 		return User{}, fmt.Errorf("auth: sqlite: user by id: %w", ErrNotFound)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("auth: sqlite: user by id: %w", err)
+		return User{}, fmt.Errorf("auth: sqlite: user by id: %w", sqliteError(err))
 	}
 	return u, nil
 }
@@ -343,11 +360,11 @@ func (s *SQLite) updateUser(ctx context.Context, what, query, id string, args ..
 	}
 	res, err := s.db.ExecContext(ctx, query, append(args, n)...)
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: %s: %w", what, err)
+		return fmt.Errorf("auth: sqlite: %s: %w", what, sqliteError(err))
 	}
 	rows, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: %s: %w", what, err)
+		return fmt.Errorf("auth: sqlite: %s: %w", what, sqliteError(err))
 	}
 	if rows == 0 {
 		return fmt.Errorf("auth: sqlite: %s: %w", what, ErrNotFound)
@@ -371,21 +388,21 @@ func (s *SQLite) ChangePassword(ctx context.Context, id, passwordHash string, at
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: change password: %w", err)
+		return fmt.Errorf("auth: sqlite: change password: %w", sqliteError(err))
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `UPDATE users SET password = ?, password_changed_at = ? WHERE id = ?`, passwordHash, at.Unix(), n)
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: change password: %w", err)
+		return fmt.Errorf("auth: sqlite: change password: %w", sqliteError(err))
 	}
 	if rows, err := res.RowsAffected(); err != nil || rows == 0 {
 		return fmt.Errorf("auth: sqlite: change password: %w", ErrNotFound)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET blacklisted_at = ? WHERE user_id = ? AND blacklisted_at IS NULL`, at.Unix(), n); err != nil {
-		return fmt.Errorf("auth: sqlite: change password: %w", err)
+		return fmt.Errorf("auth: sqlite: change password: %w", sqliteError(err))
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("auth: sqlite: change password: %w", err)
+		return fmt.Errorf("auth: sqlite: change password: %w", sqliteError(err))
 	}
 	return nil
 }
@@ -394,7 +411,7 @@ func (s *SQLite) ChangePassword(ctx context.Context, id, passwordHash string, at
 func (s *SQLite) ImportUsers(ctx context.Context, users []User) (created, updated int, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, 0, fmt.Errorf("auth: sqlite: import users: %w", err)
+		return 0, 0, fmt.Errorf("auth: sqlite: import users: %w", sqliteError(err))
 	}
 	defer tx.Rollback()
 	for _, u := range users {
@@ -406,7 +423,7 @@ func (s *SQLite) ImportUsers(ctx context.Context, users []User) (created, update
 		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = ?), EXISTS (SELECT 1 FROM users WHERE username = ? AND id != ?)`,
 			id, u.Username, id).Scan(&exists, &taken)
 		if err != nil {
-			return 0, 0, fmt.Errorf("auth: sqlite: import user %q: %w", u.Username, err)
+			return 0, 0, fmt.Errorf("auth: sqlite: import user %q: %w", u.Username, sqliteError(err))
 		}
 		if taken {
 			return 0, 0, fmt.Errorf("auth: sqlite: import user %q (id %s): %w", u.Username, u.ID, ErrUserExists)
@@ -427,7 +444,7 @@ func (s *SQLite) ImportUsers(ctx context.Context, users []User) (created, update
 				is_active = excluded.is_active, last_login = excluded.last_login, date_joined = excluded.date_joined`,
 			id, u.Username, u.PasswordHash, u.Active, lastLogin, joined.Unix())
 		if err != nil {
-			return 0, 0, fmt.Errorf("auth: sqlite: import user %q: %w", u.Username, err)
+			return 0, 0, fmt.Errorf("auth: sqlite: import user %q: %w", u.Username, sqliteError(err))
 		}
 		if exists {
 			updated++
@@ -436,7 +453,7 @@ func (s *SQLite) ImportUsers(ctx context.Context, users []User) (created, update
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, 0, fmt.Errorf("auth: sqlite: import users: %w", err)
+		return 0, 0, fmt.Errorf("auth: sqlite: import users: %w", sqliteError(err))
 	}
 	return created, updated, nil
 }
@@ -469,7 +486,7 @@ func (s *SQLite) AddRefresh(ctx context.Context, t RefreshToken) error {
 		ON CONFLICT (jti) DO NOTHING`,
 		t.JTI, t.Family, uid, time.Now().Unix(), t.ExpiresAt.Unix())
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: add refresh token: %w", err)
+		return fmt.Errorf("auth: sqlite: add refresh token: %w", sqliteError(err))
 	}
 	return nil
 }
@@ -550,7 +567,7 @@ func (s *SQLite) ConsumeRefresh(ctx context.Context, jti string, now time.Time) 
 		return err
 	})
 	if err != nil {
-		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: sqlite: consume refresh token: %w", err)
+		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: sqlite: consume refresh token: %w", sqliteError(err))
 	}
 	return res, t, nil
 }
@@ -561,7 +578,7 @@ func (s *SQLite) ConsumeRefresh(ctx context.Context, jti string, now time.Time) 
 func (s *SQLite) RefreshState(ctx context.Context, jti string) (ConsumeResult, error) {
 	res, _, err := sqliteRefreshState(ctx, s.db, jti)
 	if err != nil {
-		return ConsumeUnknown, fmt.Errorf("auth: sqlite: refresh token state: %w", err)
+		return ConsumeUnknown, fmt.Errorf("auth: sqlite: refresh token state: %w", sqliteError(err))
 	}
 	return res, nil
 }
@@ -574,11 +591,11 @@ func (s *SQLite) Blacklist(ctx context.Context, jti string, now time.Time) error
 		WHERE jti = ?`,
 		now.Unix(), jti)
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", err)
+		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", sqliteError(err))
 	}
 	rows, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", err)
+		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", sqliteError(err))
 	}
 	if rows == 0 {
 		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", ErrNotFound)
@@ -595,7 +612,7 @@ func (s *SQLite) RevokeFamily(ctx context.Context, family string, now time.Time)
 		ON CONFLICT (family) DO NOTHING`,
 		family, now.Unix())
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: revoke token family: %w", err)
+		return fmt.Errorf("auth: sqlite: revoke token family: %w", sqliteError(err))
 	}
 	return nil
 }
@@ -625,7 +642,7 @@ func (s *SQLite) FlushExpired(ctx context.Context, now time.Time) (int, error) {
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("auth: sqlite: flush expired: %w", err)
+		return 0, fmt.Errorf("auth: sqlite: flush expired: %w", sqliteError(err))
 	}
 	return int(n), nil
 }
@@ -643,7 +660,7 @@ func (s *SQLite) LoginFailures(ctx context.Context, username, addr string, since
 		WHERE username = ? AND addr = ? AND at >= ?`,
 		username, addr, since.Unix()).Scan(&n, &oldest)
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("auth: sqlite: count login failures: %w", err)
+		return 0, time.Time{}, fmt.Errorf("auth: sqlite: count login failures: %w", sqliteError(err))
 	}
 	return n, sqliteTime(oldest), nil
 }
@@ -653,7 +670,7 @@ func (s *SQLite) RecordLoginFailure(ctx context.Context, username, addr string, 
 	_, err := s.db.ExecContext(ctx, `INSERT INTO login_failures (username, addr, at) VALUES (?, ?, ?)`,
 		username, addr, at.Unix())
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: record login failure: %w", err)
+		return fmt.Errorf("auth: sqlite: record login failure: %w", sqliteError(err))
 	}
 	return nil
 }
@@ -663,7 +680,7 @@ func (s *SQLite) ResetLoginFailures(ctx context.Context, username, addr string) 
 	_, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE username = ? AND addr = ?`,
 		username, addr)
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: reset login failures: %w", err)
+		return fmt.Errorf("auth: sqlite: reset login failures: %w", sqliteError(err))
 	}
 	return nil
 }

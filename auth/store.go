@@ -99,8 +99,14 @@ const (
 	ConsumeRevoked                      // blacklisted, or its family revoked
 )
 
-// Errors of a Store.
+// Errors of a Store. Callers test for them with errors.Is: a store wraps
+// them with what it was doing.
 var (
 	ErrNotFound   = errors.New("auth: not found")
 	ErrUserExists = errors.New("auth: user exists")
+	// ErrUnavailable means the database could not be reached (a refused or
+	// reset connection, a server shutting down, a connect timeout, a
+	// database locked past its busy timeout): the request may succeed if
+	// tried again later. The handlers answer it 503 with Retry-After.
+	ErrUnavailable = errors.New("auth: store unavailable")
 )
