@@ -1,3 +1,27 @@
+// Package auth is a JWT authentication module compatible with
+// djangorestframework-simplejwt: the token endpoints (obtain, refresh,
+// verify, blacklist) with simplejwt's bodies and status codes, the
+// Required middleware for protected routes, password hashing (argon2id,
+// and Django's pbkdf2_sha256 until rehashed), and a Store of users and
+// refresh tokens shared by every worker process: SQLite for the workers of
+// one host (OpenSQLite), PostgreSQL for several hosts (OpenPostgres).
+//
+// # When the store is unavailable
+//
+// A store returns an error matching ErrUnavailable when its database
+// cannot be reached: PostgreSQL down, restarting, refusing or dropping
+// connections, or past its connect timeout; an SQLite file locked past
+// its busy timeout or unreadable. The token endpoints then answer 503 with
+// "Retry-After: 5" and a body in simplejwt's shape,
+//
+//	{"detail": "The authentication service is temporarily unavailable. Try again shortly.", "code": "service_unavailable"}
+//
+// and pass the error to Config.OnError; any other store error is a 500
+// {"detail": "A server error occurred."}. Neither body tells the error.
+// Protected routes keep serving valid access tokens through an outage,
+// from a per-process cache of users and, for users not in it, from the
+// token alone: see Required and Config.UserCacheTTL. Nothing needs to be
+// reopened once the database is back.
 package auth
 
 import (
@@ -21,9 +45,12 @@ type Config struct {
 	// token of its family (RFC 9700 §4.14.2).
 	BlacklistAfterRotation bool
 
-	// OnLoginFailed, if non-nil, is called after a failed login (wrong
-	// password, unknown or inactive user), never with the password.
-	OnLoginFailed func(r *http.Request, username string)
+	// OnLogin, if non-nil, is called once per login attempt at the obtain
+	// endpoint (POST /api/token/), after the outcome is known, with the
+	// username as given (trimmed) and never the password. A request
+	// refused before it names a username (400, 405, 413, 415) is not a
+	// login attempt.
+	OnLogin func(r *http.Request, username string, outcome LoginOutcome)
 	// OnTokenReuse, if non-nil, is called when a rotated-out refresh token
 	// is presented again and its family has been revoked.
 	OnTokenReuse func(r *http.Request, userID, family string)
@@ -32,7 +59,37 @@ type Config struct {
 	OnError func(r *http.Request, err error)
 	// Now, if non-nil, is the clock (tests).
 	Now func() time.Time
+
+	// UserCacheTTL is how long Required trusts what it read of a user
+	// (active or not, when the password changed, the username) before it
+	// reads the store again. Each process caches on its own, so a
+	// deactivation or a password change takes effect at protected routes
+	// within UserCacheTTL in every worker of every host; the token
+	// endpoints always read the store. If zero, DefaultUserCacheTTL is
+	// used; negative disables the cache (every request reads the store).
+	//
+	// The cache also carries protected routes through a store outage
+	// (ErrUnavailable): see Required.
+	UserCacheTTL time.Duration
 }
+
+// DefaultUserCacheTTL is Config.UserCacheTTL's default: short enough that
+// locking a user out takes effect at once to a person, long enough that a
+// busy client's requests cost one store read a second.
+const DefaultUserCacheTTL = time.Second
+
+// LoginOutcome is how a login attempt ended, as Config.OnLogin reports it.
+type LoginOutcome string
+
+// Login outcomes. LoginFailed covers a wrong password, an unknown user and
+// an inactive one alike, as the client's answer does.
+const (
+	LoginSucceeded   LoginOutcome = "success"     // 200, a token pair
+	LoginFailed      LoginOutcome = "invalid"     // 401
+	LoginThrottled   LoginOutcome = "throttled"   // 429: too many failures
+	LoginUnavailable LoginOutcome = "unavailable" // 503: the store could not be reached
+	LoginError       LoginOutcome = "error"       // 500: another store or signing error
+)
 
 // Login throttling: after ThrottleFailures failed logins for one username
 // from one address within ThrottleWindow, logins are answered 429 until
@@ -47,6 +104,7 @@ type Auth struct {
 	cfg    Config
 	tokens *Tokens
 	store  Store
+	users  *userCache // nil when Config.UserCacheTTL < 0
 }
 
 // New returns an Auth that signs with cfg.Tokens and keeps its state in
@@ -59,7 +117,14 @@ func New(cfg Config, store Store) (*Auth, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Auth{cfg: cfg, tokens: tokens, store: store}, nil
+	a := &Auth{cfg: cfg, tokens: tokens, store: store}
+	switch {
+	case cfg.UserCacheTTL == 0:
+		a.users = newUserCache(DefaultUserCacheTTL)
+	case cfg.UserCacheTTL > 0:
+		a.users = newUserCache(cfg.UserCacheTTL)
+	}
+	return a, nil
 }
 
 // Tokens returns the signer and verifier.
@@ -78,6 +143,22 @@ func (a *Auth) Install() { installed.Store(a) }
 // installed in this process when the request arrives (see Install), so it
 // can wrap handlers before the server has booted its Auth; without one,
 // requests get 500.
+//
+// The token is verified on its own (signature, exp, type); the user's
+// state comes from the store, through a per-process cache that keeps it
+// for Config.UserCacheTTL (see there). When the store is unavailable
+// (ErrUnavailable), Required keeps protected routes serving: it uses the
+// user's cached state however old, and for a user it has no entry of, it
+// trusts the verified token alone, as simplejwt's
+// JWTStatelessUserAuthentication does, with a User built from the claims
+// (ID and Active only). The trade-off: for as long as the outage lasts, a
+// user deactivated, or whose password changed, since this process last read
+// them keeps access until their access token expires (5 minutes by
+// default); logins, refreshes and blacklisting need the store and answer
+// 503 meanwhile. After a failed read, Required does not ask the store again
+// for a second, so an outage costs no connect timeout per request. A
+// negative UserCacheTTL turns all of this off: every request reads the
+// store, and an outage answers 503.
 func Required(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a := installed.Load()
@@ -97,7 +178,10 @@ func (a *Auth) Required(h http.Handler) http.Handler {
 
 type userKey struct{}
 
-// UserFrom returns the user a protected handler serves.
+// UserFrom returns the user a protected handler serves. Its ID, Username,
+// Active and PasswordChangedAt are set; the other fields (the password
+// hash above all) are zero: read the store for them. During a store outage
+// a user Required has never seen has only ID and Active (see Required).
 func UserFrom(ctx context.Context) (User, bool) {
 	u, ok := ctx.Value(userKey{}).(User)
 	return u, ok

@@ -204,45 +204,44 @@ func (a *Auth) obtain(w http.ResponseWriter, r *http.Request, f fields) {
 	}
 	// DRF's CharField trims the username; the password is never trimmed.
 	username, password := strings.TrimSpace(vals[0]), vals[1]
-	ctx, now, addr := r.Context(), a.cfg.Now(), clientAddr(r)
+	outcome := a.login(w, r, username, password)
+	if a.cfg.OnLogin != nil {
+		a.cfg.OnLogin(r, username, outcome)
+	}
+}
 
+// login answers a login attempt and returns its outcome.
+func (a *Auth) login(w http.ResponseWriter, r *http.Request, username, password string) LoginOutcome {
+	ctx, now, addr := r.Context(), a.cfg.Now(), clientAddr(r)
 	n, oldest, err := a.store.LoginFailures(ctx, username, addr, now.Add(-ThrottleWindow))
 	if err != nil {
-		a.serverError(w, r, err)
-		return
+		return a.storeError(w, r, err)
 	}
 	if n >= ThrottleFailures {
 		wait := int(oldest.Add(ThrottleWindow).Sub(now).Seconds() + 1)
 		w.Header().Set("Retry-After", strconv.Itoa(wait))
 		writeJSON(w, http.StatusTooManyRequests, detail{Detail: fmt.Sprintf("Request was throttled. Expected available in %d seconds.", wait)})
-		return
+		return LoginThrottled
 	}
 
 	user, ok, err := a.authenticate(r, username, password)
 	if err != nil {
-		a.serverError(w, r, err)
-		return
+		return a.storeError(w, r, err)
 	}
 	if !ok {
 		if err := a.store.RecordLoginFailure(ctx, username, addr, now); err != nil {
-			a.serverError(w, r, err)
-			return
-		}
-		if a.cfg.OnLoginFailed != nil {
-			a.cfg.OnLoginFailed(r, username)
+			return a.storeError(w, r, err)
 		}
 		unauthorized(w, detail{Detail: "No active account found with the given credentials"})
-		return
+		return LoginFailed
 	}
 	if n > 0 {
 		if err := a.store.ResetLoginFailures(ctx, username, addr); err != nil {
-			a.serverError(w, r, err)
-			return
+			return a.storeError(w, r, err)
 		}
 	}
 	if err := a.store.RecordLogin(ctx, user.ID, now); err != nil {
-		a.serverError(w, r, err)
-		return
+		return a.storeError(w, r, err)
 	}
 	refresh, claims, err := a.tokens.Issue("refresh", user.ID, now)
 	if err == nil {
@@ -253,13 +252,13 @@ func (a *Auth) obtain(w http.ResponseWriter, r *http.Request, f fields) {
 		access, _, err = a.tokens.Issue("access", user.ID, now)
 	}
 	if err != nil {
-		a.serverError(w, r, err)
-		return
+		return a.storeError(w, r, err)
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Refresh string `json:"refresh"`
 		Access  string `json:"access"`
 	}{refresh, access})
+	return LoginSucceeded
 }
 
 // authenticate checks a password. Unknown, inactive and wrong-password
@@ -320,7 +319,7 @@ func (a *Auth) refresh(w http.ResponseWriter, r *http.Request, f fields) {
 		return
 	}
 	if err != nil {
-		a.serverError(w, r, err)
+		a.storeError(w, r, err)
 		return
 	}
 	if issuedBeforeChange(user, claims.IssuedAt) {
@@ -333,12 +332,12 @@ func (a *Auth) refresh(w http.ResponseWriter, r *http.Request, f fields) {
 			tokenNotValid(w, err)
 			return
 		}
-		a.serverError(w, r, err)
+		a.storeError(w, r, err)
 		return
 	}
 	access, _, err := a.tokens.Issue("access", user.ID, now)
 	if err != nil {
-		a.serverError(w, r, err)
+		a.storeError(w, r, err)
 		return
 	}
 	if !a.cfg.RotateRefreshTokens {
@@ -352,7 +351,7 @@ func (a *Auth) refresh(w http.ResponseWriter, r *http.Request, f fields) {
 		err = a.store.AddRefresh(ctx, RefreshToken{JTI: rc.JTI, Family: family, UserID: user.ID, ExpiresAt: rc.ExpiresAt})
 	}
 	if err != nil {
-		a.serverError(w, r, err)
+		a.storeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
@@ -421,7 +420,7 @@ func (a *Auth) verify(w http.ResponseWriter, r *http.Request, f fields) {
 	if claims.TokenType == "refresh" {
 		state, err := a.store.RefreshState(r.Context(), claims.JTI)
 		if err != nil {
-			a.serverError(w, r, err)
+			a.storeError(w, r, err)
 			return
 		}
 		if state == ConsumeRevoked || state == ConsumeReused && a.cfg.BlacklistAfterRotation {
@@ -442,7 +441,7 @@ func (a *Auth) blacklist(w http.ResponseWriter, r *http.Request, f fields) {
 	state, err := a.store.RefreshState(ctx, claims.JTI)
 	switch {
 	case err != nil:
-		a.serverError(w, r, err)
+		a.storeError(w, r, err)
 		return
 	case state == ConsumeRevoked, state == ConsumeReused && a.cfg.BlacklistAfterRotation:
 		tokenNotValid(w, ErrTokenBlacklisted)
@@ -454,7 +453,7 @@ func (a *Auth) blacklist(w http.ResponseWriter, r *http.Request, f fields) {
 		err = a.store.Blacklist(ctx, claims.JTI, now)
 	}
 	if err != nil {
-		a.serverError(w, r, err)
+		a.storeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
@@ -518,11 +517,30 @@ func unauthorized(w http.ResponseWriter, body any) {
 	writeJSON(w, http.StatusUnauthorized, body)
 }
 
-func (a *Auth) serverError(w http.ResponseWriter, r *http.Request, err error) {
+// Body of the 503 for ErrUnavailable, in simplejwt's shape.
+var errUnavailable = detailCode{
+	Detail: "The authentication service is temporarily unavailable. Try again shortly.",
+	Code:   "service_unavailable",
+}
+
+// UnavailableRetryAfter is the Retry-After (seconds) of the 503 that
+// answers a request the store could not serve (ErrUnavailable).
+const UnavailableRetryAfter = 5
+
+// storeError reports err to OnError and answers 503 with Retry-After if
+// it is ErrUnavailable, 500 otherwise; neither body tells the error. It
+// returns the matching login outcome.
+func (a *Auth) storeError(w http.ResponseWriter, r *http.Request, err error) LoginOutcome {
 	if a.cfg.OnError != nil {
 		a.cfg.OnError(r, err)
 	}
+	if errors.Is(err, ErrUnavailable) {
+		w.Header().Set("Retry-After", strconv.Itoa(UnavailableRetryAfter))
+		writeJSON(w, http.StatusServiceUnavailable, errUnavailable)
+		return LoginUnavailable
+	}
 	writeJSON(w, http.StatusInternalServerError, detail{Detail: "A server error occurred."})
+	return LoginError
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
 )
 
 // Bodies of the 401s at protected routes, as simplejwt's JWTAuthentication.
@@ -21,16 +25,32 @@ var (
 // matched case-insensitively as RFC 9110 §11.1 says ("bearer x" is a
 // credential, where simplejwt ignores it). ok is false when the header is
 // absent or of another scheme; malformed is true for "Bearer" alone or with
-// more than one value.
+// more than one value. It splits without allocating: it runs per request.
 func bearer(header string) (token string, ok, malformed bool) {
-	parts := strings.Fields(header)
-	if len(parts) == 0 || !strings.EqualFold(parts[0], "Bearer") {
+	scheme, rest := nextField(header)
+	if scheme == "" || !strings.EqualFold(scheme, "Bearer") {
 		return "", false, false
 	}
-	if len(parts) != 2 {
+	token, rest = nextField(rest)
+	if extra, _ := nextField(rest); token == "" || extra != "" {
 		return "", true, true
 	}
-	return parts[1], true, false
+	return token, true, false
+}
+
+// nextField returns the first whitespace-separated field of s, as
+// strings.Fields splits, and what follows it.
+func nextField(s string) (field, rest string) {
+	start := strings.IndexFunc(s, func(r rune) bool { return !unicode.IsSpace(r) })
+	if start < 0 {
+		return "", ""
+	}
+	s = s[start:]
+	end := strings.IndexFunc(s, unicode.IsSpace)
+	if end < 0 {
+		return s, ""
+	}
+	return s[:end], s[end:]
 }
 
 // serveProtected authenticates r and serves h with the user in its context.
@@ -49,13 +69,13 @@ func (a *Auth) serveProtected(h http.Handler, w http.ResponseWriter, r *http.Req
 		unauthorized(w, notValidForAnyType(err))
 		return
 	}
-	user, err := a.store.UserByID(r.Context(), claims.UserID)
+	user, err := a.protectedUser(r, claims.UserID)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		unauthorized(w, errUserNotFound)
 		return
 	case err != nil:
-		a.serverError(w, r, err)
+		a.storeError(w, r, err)
 		return
 	case !user.Active:
 		unauthorized(w, errUserInactive)
@@ -65,6 +85,123 @@ func (a *Auth) serveProtected(h http.Handler, w http.ResponseWriter, r *http.Req
 		return
 	}
 	h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+}
+
+// storeRetryAfter is how long Required leaves the store alone after it was
+// found unavailable, serving from the cache (or the token) meanwhile.
+const storeRetryAfter = time.Second
+
+// protectedUser returns what Required needs of the user id: from the cache
+// while fresh, else from the store; from a stale entry, or the token alone
+// (a User with ID and Active set), when the store is unavailable. See
+// Required.
+func (a *Auth) protectedUser(r *http.Request, id string) (User, error) {
+	c := a.users
+	if c == nil {
+		u, err := a.store.UserByID(r.Context(), id)
+		return slimUser(u), err
+	}
+	now := time.Now() // the monotonic clock, not Config.Now: a TTL is a duration
+	cached, fresh, found := c.get(id, now)
+	if fresh {
+		return cached, nil
+	}
+	if !c.down(now) {
+		u, err := a.store.UserByID(r.Context(), id)
+		switch {
+		case err == nil:
+			u = slimUser(u)
+			c.put(id, u, now)
+			return u, nil
+		case errors.Is(err, ErrNotFound):
+			c.drop(id)
+			return User{}, err
+		case !errors.Is(err, ErrUnavailable):
+			return User{}, err
+		}
+		c.markDown(now)
+	}
+	if found {
+		return cached, nil
+	}
+	return User{ID: id, Active: true}, nil
+}
+
+// slimUser is what Required keeps of a user, and hands to h.
+func slimUser(u User) User {
+	return User{ID: u.ID, Username: u.Username, Active: u.Active, PasswordChangedAt: u.PasswordChangedAt}
+}
+
+// userCacheMax bounds the entries of a userCache. Past it, expired entries
+// go first, then an arbitrary eighth of the rest.
+const userCacheMax = 10_000
+
+// userCache holds, per process, the users Required has read, by id.
+type userCache struct {
+	ttl       time.Duration
+	downUntil atomic.Int64 // UnixNano before which the store is not asked
+	mu        sync.RWMutex
+	m         map[string]userEntry
+}
+
+type userEntry struct {
+	user User
+	read time.Time
+}
+
+func newUserCache(ttl time.Duration) *userCache {
+	return &userCache{ttl: ttl, m: make(map[string]userEntry)}
+}
+
+// get returns the entry of id, whether it is fresh, and whether there is
+// one.
+func (c *userCache) get(id string, now time.Time) (u User, fresh, found bool) {
+	c.mu.RLock()
+	e, found := c.m[id]
+	c.mu.RUnlock()
+	return e.user, found && now.Sub(e.read) < c.ttl, found
+}
+
+func (c *userCache) put(id string, u User, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[id]; !ok && len(c.m) >= userCacheMax {
+		c.evictLocked(now)
+	}
+	c.m[id] = userEntry{user: u, read: now}
+}
+
+// evictLocked makes room: expired entries go (they are what an outage
+// would fall back on, but a full cache must shrink), and if none had
+// expired, an arbitrary eighth of the entries (map order is random).
+func (c *userCache) evictLocked(now time.Time) {
+	for id, e := range c.m {
+		if now.Sub(e.read) >= c.ttl {
+			delete(c.m, id)
+		}
+	}
+	for id := range c.m {
+		if len(c.m) < userCacheMax*7/8 {
+			break
+		}
+		delete(c.m, id)
+	}
+}
+
+func (c *userCache) drop(id string) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
+}
+
+// down reports whether the store was found unavailable less than
+// storeRetryAfter ago.
+func (c *userCache) down(now time.Time) bool {
+	return now.UnixNano() < c.downUntil.Load()
+}
+
+func (c *userCache) markDown(now time.Time) {
+	c.downUntil.Store(now.Add(storeRetryAfter).UnixNano())
 }
 
 // notValidForAnyType is simplejwt's body for a bad access token.

@@ -15,14 +15,24 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/remuda/remuda/internal/pgtest"
+	"github.com/remuda/remuda/internal/proctest"
 )
 
 // TestMain lets the test binary impersonate a worker process opening the
-// SQLite store (runSQLiteChild). Any other TestMain of package auth must
-// call runSQLiteChild first in its place.
+// SQLite store (runSQLiteChild) or the PostgreSQL store
+// (runPostgresChild). It stops the shared PostgreSQL cluster once the
+// tests are done, and fails the run if a process it started outlived them.
 func TestMain(m *testing.M) {
 	runSQLiteChild()
-	os.Exit(m.Run())
+	runPostgresChild()
+	code := pgtest.Run(m)
+	if left := proctest.Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "processes outlived the tests: %v\n", left)
+		code = 1
+	}
+	os.Exit(code)
 }
 
 // envSQLiteChild, set to a database path, makes the test binary a child of

@@ -51,8 +51,10 @@ func authConfig(cfg Config, log *zap.Logger) auth.Config {
 		},
 		RotateRefreshTokens:    cfg.RotateRefreshTokens,
 		BlacklistAfterRotation: cfg.BlacklistAfterRotation,
-		OnLoginFailed: func(r *http.Request, username string) {
-			log.Info("login failed", zap.String("username", username), zap.String("remote_addr", r.RemoteAddr))
+		OnLogin: func(r *http.Request, username string, outcome auth.LoginOutcome) {
+			if outcome == auth.LoginFailed {
+				log.Info("login failed", zap.String("username", username), zap.String("remote_addr", r.RemoteAddr))
+			}
 		},
 		OnTokenReuse: func(r *http.Request, userID, family string) {
 			log.Warn("refresh token reused: family revoked",
