@@ -11,13 +11,25 @@ import (
 )
 
 // printMachine prints what the figures depend on: the CPU, the cores, Go,
-// the kernel, the load average before the run, and the load generator.
+// the kernel, the load average before the run, the load generator, and
+// the commit built.
 func (b *bench) printMachine(w io.Writer) {
 	fmt.Fprintf(w, "cpu:     %s, %d cores\n", cpuModel(), runtime.NumCPU())
 	fmt.Fprintf(w, "go:      %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(w, "kernel:  %s\n", firstLine("/proc/sys/kernel/osrelease"))
 	fmt.Fprintf(w, "loadavg: %s (before the run)\n", firstLine("/proc/loadavg"))
 	fmt.Fprintf(w, "load:    %s, %d keep-alive connections\n", b.loadDesc, conns)
+	fmt.Fprintf(w, "tree:    %s\n", b.revision())
+}
+
+// revision names the commit the servers were built from, and says if the
+// working tree had changes.
+func (b *bench) revision() string {
+	out, err := exec.Command("git", "-C", b.root, "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "unknown (not a git checkout)"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // describeLoad names the load generator in use.

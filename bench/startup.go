@@ -56,7 +56,7 @@ func firstOK(ctx context.Context, p *proc, url string, timeout time.Duration) (t
 		}
 		select {
 		case <-p.exited:
-			return time.Time{}, fmt.Errorf("%s %w:\n%s", p.name, errExited, p.tail(10))
+			return time.Time{}, fmt.Errorf("%s exited before answering:\n%s", p.name, p.tail(10))
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
 		case <-time.After(time.Millisecond):
