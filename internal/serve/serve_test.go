@@ -194,10 +194,13 @@ func TestDrainAnswersLateRequest(t *testing.T) {
 // With MaxConns busy connections, a new one waits in the kernel's queue;
 // it is taken when a slot frees, and a drain takes it over the cap.
 func TestMaxConns(t *testing.T) {
-	release := make(chan struct{})
+	release, release2 := make(chan struct{}), make(chan struct{})
 	s, url := serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/hold" {
+		switch r.URL.Path {
+		case "/hold":
 			<-release
+		case "/hold2":
+			<-release2
 		}
 		io.WriteString(w, "ok")
 	}), Options{MaxConns: 2})
@@ -234,8 +237,7 @@ func TestMaxConns(t *testing.T) {
 	}
 
 	// Busy again; a drain serves the queued connection anyway.
-	release = make(chan struct{})
-	busy := []net.Conn{send("/hold"), send("/hold")}
+	busy := []net.Conn{send("/hold2"), send("/hold2")}
 	time.Sleep(100 * time.Millisecond)
 	queued := send("/")
 	done := make(chan error, 1)
@@ -243,7 +245,7 @@ func TestMaxConns(t *testing.T) {
 	if !answered(queued, 2*time.Second) {
 		t.Error("a connection queued when Drain started was not served")
 	}
-	close(release)
+	close(release2)
 	for i, c := range busy {
 		if !answered(c, 2*time.Second) {
 			t.Errorf("busy connection %d not answered", i)
