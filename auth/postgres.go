@@ -651,3 +651,44 @@ func (p *Postgres) ResetLoginFailures(ctx context.Context, username, addr string
 	}
 	return nil
 }
+
+// PostgresCapacity is what `server check` weighs a deployment's pools
+// against: the connections the database at a URL allows ordinary roles,
+// how many Remuda processes hold now, and the pool each process of this
+// URL would keep.
+type PostgresCapacity struct {
+	// Limit is max_connections less the slots reserved for superusers
+	// (and, from PostgreSQL 16, for reserved_connections roles).
+	Limit int
+	// InUse counts the open connections named application_name=remuda,
+	// from every host; while a server runs, its own count too.
+	InUse int
+	// Pool is pool_max_conns of the URL, or DefaultPostgresPool.
+	Pool int
+}
+
+// CheckPostgres connects once to the database at url, without migrating
+// it, and reports its capacity; an unreachable database gives an error
+// matching ErrUnavailable.
+func CheckPostgres(ctx context.Context, url string) (PostgresCapacity, error) {
+	cfg, err := postgresConfig(url)
+	if err != nil {
+		return PostgresCapacity{}, fmt.Errorf("auth: postgres: %w", err)
+	}
+	c, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		return PostgresCapacity{}, fmt.Errorf("auth: postgres: connect: %w", postgresError(err))
+	}
+	defer c.Close(context.Background())
+	capacity := PostgresCapacity{Pool: int(cfg.MaxConns)}
+	err = c.QueryRow(ctx, `SELECT
+		current_setting('max_connections')::int
+			- current_setting('superuser_reserved_connections')::int
+			- coalesce(current_setting('reserved_connections', true)::int, 0),
+		(SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid())`,
+		postgresAppName).Scan(&capacity.Limit, &capacity.InUse)
+	if err != nil {
+		return PostgresCapacity{}, fmt.Errorf("auth: postgres: read max_connections: %w", postgresError(err))
+	}
+	return capacity, nil
+}

@@ -92,13 +92,15 @@ func devSecretKey(cfg *Config, log *zap.Logger) {
 	log.Warn("no secret key given: using a random one, so every token dies with this process; set SERVER_SECRET_KEY to keep them")
 }
 
-// openStore opens the store named by cfg.Database.
+// openStore opens the store named by cfg.Database: SQLite, or PostgreSQL
+// for any other URL (the config allows only postgres:// URLs). Opening a
+// PostgreSQL store connects and migrates: a worker that boots while the
+// database is down fails its boot, and the master retries it with backoff.
 func openStore(cfg Config) (auth.Store, error) {
-	path, ok := strings.CutPrefix(cfg.Database, "sqlite:")
-	if !ok {
-		return nil, fmt.Errorf("database %q: want sqlite:PATH", cfg.Database)
+	if path, ok := strings.CutPrefix(cfg.Database, "sqlite:"); ok {
+		return auth.OpenSQLite(path)
 	}
-	return auth.OpenSQLite(path)
+	return auth.OpenPostgres(context.Background(), cfg.Database)
 }
 
 // bootAuth opens the store, mounts the endpoints on app and installs the

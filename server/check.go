@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -90,6 +91,9 @@ func deployChecks(c Config, usesAuth bool) []finding {
 	if !usesAuth {
 		return fs
 	}
+	if !strings.HasPrefix(c.Database, "sqlite:") {
+		fs = append(fs, postgresChecks(c)...)
+	}
 	switch {
 	case !strings.HasPrefix(c.JWTAlgorithm, "HS"):
 	case c.SecretKey == "":
@@ -109,6 +113,26 @@ func deployChecks(c Config, usesAuth bool) []finding {
 		warn("W015", "access_token_lifetime = %s: an access token cannot be revoked before it expires; keep it short, such as 5m.", formatDuration(c.AccessTokenLifetime))
 	}
 	return fs
+}
+
+// postgresChecks connects to the PostgreSQL database once and weighs this
+// host's pools against what it allows: each worker keeps a pool of its
+// own, so this host will open up to workers × pool connections on top of
+// those other hosts hold. A host that is already running counts among the
+// others; during a reload (HUP, USR2) two generations hold pools at once.
+func postgresChecks(c Config) []finding {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	capacity, err := auth.CheckPostgres(ctx, c.Database)
+	if err != nil {
+		return []finding{{"W017", false, fmt.Sprintf("database cannot be checked: %v; workers fail to boot until it can be reached.", err)}}
+	}
+	need := c.Workers * capacity.Pool
+	if need+capacity.InUse <= capacity.Limit {
+		return nil
+	}
+	return []finding{{"W016", false, fmt.Sprintf("database allows %d connections and Remuda processes hold %d; workers = %d with pool_max_conns = %d adds up to %d more: lower pool_max_conns in the database URL or the workers, or raise PostgreSQL's max_connections (or put PgBouncer in front).",
+		capacity.Limit, capacity.InUse, c.Workers, capacity.Pool, need)}}
 }
 
 // check prints the effective config, then the checklist; it exits

@@ -7,6 +7,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/remuda/remuda/internal/pgtest"
+	"github.com/remuda/remuda/internal/proctest"
 )
 
 const goodKey = "k9F2qLm7Xw4Rt8Vb1Nc6Hs3Jd5Pz0Ya2Ue7Io4"
@@ -109,4 +112,48 @@ func TestCheckProd(t *testing.T) {
 			t.Error("check printed the secret key")
 		}
 	})
+}
+
+// TestPostgresChecks runs check against a real PostgreSQL: W016 when this
+// host's pools would pass max_connections, none when they fit, W017 when
+// the database cannot be reached.
+func TestPostgresChecks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	url := pgtest.Start(t).NewDatabase(t)
+	secret := map[string]string{"SERVER_SECRET_KEY": goodKey}
+	down := "postgres://postgres@" + proctest.FreeAddr(t) + "/x?sslmode=disable&connect_timeout=2"
+	for _, tt := range []struct {
+		name, url, workers string
+		want, not          string
+	}{
+		{"pools fit", url, "4", "", "W016"},
+		{"pools do not fit", url, "60", "W016", ""},
+		{"pool from the URL", url + "&pool_max_conns=50", "4", "W016", ""},
+		{"database down", down, "4", "W017", "W016"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig([]string{"--prod", "--workers", tt.workers, "--database", tt.url}, env(secret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := map[string]string{}
+			for _, f := range deployChecks(c, true) {
+				ids[f.id] = f.msg
+			}
+			if _, ok := ids[tt.want]; tt.want != "" && !ok {
+				t.Errorf("workers %s, %s: no %s in %v", tt.workers, tt.name, tt.want, ids)
+			}
+			if msg, ok := ids[tt.not]; tt.not != "" && ok {
+				t.Errorf("workers %s, %s: %s: %s", tt.workers, tt.name, tt.not, msg)
+			}
+			if tt.want != "" {
+				t.Logf("%s: %s", tt.want, ids[tt.want])
+			}
+			if msg := ids[tt.want]; strings.Contains(msg, "postgres@") {
+				t.Errorf("%s names the URL: %s", tt.want, msg)
+			}
+		})
+	}
 }
