@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/remuda/remuda/auth"
+	"github.com/remuda/remuda/internal/metrics"
 )
 
 // MountAuth serves simplejwt's token endpoints under prefix (the default
@@ -29,8 +30,9 @@ func (a *App) MountAuth(prefix string) {
 	a.authPrefix = prefix
 }
 
-// authConfig is the auth part of cfg, with log lines for its hooks.
-func authConfig(cfg Config, log *zap.Logger) auth.Config {
+// authConfig is the auth part of cfg, with log lines for its hooks; logins
+// are counted on counts, if non-nil (a prod worker's metrics).
+func authConfig(cfg Config, log *zap.Logger, counts *metrics.Set) auth.Config {
 	var public []string
 	for f := range strings.SplitSeq(cfg.JWTPublicKeys, ",") {
 		if f = strings.TrimSpace(f); f != "" {
@@ -52,6 +54,9 @@ func authConfig(cfg Config, log *zap.Logger) auth.Config {
 		RotateRefreshTokens:    cfg.RotateRefreshTokens,
 		BlacklistAfterRotation: cfg.BlacklistAfterRotation,
 		OnLogin: func(r *http.Request, username string, outcome auth.LoginOutcome) {
+			if counts != nil {
+				counts.Login(string(outcome))
+			}
 			if outcome == auth.LoginFailed {
 				log.Info("login failed", zap.String("username", username), zap.String("remote_addr", r.RemoteAddr))
 			}
@@ -75,7 +80,7 @@ func checkAuth(cfg Config) error {
 		}
 		return nil // dev makes one per start
 	}
-	if _, err := auth.NewTokens(authConfig(cfg, zap.NewNop()).Tokens); err != nil {
+	if _, err := auth.NewTokens(authConfig(cfg, zap.NewNop(), nil).Tokens); err != nil {
 		return fmt.Errorf("secret_key or jwt keys (%s): %w", cfg.from("secret_key"), err)
 	}
 	return nil
@@ -105,12 +110,12 @@ func openStore(cfg Config) (auth.Store, error) {
 
 // bootAuth opens the store, mounts the endpoints on app and installs the
 // Auth for auth.Required. The caller closes the store.
-func bootAuth(app *App, cfg Config, log *zap.Logger) (auth.Store, error) {
+func bootAuth(app *App, cfg Config, log *zap.Logger, counts *metrics.Set) (auth.Store, error) {
 	store, err := openStore(cfg)
 	if err != nil {
 		return nil, err
 	}
-	a, err := auth.New(authConfig(cfg, log), store)
+	a, err := auth.New(authConfig(cfg, log, counts), store)
 	if err != nil {
 		store.Close()
 		return nil, err

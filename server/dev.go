@@ -89,7 +89,7 @@ func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reload
 		return "", nil, err
 	}
 	if app.authPrefix != "" {
-		store, err := bootAuth(app, cfg, log)
+		store, err := bootAuth(app, cfg, log, nil)
 		if err != nil {
 			return "", nil, fmt.Errorf("boot: %w", err)
 		}

@@ -202,7 +202,7 @@ func runWorker(app *App) int {
 		if app.authPrefix != "" {
 			// The store stays open for the worker's life; SQLite needs no
 			// goodbye from a process that exits.
-			if _, err := bootAuth(app, cfg, log); err != nil {
+			if _, err := bootAuth(app, cfg, log, counts); err != nil {
 				return nil, err
 			}
 		}

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/remuda/remuda/internal/proctest"
 )
 
@@ -30,6 +33,11 @@ func scrape(t *testing.T, metricsURL string) samples {
 	status, body, err := proctest.Get(metricsURL+"/metrics", 5*time.Second)
 	if err != nil || status != 200 {
 		t.Fatalf("GET /metrics: %d %v", status, err)
+	}
+	// The reference parser, as a Prometheus server reads the page.
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	if _, err := parser.TextToMetricFamilies(strings.NewReader(body)); err != nil {
+		t.Fatalf("/metrics is not Prometheus's text format: %v\n%s", err, body)
 	}
 	s := samples{}
 	for line := range strings.Lines(body) {
