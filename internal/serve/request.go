@@ -2,11 +2,13 @@ package serve
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/hex"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +21,11 @@ import (
 // $request_id), generated otherwise, and always echoed in the response.
 const RequestIDHeader = "X-Request-ID"
 
+// requestIDKey is RequestIDHeader in canonical form, to index header maps
+// directly: Header.Get and Set canonicalize the key on every call, and for
+// a key that is not canonical already, that allocates.
+var requestIDKey = textproto.CanonicalMIMEHeaderKey(RequestIDHeader)
+
 // timeoutBody is what a client gets for a request past the timeout.
 const timeoutBody = "503 Service Unavailable: the request timed out\n"
 
@@ -26,11 +33,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	given := ""
 	if s.opts.Proxies.forwarded(r) {
-		given = r.Header.Get(RequestIDHeader)
+		if v := r.Header[requestIDKey]; len(v) > 0 {
+			given = v[0]
+		}
 	}
 	id := requestID(given)
-	r.Header.Set(RequestIDHeader, id)
-	w.Header().Set(RequestIDHeader, id)
+	// One slice for both maps; its capacity is its length, so an Add to
+	// either copies it rather than writing into the other.
+	ids := []string{id}
+	r.Header[requestIDKey] = ids
+	w.Header()[requestIDKey] = ids
 
 	n := s.requests.Add(1)
 	s.active.Add(1)
@@ -117,11 +129,10 @@ func requestID(given string) string {
 		}
 	}
 	var b [8]byte
-	v := rand.Uint64()
-	for i := range b {
-		b[i] = byte(v >> (8 * i))
-	}
-	return hex.EncodeToString(b[:])
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+	var h [16]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }
 
 // responseWriter records status and size for the access log and lets the
