@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"testing"
@@ -41,6 +43,10 @@ func testApp() {
 	app := server.NewApp()
 	app.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
 	app.HandleFunc("GET /pid", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, os.Getpid()) })
+	// runtime tells the worker's GOMAXPROCS and memory limit.
+	app.HandleFunc("GET /runtime", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "%d %d", runtime.GOMAXPROCS(0), debug.SetMemoryLimit(-1))
+	})
 	app.HandleFunc("GET /sleep", func(w http.ResponseWriter, r *http.Request) {
 		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
 		time.Sleep(d)

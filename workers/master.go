@@ -632,7 +632,7 @@ func (m *Master) spawn() (*worker, error) {
 	defer stderrW.Close()
 
 	cmd := exec.Command(m.path, os.Args[1:]...)
-	cmd.Env = append(workerEnv(), ipc.EnvVersion+"="+ipc.Version)
+	cmd.Env = append(runtimeEnv(workerEnv(), m.cfg, m.want), ipc.EnvVersion+"="+ipc.Version)
 	cmd.Stdout, cmd.Stderr = os.Stdout, stderrW
 	cmd.ExtraFiles = []*os.File{theirs}
 	for _, l := range m.listeners {
