@@ -88,6 +88,9 @@ func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reload
 	if err != nil {
 		return "", nil, err
 	}
+	if access != nil {
+		defer access.Sync()
+	}
 	if app.authPrefix != "" {
 		store, err := bootAuth(app, cfg, log, nil)
 		if err != nil {

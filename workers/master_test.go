@@ -580,6 +580,28 @@ func TestUSR1ReopensAccessLog(t *testing.T) {
 	}
 }
 
+// TestAccessLogFlushedAtStop checks that the buffered access log loses
+// nothing when the server stops: every request has its line once the
+// master has exited, without waiting for the buffer's flush interval.
+func TestAccessLogFlushedAtStop(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	p, url := prod(t, nil, "--workers", "2", "--access-log", logPath)
+	const n = 50
+	for i := range n {
+		if status, _, err := proctest.Get(fmt.Sprintf("%s/healthz?n=%d", url, i), 2*time.Second); status != 200 {
+			t.Fatalf("request %d: %d %v", i, status, err)
+		}
+	}
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("master exit %d, want 0", code)
+	}
+	b, _ := os.ReadFile(logPath)
+	if lines := bytes.Count(b, []byte(`"path":"/healthz"`)); lines != n {
+		t.Errorf("access log holds %d lines after the stop, want %d", lines, n)
+	}
+}
+
 func TestWorkerOfAnotherProtocolRefusesToStart(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "run", "--prod")
 	cmd.Env = append(append(os.Environ(), proctest.Env()...), envApp+"=1", "REMUDA_WORKER_PROTOCOL=0")

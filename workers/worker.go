@@ -31,7 +31,8 @@ type Worker struct {
 	// Logger receives the worker's own lines; the runtime adds the worker
 	// number and generation. If nil, zap.NewNop() is used.
 	Logger *zap.Logger
-	// AccessLog, if non-nil, receives one line per request.
+	// AccessLog, if non-nil, receives one line per request. It is synced
+	// when the worker exits, so it may buffer.
 	AccessLog *zap.Logger
 	// Reopen, if non-nil, is called on SIGUSR1 to reopen log files after
 	// logrotate moved them.
@@ -123,6 +124,9 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	log := w.Logger
 	if log == nil {
 		log = zap.NewNop()
+	}
+	if w.AccessLog != nil {
+		defer w.AccessLog.Sync() // a buffered access log keeps lines until then
 	}
 	log = log.With(zap.Int("worker", hello.Worker), zap.Int("generation", hello.Generation))
 	counts := w.Metrics
