@@ -105,6 +105,7 @@ type Auth struct {
 	tokens *Tokens
 	store  Store
 	users  *userCache // nil when Config.UserCacheTTL < 0
+	access *verifiedCache
 }
 
 // New returns an Auth that signs with cfg.Tokens and keeps its state in
@@ -117,7 +118,7 @@ func New(cfg Config, store Store) (*Auth, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	a := &Auth{cfg: cfg, tokens: tokens, store: store}
+	a := &Auth{cfg: cfg, tokens: tokens, store: store, access: newVerifiedCache(cfg.Tokens.Leeway)}
 	switch {
 	case cfg.UserCacheTTL == 0:
 		a.users = newUserCache(DefaultUserCacheTTL)

@@ -64,7 +64,7 @@ func (a *Auth) serveProtected(h http.Handler, w http.ResponseWriter, r *http.Req
 		unauthorized(w, errBadHeader)
 		return
 	}
-	claims, err := a.tokens.Parse(raw, "access", a.cfg.Now())
+	claims, err := a.verifyAccess(raw)
 	if err != nil {
 		unauthorized(w, notValidForAnyType(err))
 		return
@@ -85,6 +85,20 @@ func (a *Auth) serveProtected(h http.Handler, w http.ResponseWriter, r *http.Req
 		return
 	}
 	h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+}
+
+// verifyAccess parses an access token, or finds it verified before; see
+// verifiedCache.
+func (a *Auth) verifyAccess(raw string) (Claims, error) {
+	now := a.cfg.Now()
+	if claims, ok := a.access.get(raw, now); ok {
+		return claims, nil
+	}
+	claims, err := a.tokens.Parse(raw, "access", now)
+	if err == nil {
+		a.access.put(raw, claims, now)
+	}
+	return claims, err
 }
 
 // storeRetryAfter is how long Required leaves the store alone after it was

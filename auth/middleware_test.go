@@ -260,3 +260,43 @@ type benchWriter struct {
 func (w *benchWriter) Header() http.Header         { return w.header }
 func (w *benchWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *benchWriter) WriteHeader(code int)        { w.code = code }
+
+// TestVerifiedTokenCache checks that a token verified once answers from
+// the cache as a fresh parse would: accepted until it expires, refused
+// with simplejwt's "Token is expired" after, and that a token differing
+// only in its signature is not taken for the cached one.
+func TestVerifiedTokenCache(t *testing.T) {
+	var now atomic.Pointer[time.Time]
+	start := time.Now()
+	now.Store(&start)
+	a, h, tok := protectedWith(t, Config{Now: func() time.Time { return *now.Load() }})
+	serve := func(raw string) (int, string) {
+		r := httptest.NewRequest("GET", "/hello/", nil)
+		r.Header.Set("Authorization", "Bearer "+raw)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	for i := range 2 {
+		if code, body := serve(tok); code != http.StatusNoContent {
+			t.Fatalf("request %d with a fresh token: %d %s", i, code, body)
+		}
+	}
+	if _, ok := a.access.get(tok, start); !ok {
+		t.Fatal("a verified token is not in the cache")
+	}
+
+	forged := tok[:len(tok)-2] + "AA"
+	if forged == tok {
+		forged = tok[:len(tok)-2] + "BB"
+	}
+	if code, body := serve(forged); code != http.StatusUnauthorized || !strings.Contains(body, "Token is invalid") {
+		t.Errorf("the token with another signature: %d %s, want 401 Token is invalid", code, body)
+	}
+
+	later := start.Add(DefaultAccessLifetime + time.Second)
+	now.Store(&later)
+	if code, body := serve(tok); code != http.StatusUnauthorized || !strings.Contains(body, "Token is expired") {
+		t.Errorf("the cached token after its exp: %d %s, want 401 Token is expired", code, body)
+	}
+}
