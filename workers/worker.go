@@ -207,14 +207,42 @@ func drain(srv *serve.Server, cfg Config, log *zap.Logger) error {
 }
 
 // heartbeat reports the counters every HeartbeatInterval until the channel
-// breaks.
+// breaks. Between two beats it also notices when the worker falls idle,
+// and then hands the memory it no longer uses back to the kernel.
 func heartbeat(ctrl *ipc.Conn, srv *serve.Server, counts *metrics.Set) {
 	t := time.NewTicker(HeartbeatInterval)
 	defer t.Stop()
+	idle := idleMemory{free: debug.FreeOSMemory}
 	for range t.C {
 		if err := sendHeartbeat(ctrl, srv, counts); err != nil {
 			return
 		}
+		idle.tick(srv.Requests(), srv.Active())
+	}
+}
+
+// idleMemory returns a worker's free heap to the kernel once it has gone a
+// heartbeat without a request after serving some. After a burst of load
+// the Go runtime keeps the heap it grew (the garbage collector's goal
+// stays where the load left it, and no collection runs without
+// allocation), so an idle worker's RSS would say more about its last busy
+// second than about what it holds; and the master recycles on RSS
+// (Config.MaxMemory). One forced collection when the load stops costs a
+// few milliseconds of a worker with nothing else to do.
+type idleMemory struct {
+	free     func() // debug.FreeOSMemory
+	requests uint64 // at the last tick
+	freed    bool   // since the last request
+}
+
+func (m *idleMemory) tick(requests uint64, active int64) {
+	if requests != m.requests || active > 0 {
+		m.requests, m.freed = requests, false
+		return
+	}
+	if !m.freed {
+		m.freed = true
+		m.free()
 	}
 }
 
