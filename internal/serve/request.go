@@ -51,10 +51,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.recycle("max_requests")
 	}
 
-	rw := &responseWriter{ResponseWriter: w, status: http.StatusOK}
-	if s.opts.Timeout > 0 {
-		t := time.AfterFunc(s.opts.Timeout, func() { s.timeout(rw, r, id, start) })
-		defer t.Stop()
+	rw := &responseWriter{ResponseWriter: w, status: http.StatusOK, req: r, id: id, start: start}
+	if s.inflight != nil {
+		s.inflight.add(rw)
+		defer s.inflight.remove(rw)
 	}
 	s.handler.ServeHTTP(rw, r)
 
@@ -69,7 +69,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // timeout answers a request that ran past Options.Timeout. The handler's
 // goroutine cannot be stopped, so the response is written on the raw
 // connection, which is then closed, and the process asks to be recycled.
-func (s *Server) timeout(rw *responseWriter, r *http.Request, id string, start time.Time) {
+func (s *Server) timeout(rw *responseWriter) {
+	r, id, start := rw.req, rw.id, rw.start
 	status, sent, ok := rw.expire()
 	if !ok {
 		return // finished or hijacked in the meantime
@@ -140,6 +141,14 @@ func requestID(given string) string {
 // Its lock orders the handler's writes against the timeout's.
 type responseWriter struct {
 	http.ResponseWriter
+	// The request, for the timeout, and its place among the requests in
+	// flight (inflight's list, guarded by its lock).
+	req        *http.Request
+	id         string
+	start      time.Time
+	prev, next *responseWriter
+	listed     bool
+
 	mu       sync.Mutex
 	status   int
 	bytes    int64

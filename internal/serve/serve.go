@@ -101,6 +101,7 @@ type Server struct {
 	active   atomic.Int64
 	recycled atomic.Bool
 	slots    chan struct{} // one element per open connection, when MaxConns > 0
+	inflight *inflight     // requests being served, when Timeout > 0
 	draining chan struct{} // closed when Drain starts
 }
 
@@ -115,6 +116,9 @@ func New(h http.Handler, opts Options) *Server {
 	s := &Server{opts: opts, handler: h, draining: make(chan struct{})}
 	if opts.MaxConns > 0 {
 		s.slots = make(chan struct{}, opts.MaxConns)
+	}
+	if opts.Timeout > 0 {
+		s.inflight = newInflight(opts.Timeout, s.timeout)
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
