@@ -36,6 +36,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,7 +77,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds of each throughput comparison")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each load run (wrk counts whole seconds)")
 	flag.IntVar(&o.starts, "starts", 5, "start-ups measured for the exec-to-first-200 median")
-	flag.DurationVar(&o.idle, "idle", 2*time.Second, "quiet time before the idle RSS is read")
+	flag.DurationVar(&o.idle, "idle", 3*time.Second, "quiet time before the idle RSS is read (an idle worker returns its free heap within 2 s)")
 	flag.BoolVar(&o.smoke, "smoke", false, "run everything once, briefly (1 round, 1s loads), and check only that the harness works")
 	flag.StringVar(&o.load, "load", "auto", "throughput load generator: auto (wrk if on PATH), wrk, or go")
 	flag.Parse()
@@ -245,6 +246,9 @@ func (b *bench) measure(ctx context.Context) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := sameResponse(ctx, "http://"+ours.addr+"/healthz", "http://"+base.addr+"/healthz"); err != nil {
+		return nil, err
+	}
 	access, err := b.token(ctx, ours.addr)
 	if err != nil {
 		return nil, err
@@ -375,4 +379,44 @@ func memoryRows(p *proc) ([]row, error) {
 		rows = append(rows, r)
 	}
 	return rows, nil
+}
+
+// sameResponse checks that two URLs answer alike: the same status, body,
+// header names and header value lengths (Date and X-Request-Id differ in
+// value, not in length). The baseline must answer as Remuda does, or the
+// ratio would measure the length of the answers.
+func sameResponse(ctx context.Context, ours, baseline string) error {
+	shape := func(url string) (string, error) {
+		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if err != nil {
+			return "", err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return "", err
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d %q", resp.StatusCode, body)
+		for _, k := range slices.Sorted(maps.Keys(resp.Header)) {
+			fmt.Fprintf(&b, " %s:%d", k, len(resp.Header.Get(k)))
+		}
+		return b.String(), nil
+	}
+	a, err := shape(ours)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", ours, err)
+	}
+	b, err := shape(baseline)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", baseline, err)
+	}
+	if a != b {
+		return fmt.Errorf("the baseline does not answer as Remuda does:\n  ours:     %s\n  baseline: %s", a, b)
+	}
+	return nil
 }
