@@ -54,7 +54,10 @@ type Options struct {
 	// zap.NewNop() is used.
 	Logger *zap.Logger
 	// AccessLog, if non-nil, receives one line per request. It should not
-	// be sampled: every request deserves its line.
+	// be sampled: every request deserves its line. Its core must be done
+	// with a line's fields when Write returns, as zap's own cores are
+	// (they encode at once): the fields are reused (zaptest/observer,
+	// which keeps them, would see them cleared).
 	AccessLog *zap.Logger
 	// Proxies are the peers whose forwarded headers and request id are
 	// believed; see Proxies. If nil, nobody's.
