@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -266,42 +264,7 @@ func TestPostgresProcesses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 	defer cancel()
 
-	type child struct {
-		cmd    *exec.Cmd
-		stdin  io.WriteCloser
-		stdout *bufio.Reader
-		stderr bytes.Buffer
-	}
-	children := make([]*child, procs)
-	for i := range children {
-		c := &child{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^$")}
-		c.cmd.Env = append(os.Environ(), envPostgresChild+"="+dbURL,
-			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-		c.cmd.Stderr = &c.stderr
-		var err error
-		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := c.cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.stdout = bufio.NewReader(stdout)
-		if err := c.cmd.Start(); err != nil {
-			t.Fatalf("start child %d: %v", i, err)
-		}
-		t.Cleanup(func() {
-			c.stdin.Close()
-			c.cmd.Process.Kill()
-			c.cmd.Wait()
-		})
-		children[i] = c
-	}
-	for i, c := range children {
-		if line, err := c.stdout.ReadString('\n'); line != "ready\n" {
-			t.Fatalf("child %d: got %q, %v; want ready (stderr: %s)", i, line, err, c.stderr.String())
-		}
-	}
+	children := startChildren(t, ctx, procs, envPostgresChild+"="+dbURL)
 	start := time.Now()
 	for _, c := range children {
 		c.stdin.Close()

@@ -368,42 +368,7 @@ func TestSQLiteProcesses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
-	type child struct {
-		cmd    *exec.Cmd
-		stdin  io.WriteCloser
-		stdout *bufio.Reader
-		stderr bytes.Buffer
-	}
-	children := make([]*child, n)
-	for i := range children {
-		c := &child{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^$")}
-		c.cmd.Env = append(os.Environ(), envSQLiteChild+"="+path,
-			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-		c.cmd.Stderr = &c.stderr
-		var err error
-		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := c.cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.stdout = bufio.NewReader(stdout)
-		if err := c.cmd.Start(); err != nil {
-			t.Fatalf("start child %d: %v", i, err)
-		}
-		t.Cleanup(func() {
-			c.stdin.Close()
-			c.cmd.Process.Kill()
-			c.cmd.Wait()
-		})
-		children[i] = c
-	}
-	for i, c := range children {
-		if line, err := c.stdout.ReadString('\n'); line != "ready\n" {
-			t.Fatalf("child %d: got %q, %v; want ready (stderr: %s)", i, line, err, c.stderr.String())
-		}
-	}
+	children := startChildren(t, ctx, n, envSQLiteChild+"="+path)
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("database exists before the children open it: %v", err)
 	}
@@ -452,4 +417,52 @@ func TestSQLiteProcesses(t *testing.T) {
 	if err := s.db.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != len(sqliteSchema) {
 		t.Errorf("user_version: got %d, %v; want %d", version, err, len(sqliteSchema))
 	}
+}
+
+// child is a copy of the test binary that races others on one database:
+// it opens its store(s), prints "ready", waits for its stdin to close (the
+// start signal), then does its part and prints what it got.
+type child struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	stderr bytes.Buffer
+}
+
+// startChildren starts n children with env (NAME=VALUE, which selects what
+// the child does in TestMain) and waits until each is ready; they are
+// killed when the test ends.
+func startChildren(t *testing.T, ctx context.Context, n int, env string) []*child {
+	t.Helper()
+	children := make([]*child, n)
+	for i := range children {
+		c := &child{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^$")}
+		c.cmd.Env = append(os.Environ(), env,
+			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+		c.cmd.Stderr = &c.stderr
+		var err error
+		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := c.cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.stdout = bufio.NewReader(stdout)
+		if err := c.cmd.Start(); err != nil {
+			t.Fatalf("start child %d: %v", i, err)
+		}
+		t.Cleanup(func() {
+			c.stdin.Close()
+			c.cmd.Process.Kill()
+			c.cmd.Wait()
+		})
+		children[i] = c
+	}
+	for i, c := range children {
+		if line, err := c.stdout.ReadString('\n'); line != "ready\n" {
+			t.Fatalf("child %d: got %q, %v; want ready (stderr: %s)", i, line, err, c.stderr.String())
+		}
+	}
+	return children
 }
