@@ -21,6 +21,11 @@ import (
 //     collector works harder as the worker nears its limit, so that
 //     garbage alone does not get it recycled; a real leak still does.
 //
+// The price of one P: a worker uses at most its share of the CPUs even
+// when it holds more than its share of the connections, which keep-alive
+// clients opening connections in a burst can make happen (bench/README.md
+// measured splits of 64 connections from 20/44 to 1/63).
+//
 // GOMAXPROCS or GOMEMLIMIT set in the master's environment is passed on
 // unchanged: the operator's choice wins.
 func runtimeEnv(env []string, cfg Config, workers int) []string {
