@@ -193,25 +193,10 @@ const envPostgresChild = "REMUDA_TEST_POSTGRES_CHILD"
 // postgresChildOpens is how many stores each child opens at once.
 const postgresChildOpens = 5
 
-// runPostgresChild returns unless the test binary runs as a child of
-// TestPostgresProcesses. A child prints "ready", waits for its stdin to
-// close, then opens postgresChildOpens stores at once on the database
-// named by envPostgresChild; each adds and consumes sqliteChildJTI once
-// and prints "result=<ConsumeResult>". It exits 0, or 1 with the error on
-// stderr.
-func runPostgresChild() {
-	url, ok := os.LookupEnv(envPostgresChild)
-	if !ok {
-		return
-	}
-	os.Unsetenv(envPostgresChild)
-	if err := postgresChild(url); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
+// postgresChild is a child of TestPostgresProcesses. It prints "ready",
+// waits for its stdin to close, then opens postgresChildOpens stores at
+// once on the database at url; each adds and consumes sqliteChildJTI once
+// and prints "result=<ConsumeResult>".
 func postgresChild(url string) error {
 	fmt.Println("ready")
 	if _, err := io.Copy(io.Discard, os.Stdin); err != nil {

@@ -21,12 +21,12 @@ import (
 )
 
 // TestMain lets the test binary impersonate a worker process opening the
-// SQLite store (runSQLiteChild) or the PostgreSQL store
-// (runPostgresChild). It stops the shared PostgreSQL cluster once the
+// SQLite store (sqliteChild) or the PostgreSQL store
+// (postgresChild). It stops the shared PostgreSQL cluster once the
 // tests are done, and fails the run if a process it started outlived them.
 func TestMain(m *testing.M) {
-	runSQLiteChild()
-	runPostgresChild()
+	runChild(envSQLiteChild, sqliteChild)
+	runChild(envPostgresChild, postgresChild)
 	code := pgtest.Run(m)
 	if left := proctest.Leftovers(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "processes outlived the tests: %v\n", left)
@@ -42,25 +42,27 @@ const envSQLiteChild = "REMUDA_TEST_SQLITE_CHILD"
 // sqliteChildJTI is the refresh token every child adds and consumes.
 const sqliteChildJTI = "multi-process"
 
-// runSQLiteChild returns unless the test binary runs as a child of
-// TestSQLiteProcesses. A child prints "ready", waits for its stdin to
-// close (the parent closes every child's at once), opens the database
-// named by envSQLiteChild, adds and consumes sqliteChildJTI once, prints
-// "result=<ConsumeResult> open=<duration>" and exits 0; on error it exits
-// 1 with the error on stderr.
-func runSQLiteChild() {
-	path, ok := os.LookupEnv(envSQLiteChild)
+// runChild returns unless the test binary runs as a child process of a
+// multi-process test, which sets env (envSQLiteChild, envPostgresChild):
+// then it runs child with the variable's value, and exits 0, or 1 with
+// child's error on stderr.
+func runChild(env string, child func(string) error) {
+	v, ok := os.LookupEnv(env)
 	if !ok {
 		return
 	}
-	os.Unsetenv(envSQLiteChild)
-	if err := sqliteChild(path); err != nil {
+	os.Unsetenv(env)
+	if err := child(v); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
 
+// sqliteChild is a child of TestSQLiteProcesses. It prints "ready", waits
+// for its stdin to close (the parent closes every child's at once), opens
+// the database at path, adds and consumes sqliteChildJTI once, and prints
+// "result=<ConsumeResult> open=<duration>".
 func sqliteChild(path string) error {
 	fmt.Println("ready")
 	if _, err := io.Copy(io.Discard, os.Stdin); err != nil {
