@@ -32,9 +32,13 @@ const timeoutBody = "503 Service Unavailable: the request timed out\n"
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	given := ""
-	if s.opts.Proxies.forwarded(r) {
-		if v := r.Header[requestIDKey]; len(v) > 0 {
-			given = v[0]
+	// Most requests carry none of the headers a proxy sets: then there is
+	// nothing to believe or remove, and no address to parse.
+	if r.Header[requestIDKey] != nil || r.Header[headerForwardedFor] != nil || r.Header[headerForwardedProto] != nil {
+		if s.opts.Proxies.forwarded(r) {
+			if v := r.Header[requestIDKey]; len(v) > 0 {
+				given = v[0]
+			}
 		}
 	}
 	id := requestID(given)
