@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Bodies of the 401s at protected routes, as simplejwt's JWTAuthentication.
@@ -39,19 +40,37 @@ func bearer(header string) (token string, ok, malformed bool) {
 }
 
 // nextField returns the first whitespace-separated field of s, as
-// strings.Fields splits, and what follows it.
+// strings.Fields splits (unicode.IsSpace), and what follows it. ASCII,
+// all of a token, is decided from a table without decoding: a rune at a
+// time through unicode.IsSpace was half of Required's cost.
 func nextField(s string) (field, rest string) {
-	start := strings.IndexFunc(s, func(r rune) bool { return !unicode.IsSpace(r) })
-	if start < 0 {
-		return "", ""
-	}
-	s = s[start:]
-	end := strings.IndexFunc(s, unicode.IsSpace)
-	if end < 0 {
-		return s, ""
-	}
-	return s[:end], s[end:]
+	s = s[spaceRun(s, true):]
+	n := spaceRun(s, false)
+	return s[:n], s[n:]
 }
+
+// spaceRun returns the length of the run at the front of s of white space
+// (space true) or of anything else (space false).
+func spaceRun(s string, space bool) int {
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if asciiSpace[c] != space {
+				return i
+			}
+			i++
+			continue
+		}
+		r, width := utf8.DecodeRuneInString(s[i:])
+		if unicode.IsSpace(r) != space {
+			return i
+		}
+		i += width
+	}
+	return len(s)
+}
+
+// asciiSpace are the ASCII bytes unicode.IsSpace calls white space.
+var asciiSpace = [utf8.RuneSelf]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
 
 // serveProtected authenticates r and serves h with the user in its context.
 func (a *Auth) serveProtected(h http.Handler, w http.ResponseWriter, r *http.Request) {

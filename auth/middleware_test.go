@@ -190,6 +190,26 @@ func TestBearerMatchesFields(t *testing.T) {
 	}
 }
 
+// FuzzBearer checks bearer against strings.Fields, the split simplejwt's
+// header.split() amounts to, on any header.
+func FuzzBearer(f *testing.F) {
+	for _, seed := range []string{"Bearer x", "\tBearer\u00a0x\u2003", "Bearer\x85x", "Bearer \xffx", "bearer x y"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		parts := strings.Fields(header)
+		wantOK := len(parts) > 0 && strings.EqualFold(parts[0], "Bearer")
+		wantMalformed := wantOK && len(parts) != 2
+		want := ""
+		if wantOK && !wantMalformed {
+			want = parts[1]
+		}
+		if got, ok, malformed := bearer(header); got != want || ok != wantOK || malformed != wantMalformed {
+			t.Errorf("bearer(%q) = %q, %v, %v; want %q, %v, %v", header, got, ok, malformed, want, wantOK, wantMalformed)
+		}
+	})
+}
+
 // FuzzRequired drives the bearer header and token path of the protected
 // route: it never panics, lets through only valid access tokens, and
 // answers every refusal 401 with a JSON body and the Bearer challenge.
