@@ -184,8 +184,11 @@ type userKey struct{}
 // hash above all) are zero: read the store for them. During a store outage
 // a user Required has never seen has only ID and Active (see Required).
 func UserFrom(ctx context.Context) (User, bool) {
-	u, ok := ctx.Value(userKey{}).(User)
-	return u, ok
+	u, ok := ctx.Value(userKey{}).(*User) // shared with the cache: handed out as a copy
+	if !ok {
+		return User{}, false
+	}
+	return *u, true
 }
 
 // CreateUser hashes password and adds the user to the store.

@@ -99,7 +99,7 @@ func (a *Auth) serveProtected(h http.Handler, w http.ResponseWriter, r *http.Req
 	case !user.Active:
 		unauthorized(w, errUserInactive)
 		return
-	case issuedBeforeChange(user, claims.IssuedAt):
+	case issuedBeforeChange(*user, claims.IssuedAt):
 		unauthorized(w, errPasswordChanged)
 		return
 	}
@@ -128,7 +128,7 @@ const storeRetryAfter = time.Second
 // while fresh, else from the store; from a stale entry, or the token alone
 // (a User with ID and Active set), when the store is unavailable. See
 // Required.
-func (a *Auth) protectedUser(r *http.Request, id string) (User, error) {
+func (a *Auth) protectedUser(r *http.Request, id string) (*User, error) {
 	c := a.users
 	if c == nil {
 		u, err := a.store.UserByID(r.Context(), id)
@@ -143,26 +143,27 @@ func (a *Auth) protectedUser(r *http.Request, id string) (User, error) {
 		u, err := a.store.UserByID(r.Context(), id)
 		switch {
 		case err == nil:
-			u = slimUser(u)
-			c.put(id, u, now)
-			return u, nil
+			slim := slimUser(u)
+			c.put(id, slim, now)
+			return slim, nil
 		case errors.Is(err, ErrNotFound):
 			c.drop(id)
-			return User{}, err
+			return nil, err
 		case !errors.Is(err, ErrUnavailable):
-			return User{}, err
+			return nil, err
 		}
 		c.markDown(now)
 	}
 	if found {
 		return cached, nil
 	}
-	return User{ID: id, Active: true}, nil
+	return &User{ID: id, Active: true}, nil
 }
 
-// slimUser is what Required keeps of a user, and hands to h.
-func slimUser(u User) User {
-	return User{ID: u.ID, Username: u.Username, Active: u.Active, PasswordChangedAt: u.PasswordChangedAt}
+// slimUser is what Required keeps of a user, and hands to h: never
+// changed once made, so that the cache and every request may share it.
+func slimUser(u User) *User {
+	return &User{ID: u.ID, Username: u.Username, Active: u.Active, PasswordChangedAt: u.PasswordChangedAt}
 }
 
 // userCacheMax bounds the entries of a userCache. Past it, expired entries
@@ -178,7 +179,7 @@ type userCache struct {
 }
 
 type userEntry struct {
-	user User
+	user *User
 	read time.Time
 }
 
@@ -188,14 +189,14 @@ func newUserCache(ttl time.Duration) *userCache {
 
 // get returns the entry of id, whether it is fresh, and whether there is
 // one.
-func (c *userCache) get(id string, now time.Time) (u User, fresh, found bool) {
+func (c *userCache) get(id string, now time.Time) (u *User, fresh, found bool) {
 	c.mu.RLock()
 	e, found := c.m[id]
 	c.mu.RUnlock()
 	return e.user, found && now.Sub(e.read) < c.ttl, found
 }
 
-func (c *userCache) put(id string, u User, now time.Time) {
+func (c *userCache) put(id string, u *User, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[id]; !ok && len(c.m) >= userCacheMax {
