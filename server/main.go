@@ -199,12 +199,15 @@ func runWorker(app *App) int {
 		// One set for the whole worker: requests are counted on it, and
 		// the auth hooks count logins on it (Set.Login).
 		counts := new(metrics.Set)
+		var closeStore func() error
 		if app.authPrefix != "" {
-			// The store stays open for the worker's life; SQLite needs no
-			// goodbye from a process that exits.
-			if _, err := bootAuth(app, cfg, log, counts); err != nil {
+			// The store stays open for the worker's life and closes when
+			// it stops: PostgreSQL then sees its connections end.
+			store, err := bootAuth(app, cfg, log, counts)
+			if err != nil {
 				return nil, err
 			}
+			closeStore = store.Close
 		}
 		if app.OnBoot != nil {
 			if err := app.OnBoot(cfg); err != nil {
@@ -228,6 +231,7 @@ func runWorker(app *App) int {
 			Hardened:       true,
 			TLS:            tlsCfg,
 			Metrics:        counts,
+			Close:          closeStore,
 		}, nil
 	})
 	if err == nil {

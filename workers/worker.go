@@ -37,6 +37,10 @@ type Worker struct {
 	// Reopen, if non-nil, is called on SIGUSR1 to reopen log files after
 	// logrotate moved them.
 	Reopen func() error
+	// Close, if non-nil, is called once the worker has stopped serving,
+	// before it exits: to close what boot opened, such as database
+	// connections, so that the database sees them end rather than break.
+	Close func() error
 	// TrustedProxies are the peers whose X-Forwarded-For, -Proto and
 	// X-Request-ID headers are believed; a request from one gets the
 	// client's address as its RemoteAddr. From any other peer those
@@ -124,6 +128,13 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	log := w.Logger
 	if log == nil {
 		log = zap.NewNop()
+	}
+	if w.Close != nil {
+		defer func() {
+			if err := w.Close(); err != nil {
+				log.Warn("close after serving", zap.Error(err))
+			}
+		}()
 	}
 	if w.AccessLog != nil {
 		defer w.AccessLog.Sync() // a buffered access log keeps lines until then

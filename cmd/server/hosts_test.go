@@ -103,6 +103,15 @@ func TestSeveralHosts(t *testing.T) {
 			t.Errorf("login %d through nginx after instance A died: %d %s", i, r.status, r.body)
 		}
 	}
+
+	// B stops gracefully: its workers close their pools on the way out.
+	b.p.Signal(t, syscall.SIGTERM)
+	if code := b.p.Wait(t, 30*time.Second); code != 0 {
+		t.Errorf("instance B after TERM: exit %d, want 0", code)
+	}
+	if lines := b.p.Find(proctest.Msg("close after serving")); len(lines) > 0 {
+		t.Errorf("a worker of B could not close its store: %s", lines[0].Raw)
+	}
 }
 
 // addUserTo creates a user in database with `server createuser`, as an
