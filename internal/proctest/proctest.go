@@ -19,10 +19,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/remuda/remuda/internal/loadgen"
 )
 
 // EnvRun marks every process a test run starts with the run's PID, so
@@ -322,54 +323,45 @@ func Get(url string, timeout time.Duration) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-// Load drives GET requests over keep-alive connections. A request fails
-// when it errors or is not answered 200.
+// Load drives GET requests over keep-alive connections with clients that
+// never retry (loadgen): a connection reset or closed under a request
+// fails it, as it would fail a POST or wrk's request.
 type Load struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []string
-	wg         sync.WaitGroup
+	load *loadgen.Load
 }
 
-// StartLoad requests url over conns connections until ctx is done.
+// StartLoad requests url (http://host:port/path) over conns connections
+// until ctx is done.
 func StartLoad(ctx context.Context, url string, conns int) *Load {
-	l := &Load{}
-	for range conns {
-		// One transport per goroutine: one keep-alive connection each, as
-		// many clients (or nginx's upstream keepalive pool) would hold.
-		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-		l.wg.Go(func() {
-			defer c.CloseIdleConnections()
-			for ctx.Err() == nil {
-				resp, err := c.Get(url)
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err == nil {
-					l.ok.Add(1)
-					continue
-				}
-				l.failed.Add(1)
-				l.mu.Lock()
-				if len(l.errs) < 10 {
-					l.errs = append(l.errs, time.Now().Format("15:04:05.000000 ")+err.Error())
-				}
-				l.mu.Unlock()
-			}
-		})
-	}
-	return l
+	addr := strings.TrimPrefix(url, "http://")
+	addr, _, _ = strings.Cut(addr, "/")
+	dial := func() (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }
+	return &Load{load: loadgen.Start(ctx, conns, dial, loadgen.Get(url))}
 }
 
 // Stop waits for the load to end, logs and returns its counts.
 func (l *Load) Stop(t testing.TB) (ok, failed int64) {
 	t.Helper()
-	l.wg.Wait()
-	ok, failed = l.ok.Load(), l.failed.Load()
-	t.Logf("load: %d ok, %d failed %v", ok, failed, l.errs)
-	return ok, failed
+	r := l.load.Wait()
+	t.Logf("load: %v", r)
+	return r.OK(), r.Failed
+}
+
+// BusyLoops starts n processes that spin on the CPU until the test ends,
+// so that what the test measures competes for the cores, as a reload on a
+// busy production machine does.
+func BusyLoops(t testing.TB, n int) {
+	t.Helper()
+	for range n {
+		cmd := exec.Command("sh", "-c", "while :; do :; done")
+		cmd.Env = append(os.Environ(), Env()...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+	}
 }
