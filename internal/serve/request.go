@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -26,8 +28,8 @@ const RequestIDHeader = "X-Request-ID"
 // a key that is not canonical already, that allocates.
 var requestIDKey = textproto.CanonicalMIMEHeaderKey(RequestIDHeader)
 
-// timeoutBody is what a client gets for a request past the timeout.
-const timeoutBody = "503 Service Unavailable: the request timed out\n"
+// closeValue is the Connection header of every answer while draining.
+var closeValue = []string{"close"}
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -55,9 +57,20 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.recycle("max_requests")
 	}
 
-	rw := &responseWriter{ResponseWriter: w, status: http.StatusOK, req: r, id: id, start: start}
+	rw := &responseWriter{ResponseWriter: w, srv: s, status: http.StatusOK, req: r, id: id, start: start}
 	if s.inflight != nil {
-		s.inflight.add(rw)
+		if r.Body != http.NoBody && r.Body != nil {
+			r.Body = &body{ReadCloser: r.Body, rw: rw}
+		}
+		if r.ProtoMajor == 2 {
+			// The streams of an HTTP/2 connection share its context:
+			// a timeout cancels this request's alone.
+			ctx, cancel := context.WithCancel(r.Context())
+			defer cancel()
+			r = r.WithContext(ctx)
+			rw.req, rw.cancel = r, cancel
+		}
+		s.inflight.add(rw, start)
 		defer s.inflight.remove(rw)
 	}
 	s.handler.ServeHTTP(rw, r)
@@ -70,32 +83,54 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// timeout answers a request that ran past Options.Timeout. The handler's
-// goroutine cannot be stopped, so the response is written on the raw
-// connection, which is then closed, and the process asks to be recycled.
+// timeout answers a request that ran past Options.Timeout, and cancels its
+// context. Go cannot stop the handler's goroutine, so the answer is written
+// on the raw connection, which is then closed. Who is slow decides the
+// rest:
+//
+//   - The client, when the handler is blocked reading the request's body
+//     from it, or writing the answer to it while it does not read: the
+//     client gets 408 (or, past the start of the answer, a closed
+//     connection), and the handler's read or write fails, which lets it
+//     return. The process is not recycled: any client could otherwise
+//     churn workers with a stalled upload. A handler that still has not
+//     returned one more timeout later is stuck after all.
+//   - The handler, otherwise: 503, and the process asks to be recycled.
 func (s *Server) timeout(rw *responseWriter) {
 	r, id, start := rw.req, rw.id, rw.start
-	status, sent, ok := rw.expire()
+	fields := func(more ...zap.Field) []zap.Field {
+		return append([]zap.Field{
+			zap.String("method", r.Method),
+			zap.String("path", r.URL.Path),
+			zap.String("request_id", id),
+			zap.Duration("age", time.Since(start)),
+		}, more...)
+	}
+	if rw.clientCutOff {
+		s.opts.Logger.Error("request timed out", fields(zap.Bool("client_cut_off", true))...)
+		s.recycle("timeout")
+		return
+	}
+	cause := rw.waitingOn()
+	status, sent, ok := rw.expire(cause)
 	if !ok {
 		return // finished or hijacked in the meantime
 	}
-	age := time.Since(start)
-	s.opts.Logger.Error("request timed out",
-		zap.String("method", r.Method),
-		zap.String("path", r.URL.Path),
-		zap.String("request_id", id),
-		zap.Duration("age", age),
-		zap.Bool("response_started", status != 0),
-	)
+	if cause == causeHandler {
+		s.opts.Logger.Error("request timed out", fields(zap.Bool("response_started", status != 0))...)
+		s.recycle("timeout")
+	} else {
+		s.opts.Logger.Warn("request timed out waiting for the client", fields(zap.Bool("response_started", status != 0), zap.String("waiting_on", string(cause)))...)
+		rw.clientCutOff = true
+		rw.recheck(s.inflight)
+	}
 	if status == 0 {
-		status = http.StatusServiceUnavailable
-		sent = int64(len(timeoutBody))
+		status, sent = cause.status(), int64(len(cause.body()))
 	}
 	s.logAccess(r, id, start, status, sent)
 	if m := s.opts.Metrics; m != nil {
-		m.Record(r.Method, status, age)
+		m.Record(r.Method, status, time.Since(start))
 	}
-	s.recycle("timeout")
 }
 
 func (s *Server) recycle(reason string) {
@@ -149,35 +184,106 @@ func requestID(given string) string {
 	return string(h[:])
 }
 
+// cause is what a request was waiting on when it timed out.
+type cause string
+
+const (
+	causeHandler  cause = "handler"       // the handler itself: stuck
+	causeBody     cause = "request_body"  // the client, to send the body
+	causeResponse cause = "response_read" // the client, to read the answer
+)
+
+// timeoutBody and clientTimeoutBody answer a timed-out request that had no
+// answer yet.
+const (
+	timeoutBody       = "503 Service Unavailable: the request timed out\n"
+	clientTimeoutBody = "408 Request Timeout: the request body did not arrive in time\n"
+)
+
+func (c cause) status() int {
+	if c == causeHandler {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusRequestTimeout
+}
+
+func (c cause) body() string {
+	if c == causeHandler {
+		return timeoutBody
+	}
+	return clientTimeoutBody
+}
+
+// body is a request body that tells its responseWriter when the handler is
+// blocked reading it: a timeout then blames the client.
+type body struct {
+	io.ReadCloser
+	rw *responseWriter
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	b.rw.bodyReads.Add(1)
+	defer b.rw.bodyReads.Add(-1)
+	return b.ReadCloser.Read(p)
+}
+
 // responseWriter records status and size for the access log and lets the
 // timeout take over the connection safely while the handler still runs.
 // Its lock orders the handler's writes against the timeout's.
 type responseWriter struct {
 	http.ResponseWriter
-	// The request, for the timeout, and its place among the requests in
-	// flight (inflight's list, guarded by its lock).
+	srv *Server
+	// The request, for the timeout; cancel, if set, cancels its context
+	// alone (HTTP/2); its place among the requests in flight (inflight's
+	// list, guarded by its lock).
 	req        *http.Request
+	cancel     context.CancelFunc
 	id         string
 	start      time.Time
+	deadline   time.Time
 	prev, next *responseWriter
 	listed     bool
+	// clientCutOff: the timeout answered the client and failed the
+	// handler's I/O; the timer goroutine alone uses it.
+	clientCutOff bool
+
+	// What the handler is blocked on, read by the timeout without the lock
+	// (a handler blocked in Write holds it).
+	bodyReads atomic.Int32 // reads of the request body in progress
+	writing   atomic.Bool  // a write to the connection in progress
+	timedOut  atomic.Bool  // the timeout is taking over: refuse writes
 
 	mu       sync.Mutex
 	status   int
 	bytes    int64
 	started  bool // the response header has been written
 	done     bool // the handler returned, or the timeout took over
+	returned bool // the handler returned
 	hijacked bool
+}
+
+// refuse reports whether the handler may no longer write (under mu).
+func (w *responseWriter) refuse() bool { return w.done || w.timedOut.Load() }
+
+// beginResponse is called, under mu, before the first byte of the answer:
+// while the server drains, the answer closes the connection, so that the
+// client does not send on it again.
+func (w *responseWriter) beginResponse() {
+	if !w.started && w.srv.draining.Load() {
+		w.ResponseWriter.Header()["Connection"] = closeValue
+	}
+	w.started = true
 }
 
 func (w *responseWriter) WriteHeader(code int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.done || w.started {
+	if w.refuse() || w.started {
 		return
 	}
 	if code >= 200 || code == http.StatusSwitchingProtocols {
-		w.started, w.status = true, code
+		w.beginResponse()
+		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -185,11 +291,13 @@ func (w *responseWriter) WriteHeader(code int) {
 func (w *responseWriter) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.done {
+	if w.refuse() {
 		return 0, http.ErrHandlerTimeout
 	}
-	w.started = true
+	w.beginResponse()
+	w.writing.Store(true)
 	n, err := w.ResponseWriter.Write(b)
+	w.writing.Store(false)
 	w.bytes += int64(n)
 	return n, err
 }
@@ -198,11 +306,13 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 func (w *responseWriter) Flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.done {
+	if w.refuse() {
 		return
 	}
-	w.started = true
+	w.beginResponse()
+	w.writing.Store(true)
 	http.NewResponseController(w.ResponseWriter).Flush()
+	w.writing.Store(false)
 }
 
 // Hijack hands the connection to the handler (websockets); from then on
@@ -210,7 +320,7 @@ func (w *responseWriter) Flush() {
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.done {
+	if w.refuse() {
 		return nil, nil, http.ErrHandlerTimeout
 	}
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
@@ -227,52 +337,106 @@ func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 
 // finish marks the handler as returned and reports whether the request is
 // still this writer's to log (not timed out; hijacked ones are logged).
+// An answer the handler left empty is still to be written: while the
+// server drains, it closes the connection too.
 func (w *responseWriter) finish() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.returned = true
 	if w.done && !w.hijacked {
 		return false
+	}
+	if !w.done && !w.started && w.srv.draining.Load() {
+		w.ResponseWriter.Header()["Connection"] = closeValue
 	}
 	w.done = true
 	return true
 }
 
+// waitingOn says what the handler is blocked on, as the timeout sees it.
+func (w *responseWriter) waitingOn() cause {
+	switch {
+	case w.bodyReads.Load() > 0:
+		return causeBody
+	case w.writing.Load():
+		return causeResponse
+	}
+	return causeHandler
+}
+
+// recheck gives the handler one more timeout to return, unless it has
+// returned already.
+func (w *responseWriter) recheck(f *inflight) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.returned {
+		f.add(w, time.Now())
+	}
+}
+
 // expire is the timeout taking over. When no response has started it
-// writes a whole 503 with "Connection: close" on the hijacked connection,
-// so the client is answered and does not reuse it; otherwise it closes the
-// connection, so the client sees a truncated response rather than waiting
-// forever. It returns the status already sent (0 if none), the bytes sent,
-// and false if the handler had finished or hijacked first.
-func (w *responseWriter) expire() (status int, bytes int64, ok bool) {
+// writes a whole 503 (408 when the client is the slow one) with
+// "Connection: close" on the hijacked connection, so the client is
+// answered and does not reuse it; otherwise it closes the connection, so
+// the client sees a truncated response rather than waiting forever. The
+// handler's read of the body or write of the answer, if it is blocked in
+// one, fails, and its context is canceled. It returns the status already
+// sent (0 if none), the bytes sent, and false if the handler had finished
+// or hijacked first.
+func (w *responseWriter) expire(c cause) (status int, bytes int64, ok bool) {
+	w.timedOut.Store(true)
+	if c == causeResponse {
+		// The handler holds the lock while it writes: fail the write so
+		// that it lets go.
+		http.NewResponseController(w.ResponseWriter).SetWriteDeadline(aLongTimeAgo)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
 		return 0, 0, false
 	}
 	w.done = true
+	defer w.cancelContext()
 	if w.started {
 		status, bytes = w.status, w.bytes
 	}
-	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	// Hijacking also interrupts a read of the body in progress.
+	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		// HTTP/2 has no connection to take over: answer on the stream,
 		// which net/http then ends when the server closes or the worker
 		// exits.
 		if !w.started {
 			w.ResponseWriter.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w.ResponseWriter, timeoutBody)
+			w.ResponseWriter.WriteHeader(c.status())
+			io.WriteString(w.ResponseWriter, c.body())
 			http.NewResponseController(w.ResponseWriter).Flush()
 		}
 		return status, bytes, true
 	}
-	defer c.Close()
+	if cn := connOf(nc); cn != nil {
+		cn.setOurs()
+	}
 	if !w.started {
-		brw.WriteString("HTTP/1.1 503 Service Unavailable\r\n" +
+		body := c.body()
+		brw.WriteString("HTTP/1.1 " + strconv.Itoa(c.status()) + " " + http.StatusText(c.status()) + "\r\n" +
 			"Content-Type: text/plain; charset=utf-8\r\n" +
-			"Content-Length: " + strconv.Itoa(len(timeoutBody)) + "\r\n" +
-			"Connection: close\r\n\r\n" + timeoutBody)
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n" +
+			"Connection: close\r\n\r\n" + body)
 		brw.Flush()
 	}
+	// A client still sending the body finds the connection half-closed
+	// and its input drained for a while: the answer is not lost to a reset.
+	nc.Close()
 	return status, bytes, true
+}
+
+// cancelContext cancels the request's context: its own (HTTP/2), or that
+// of its connection, which carries no other request.
+func (w *responseWriter) cancelContext() {
+	if w.cancel != nil {
+		w.cancel()
+	} else if c := connFrom(w.req.Context()); c != nil && c.cancel != nil {
+		c.cancel()
+	}
 }

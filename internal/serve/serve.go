@@ -1,7 +1,10 @@
 // Package serve runs an http.Server the way both a prod worker and the dev
 // server need it: one JSON access-log line per request, a request id, a
-// per-request timeout answered 503, and a drain that serves every connection
-// the kernel had already queued before it stops accepting.
+// per-request timeout answered 503 (408 when the client is the slow one),
+// and a drain that loses no request: it serves every connection the kernel
+// had already queued, answers each request still arriving on keep-alive
+// connections with "Connection: close", and closes idle connections only
+// after a grace, never with a reset (conn.go).
 package serve
 
 import (
@@ -30,8 +33,8 @@ const (
 	// long enough to take every connection already queued in the kernel,
 	// short enough that connections made after a stop are refused.
 	acceptDrainWindow = 100 * time.Millisecond
-	// drainPoll is how often Drain checks whether connections remain.
-	drainPoll = 10 * time.Millisecond
+	// drainPoll is how often Drain looks at the connections that remain.
+	drainPoll = 25 * time.Millisecond
 )
 
 // Options configure a Server. The zero value serves without a request
@@ -97,15 +100,25 @@ type Server struct {
 	opts     Options
 	handler  http.Handler
 	srv      *http.Server
-	lns      []*drainListener
+	lns      []*listener
 	serving  sync.WaitGroup
-	conns    atomic.Int64 // open connections, hijacked ones excluded
 	requests atomic.Uint64
 	active   atomic.Int64
 	recycled atomic.Bool
 	slots    chan struct{} // one element per open connection, when MaxConns > 0
 	inflight *inflight     // requests being served, when Timeout > 0
-	draining chan struct{} // closed when Drain starts
+
+	mu    sync.Mutex
+	conns map[*conn]struct{} // open, hijacked ones included
+
+	draining     atomic.Bool   // Drain has started: answers carry Connection: close
+	drainStarted chan struct{} // closed when Drain starts
+	ended        drainCounts   // how connections ended since the drain started
+}
+
+// drainCounts counts how connections ended during a drain.
+type drainCounts struct {
+	afterResponse, idle, byClient atomic.Int64
 }
 
 // New returns a Server for h; Serve starts it.
@@ -116,7 +129,7 @@ func New(h http.Handler, opts Options) *Server {
 	if opts.KeepAlive == 0 {
 		opts.KeepAlive = DefaultKeepAlive
 	}
-	s := &Server{opts: opts, handler: h, draining: make(chan struct{})}
+	s := &Server{opts: opts, handler: h, conns: make(map[*conn]struct{}), drainStarted: make(chan struct{})}
 	if opts.MaxConns > 0 {
 		s.slots = make(chan struct{}, opts.MaxConns)
 	}
@@ -128,12 +141,10 @@ func New(h http.Handler, opts Options) *Server {
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		IdleTimeout:       opts.KeepAlive,
 		ErrorLog:          zap.NewStdLog(opts.Logger.Named("http")),
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			switch st {
-			case http.StateNew:
-				s.conns.Add(1)
-			case http.StateClosed, http.StateHijacked:
-				s.conns.Add(-1)
+		ConnContext:       connContext,
+		ConnState: func(nc net.Conn, st http.ConnState) {
+			if c := connOf(nc); c != nil {
+				c.setState(st)
 			}
 		},
 	}
@@ -154,17 +165,17 @@ func New(h http.Handler, opts Options) *Server {
 // Serve accepts on every listener in the background and returns at once.
 func (s *Server) Serve(lns []net.Listener) {
 	for _, ln := range lns {
-		dl := &drainListener{Listener: ln, slots: s.slots, draining: s.draining}
-		s.lns = append(s.lns, dl)
+		l := &listener{Listener: ln, srv: s}
+		s.lns = append(s.lns, l)
 		s.serving.Go(func() {
 			var err error
 			switch {
 			case s.opts.TLS != nil:
-				err = s.srv.ServeTLS(dl, "", "")
+				err = s.srv.ServeTLS(l, "", "")
 			case s.opts.Hardened:
-				err = s.srv.Serve(strict.Listener(dl))
+				err = s.srv.Serve(strict.Listener(l))
 			default:
-				err = s.srv.Serve(dl)
+				err = s.srv.Serve(l)
 			}
 			if !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, errDrained) {
 				s.opts.Logger.Error("serve", zap.String("addr", ln.Addr().String()), zap.Error(err))
@@ -180,110 +191,104 @@ func (s *Server) Requests() uint64 { return s.requests.Load() }
 // their goroutines are still running).
 func (s *Server) Active() int64 { return s.active.Load() }
 
-// Drain stops the server gracefully and returns once every connection is
-// closed, or ctx is done (then it closes the rest and returns ctx's error).
+// Drain stops the server gracefully, losing no request a client sent (see
+// IdleGrace for how connections are closed), and returns once every
+// connection is closed, or ctx is done: it then closes the rest, requests
+// in flight included, and returns ctx's error. It logs how the
+// connections ended.
 //
 // It first accepts every connection the kernel has already queued on the
 // listeners: closing a listener with a non-empty queue resets those
-// connections, which a graceful stop must not do. Then it turns keep-alives
-// off, which closes idle connections and makes every other one close after
-// its next response. A connection that has sent nothing yet (a client's
-// spare, dialled ahead of need) counts as idle once it is 5 s old, as in
-// http.Server.Shutdown. Shutdown itself is not used: it drops (closes
-// without an answer) any request it reads after it began, and a connection
-// just taken from the queue may not have sent its request yet. Requests
-// that timed out are not waited for.
+// connections. From then on, every answer carries "Connection: close",
+// and connections quiet for IdleGrace are closed. http.Server.Shutdown is
+// not used: it closes idle connections at once, and drops (closes without
+// an answer) any request it reads after it began. Requests that timed out
+// are not waited for; connections the app hijacked (WebSockets) neither.
 func (s *Server) Drain(ctx context.Context) error {
-	deadline := time.Now().Add(acceptDrainWindow)
-	close(s.draining)
-	for _, ln := range s.lns {
-		ln.drain(deadline)
+	start := time.Now()
+	s.draining.Store(true)
+	close(s.drainStarted)
+	for _, l := range s.lns {
+		l.drain(start.Add(acceptDrainWindow))
 	}
 	s.serving.Wait()
+	grace := IdleGrace
+	if deadline, ok := ctx.Deadline(); ok {
+		grace = min(grace, time.Until(deadline)/2)
+	}
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
 	for {
-		// Each call closes the connections idle by then.
-		s.srv.SetKeepAlivesEnabled(false)
-		if s.conns.Load() == 0 {
+		open := s.sweep(time.Now(), grace)
+		if open == 0 {
+			s.logDrained(start, 0)
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			s.srv.Close()
+			s.logDrained(start, open)
 			return ctx.Err()
 		case <-t.C:
 		}
 	}
 }
 
-// Close stops the server at once, dropping connections in flight.
-func (s *Server) Close() error { return s.srv.Close() }
-
-// errDrained ends a Serve loop once its listener's queue is drained.
-var errDrained = errors.New("serve: listener drained")
-
-// drainListener lets Drain empty the accept queue before Serve closes it:
-// with a deadline slightly ahead, Accept returns every connection already
-// queued without waiting, and the first timeout after that ends Serve.
-//
-// With slots (Options.MaxConns) it also holds back: Accept first takes a
-// slot, which the connection gives back when closed, so a busy process
-// leaves new connections in the kernel's queue for another (as
-// x/net/netutil.LimitListener). Once draining is closed, Accept takes
-// connections without a slot: the queue must be emptied, not reset.
-type drainListener struct {
-	net.Listener
-	slots    chan struct{}
-	draining chan struct{}
-	drained  atomic.Bool
+// sweep passes every connection to conn.sweep and returns how many are
+// open, not counting those the app hijacked.
+func (s *Server) sweep(now time.Time, grace time.Duration) (open int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.sweep(now, grace) {
+			open++
+		}
+	}
+	return open
 }
 
-func (l *drainListener) drain(deadline time.Time) {
-	l.drained.Store(true)
-	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
-		d.SetDeadline(deadline)
+// release forgets a closed connection: its slot is free, its contexts
+// canceled, and, during a drain, how it ended is counted.
+func (s *Server) release(c *conn) {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	if c.slot {
+		<-s.slots
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if !s.draining.Load() {
 		return
 	}
-	l.Listener.Close()
+	switch idle, state := c.ending(); {
+	case idle:
+		s.ended.idle.Add(1)
+	case state == http.StateActive || state == http.StateHijacked:
+		s.ended.afterResponse.Add(1)
+	case state == http.StateNew || state == http.StateIdle:
+		s.ended.byClient.Add(1)
+	}
 }
 
-func (l *drainListener) Accept() (net.Conn, error) {
-	slot := false
-	if l.slots != nil {
-		select {
-		case l.slots <- struct{}{}:
-			slot = true
-		case <-l.draining:
-		}
+// logDrained logs how the drain's connections ended; dropped were open at
+// its deadline.
+func (s *Server) logDrained(start time.Time, dropped int) {
+	fields := []zap.Field{
+		zap.Int64("closed_after_response", s.ended.afterResponse.Load()),
+		zap.Int64("closed_idle", s.ended.idle.Load()),
+		zap.Int64("closed_by_client", s.ended.byClient.Load()),
+		zap.Int("dropped", dropped),
+		zap.Duration("duration", time.Since(start)),
 	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		if slot {
-			<-l.slots
-		}
-		if l.drained.Load() {
-			return nil, errDrained
-		}
-		return nil, err
+	if dropped > 0 {
+		fields = append(fields, zap.Int64("requests_in_flight", s.Active()))
+		s.opts.Logger.Warn("drained: connections dropped at the graceful timeout", fields...)
+		return
 	}
-	if slot {
-		return &slotConn{Conn: c, slots: l.slots}, nil
-	}
-	return c, nil
+	s.opts.Logger.Info("drained", fields...)
 }
 
-// slotConn gives its listener's slot back when closed, once.
-type slotConn struct {
-	net.Conn
-	slots    chan struct{}
-	released atomic.Bool
-}
-
-func (c *slotConn) Close() error {
-	err := c.Conn.Close()
-	if c.released.CompareAndSwap(false, true) {
-		<-c.slots
-	}
-	return err
-}
+// Close stops the server at once, dropping connections in flight.
+func (s *Server) Close() error { return s.srv.Close() }

@@ -234,6 +234,9 @@ func (c *conn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// NetConn returns the connection being checked, as tls.Conn.NetConn does.
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
 // CloseWrite lets net/http half-close the connection as it does a
 // *net.TCPConn.
 func (c *conn) CloseWrite() error {
