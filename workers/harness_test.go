@@ -67,6 +67,22 @@ func testApp() {
 		leakMu.Unlock()
 		fmt.Fprintf(w, "leaked %d MiB", mb)
 	})
+	// waitctx waits for its request's context to end, and says when on
+	// stderr (relayed by the master as "worker output").
+	app.HandleFunc("GET /waitctx", func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		<-r.Context().Done()
+		fmt.Fprintf(os.Stderr, "context canceled after %s\n", time.Since(start))
+	})
+	// upload reads the whole body.
+	app.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "upload: %v\n", err)
+			return
+		}
+		fmt.Fprintf(w, "%d bytes", len(b))
+	})
 	// stuck never returns: the per-request timeout must answer for it.
 	app.HandleFunc("GET /stuck", func(http.ResponseWriter, *http.Request) { select {} })
 	// wedge spins without a function call; run with GOMAXPROCS=1 and

@@ -17,11 +17,16 @@ import (
 )
 
 func main() {
+	server.Main(newApp())
+}
+
+// newApp is the demo app.
+func newApp() *server.App {
 	app := server.NewApp()
 	app.HandleFunc("GET /healthz", healthz)
 	app.MountAuth("/api/token")
 	app.Handle("GET /hello/", auth.Required(http.HandlerFunc(hello)))
-	server.Main(app)
+	return app
 }
 
 // healthz answers 200 "ok" while the process serves: for load balancers

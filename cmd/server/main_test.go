@@ -45,6 +45,10 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
+	if os.Getenv(envHandoverApp) != "" {
+		handoverApp()
+		return
+	}
 	os.Exit(proctest.Run(m))
 }
 
