@@ -11,7 +11,7 @@ import (
 )
 
 // printMachine prints what the figures depend on: the CPU, the cores, Go,
-// the kernel, the load average before the run, the load generator, and
+// the kernel, the load average before the run, the load generators, and
 // the commit built.
 func (b *bench) printMachine(w io.Writer) {
 	fmt.Fprintf(w, "cpu:     %s, %d cores\n", cpuModel(), runtime.NumCPU())
@@ -19,6 +19,7 @@ func (b *bench) printMachine(w io.Writer) {
 	fmt.Fprintf(w, "kernel:  %s\n", firstLine("/proc/sys/kernel/osrelease"))
 	fmt.Fprintf(w, "loadavg: %s (before the run)\n", firstLine("/proc/loadavg"))
 	fmt.Fprintf(w, "load:    %s, %d keep-alive connections\n", b.loadDesc, conns)
+	fmt.Fprintf(w, "reloads: %s, %d keep-alive connections, no retries\n", b.reloadDesc(), conns)
 	fmt.Fprintf(w, "tree:    %s\n", b.revision())
 }
 
@@ -34,13 +35,24 @@ func (b *bench) revision() string {
 
 // describeLoad names the load generator in use.
 func (b *bench) describeLoad() string {
-	if b.wrkBin == "" {
+	switch {
+	case b.wrkBin == "" && b.opts.load == "go":
+		return "Go generator (-load go)"
+	case b.wrkBin == "":
 		return "Go generator (wrk not found)"
 	}
 	out, _ := exec.Command(b.wrkBin, "-v").CombinedOutput() // exits 1 after printing its version
 	version, _, _ := strings.Cut(string(out), "\n")
 	version, _, _ = strings.Cut(version, " Copyright")
 	return fmt.Sprintf("%s (%s -t1 --latency)", strings.TrimSpace(version), b.wrkBin)
+}
+
+// reloadDesc names the clients of the reload rows.
+func (b *bench) reloadDesc() string {
+	if b.reloadWrk == "" {
+		return "loadgen clients (Go); wrk rows skipped (wrk not on PATH)"
+	}
+	return "loadgen clients (Go), then wrk"
 }
 
 // cpuModel is the first "model name" of /proc/cpuinfo.

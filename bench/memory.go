@@ -54,3 +54,14 @@ func children(pid int) []int {
 	}
 	return out
 }
+
+// gone reports whether pid has exited: it has no /proc entry, or it is a
+// zombie waiting to be reaped.
+func gone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) == 0 || f[0] == "Z" || f[0] == "X"
+}

@@ -25,11 +25,15 @@ type groups struct {
 }
 
 // start starts cmd as the leader of a new process group that killAll
-// kills.
+// kills. Attributes cmd already has (loadgen.WrkCommand's) are kept.
 func (g *groups) start(cmd *exec.Cmd) error {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid, cmd.SysProcAttr.Pgid = true, 0
 	// Pdeathsig is a backstop for a harness killed by SIGKILL, where no
 	// deferred killAll runs; it reaches the leader only.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	// Holding the lock across Start leaves killAll no gap between a
 	// started process and its record.
 	g.mu.Lock()

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/remuda/remuda/internal/loadgen"
 )
 
 // side is one half of a throughput comparison.
@@ -86,7 +88,7 @@ func (b *bench) drive(ctx context.Context, s *side) (measure, error) {
 // loadCmd says how each side is driven.
 func (b *bench) loadCmd() string {
 	if b.wrkBin != "" {
-		return fmt.Sprintf("wrk -t1 -c%d -d%ds --latency", conns, wrkSeconds(b.opts.duration))
+		return fmt.Sprintf("wrk -t1 -c%d -d%ds --latency", conns, loadgen.WrkSeconds(b.opts.duration))
 	}
 	return fmt.Sprintf("Go generator, %d connections, %v", conns, b.opts.duration)
 }
