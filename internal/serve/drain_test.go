@@ -338,3 +338,19 @@ func TestHandlerHangingAfterClientCutOffIsRecycled(t *testing.T) {
 		t.Fatal("a handler hanging after its client was cut off was not recycled")
 	}
 }
+
+// A handler that answers without reading a declared body is answered at
+// once: the body wrapper the timeout needs must not hide net/http's own
+// body from it (net/http would then try to read the body before answering).
+func TestAnswerWithoutReadingBody(t *testing.T) {
+	_, url := serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+	}), Options{Timeout: 10 * time.Second})
+	k := dialKeepAlive(t, url)
+	io.WriteString(k.c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 20971520\r\n\r\n")
+	k.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	resp, err := http.ReadResponse(k.br, nil)
+	if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("got %v %v, want the handler's 413 at once", resp, err)
+	}
+}

@@ -59,17 +59,24 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rw := &responseWriter{ResponseWriter: w, srv: s, status: http.StatusOK, req: r, id: id, start: start}
 	if s.inflight != nil {
-		if r.Body != http.NoBody && r.Body != nil {
-			r.Body = &body{ReadCloser: r.Body, rw: rw}
-		}
 		if r.ProtoMajor == 2 {
 			// The streams of an HTTP/2 connection share its context:
 			// a timeout cancels this request's alone.
 			ctx, cancel := context.WithCancel(r.Context())
 			defer cancel()
 			r = r.WithContext(ctx)
-			rw.req, rw.cancel = r, cancel
+			rw.cancel = cancel
 		}
+		if r.Body != http.NoBody && r.Body != nil {
+			if r == rw.req {
+				// A copy: after the handler, net/http looks at the
+				// original's body to decide whether what is left of it
+				// can be discarded.
+				r = r.WithContext(r.Context())
+			}
+			r.Body = &body{ReadCloser: r.Body, rw: rw}
+		}
+		rw.req = r
 		s.inflight.add(rw, start)
 		defer s.inflight.remove(rw)
 	}
