@@ -4,21 +4,25 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/remuda/remuda/internal/loadgen"
 	"github.com/remuda/remuda/internal/proctest"
 )
 
@@ -154,27 +158,34 @@ func writeDevApp(t *testing.T, dir, src string) {
 	}
 }
 
+// devAppSource is an app whose handler answers "<answer> pid <PID>": an
+// answer tells which code served it, and in which process.
 func devAppSource(answer string) string {
 	return fmt.Sprintf(`package main
 
 import (
-	"io"
+	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/remuda/remuda/server"
 )
 
 func main() {
 	app := server.NewApp()
-	app.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, %q) })
+	app.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "%%s pid %%d", %q, os.Getpid()) })
 	server.Main(app)
 }
 `, answer)
 }
 
-// TestDevReload builds a real app module, runs it in dev, edits it under
-// load, and checks the new code is served by the same process without a
-// failed request; then breaks it and checks the old code keeps serving.
+// TestDevReload builds a real app module, runs it in dev, and edits its
+// handler 6 times, one edit a compile error, under a load of clients that
+// never retry, on keep-alive and on fresh connections. Every good edit is
+// served within seconds by the same process, the bad one leaves the
+// previous code serving with the compiler's message in the log, no request
+// fails, and every answer comes from the code before or after the edit
+// being made.
 func TestDevReload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Go code")
@@ -183,6 +194,7 @@ func TestDevReload(t *testing.T) {
 	if err != nil {
 		t.Skip("no go command")
 	}
+	began := time.Now()
 	repo, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +219,10 @@ func TestDevReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeDevApp(t, mod, devAppSource("v1"))
-	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"))
+	// The dev server's rebuilds inherit these. Without DWARF (-w) a link
+	// takes half the time, and the builds under the busy loops below are
+	// most of this test's duration; what is tested is the swap.
+	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod -ldflags=-w"))
 	t.Setenv("GOPROXY", "off")
 	bin := filepath.Join(t.TempDir(), "devapp")
 	build := exec.Command(goCmd, "build", "-o", bin, ".")
@@ -215,131 +230,295 @@ func TestDevReload(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	t.Logf("first build: %v", time.Since(began))
 
 	t.Run("unavailable outside the source tree", func(t *testing.T) {
 		elsewhere := t.TempDir()
 		t.Chdir(elsewhere)
 		addr := proctest.FreeAddr(t)
-		p := proctest.Start(t, bin, nil, "run", "--bind", addr)
+		p := proctest.Start(t, bin, nil, "run", "--bind", addr, "--access-log", "")
 		p.WaitFor(t, 10*time.Second, 1, "unavailable", func(l proctest.Line) bool {
 			return strings.Contains(l.Raw, "reload on code change unavailable") && strings.Contains(l.Raw, "no go.mod")
 		})
 		p.WaitFor(t, 10*time.Second, 1, "listening", func(l proctest.Line) bool { return strings.Contains(l.Raw, "listening") })
-		if code, body, err := proctest.Get("http://"+addr+"/", 5*time.Second); err != nil || body != "v1" {
+		if code, body, err := proctest.Get("http://"+addr+"/", 5*time.Second); err != nil || !strings.HasPrefix(body, "v1 ") {
 			t.Errorf("GET /: %d %q %v, want v1", code, body, err)
 		}
 	})
 
 	t.Chdir(mod)
+	// The dev server's TMPDIR: its build directory is made there.
+	tmp := t.TempDir()
 	addr := proctest.FreeAddr(t)
-	url := "http://" + addr + "/"
-	p := proctest.Start(t, bin, nil, "run", "--bind", addr)
+	// No access log: the load's hundred thousand lines would only cost CPU.
+	p := proctest.Start(t, bin, []string{"TMPDIR=" + tmp}, "run", "--bind", addr, "--access-log", "")
 	p.WaitFor(t, 10*time.Second, 1, "listening", func(l proctest.Line) bool { return strings.Contains(l.Raw, "listening") })
-	if _, body, err := proctest.Get(url, 5*time.Second); body != "v1" {
-		t.Fatalf("GET /: %q %v, want v1", body, err)
+	pid := p.Pid()
+	answer := func(v string) string { return fmt.Sprintf("%s pid %d", v, pid) }
+
+	// The edits, in order; serves is the code that answers once the edit is
+	// taken: a broken edit leaves the previous one.
+	edits := []struct {
+		name, src, serves string
+	}{
+		{name: "v2", src: devAppSource("v2"), serves: "v2"},
+		{name: "v3", src: devAppSource("v3"), serves: "v3"},
+		{name: "broken", src: devAppSource("v4") + "\nfunc broken( {\n", serves: "v3"},
+		{name: "v4 (the fix)", src: devAppSource("v4"), serves: "v4"},
+		{name: "v5", src: devAppSource("v5"), serves: "v5"},
+		{name: "v6", src: devAppSource("v6"), serves: "v6"},
+	}
+	// Phase i runs from edit i (0: the start) to the next: a request begun
+	// in it is answered by the code before the edit or after it.
+	allowed := [][]string{{answer("v1")}}
+	for i, e := range edits {
+		prev := allowed[i][len(allowed[i])-1]
+		allowed = append(allowed, []string{prev, answer(e.serves)})
 	}
 
-	// Fresh connections, one after the other, from 4 clients.
-	var (
-		ok, failed atomic.Int64
-		mu         sync.Mutex
-		lastBody   string
-		errs       []string
-		stop       = make(chan struct{})
-		wg         sync.WaitGroup
-	)
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code, body, err := proctest.Get(url, 10*time.Second)
-				mu.Lock()
-				if err != nil || code != 200 {
-					failed.Add(1)
-					if len(errs) < 10 {
-						errs = append(errs, fmt.Sprintf("%d %v", code, err))
-					}
-				} else {
-					ok.Add(1)
-					lastBody = body
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	// And keep-alive connections, as a browser or a proxy holds them.
+	// The swaps compete for the 2 cores with 2 busy loops, from the first
+	// edit to the last (the app's first build above, which may compile
+	// Remuda and its dependencies, runs without: the rebuilds that follow
+	// only compile main.go and link).
+	proctest.BusyLoops(t, 2)
 	ctx, cancel := context.WithCancel(context.Background())
-	keepAlive := proctest.StartLoad(ctx, url, 4)
-	var kaFailed int64
-	stopLoad := sync.OnceFunc(func() {
-		close(stop)
+	defer cancel()
+	load := startDevLoad(ctx, addr, allowed, 4, 4)
+	stopLoad := sync.OnceValue(func() map[string]devCount {
 		cancel()
-		wg.Wait()
-		t.Logf("fresh connections: %d ok, %d failed %v", ok.Load(), failed.Load(), errs)
-		_, kaFailed = keepAlive.Stop(t)
+		return load.wait()
 	})
-	t.Cleanup(stopLoad)
-	served := func(want string) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return lastBody == want
+	t.Cleanup(func() { stopLoad() })
+	if !proctest.WaitUntil(10*time.Second, func() bool { return load.answered(answer("v1")) }) {
+		t.Fatalf("v1 not answered by the load within 10s")
 	}
 
-	time.Sleep(500 * time.Millisecond) // past the first poll, with load running
-	edit := time.Now()
-	writeDevApp(t, mod, devAppSource("v2"))
-	if !proctest.WaitUntil(20*time.Second, func() bool { return served("v2") }) {
-		t.Fatalf("v2 not served within 20s of the edit")
+	took := make([]time.Duration, len(edits))
+	for i, e := range edits {
+		phase := i + 1
+		load.phase.Store(int64(phase))
+		edit := time.Now()
+		writeDevApp(t, mod, e.src)
+		if e.name == "broken" {
+			// The compiler speaks, and the previous code goes on serving:
+			// the load sees more answers, each checked against it.
+			p.WaitFor(t, 30*time.Second, 1, "build failed", func(l proctest.Line) bool { return strings.Contains(l.Raw, "build failed") })
+			p.WaitFor(t, 5*time.Second, 1, "the compiler's message", func(l proctest.Line) bool {
+				return strings.Contains(l.Raw, "main.go:") && strings.Contains(l.Raw, "syntax error")
+			})
+			took[i] = time.Since(edit)
+			n := load.answers(phase)
+			if !proctest.WaitUntil(10*time.Second, func() bool { return load.answers(phase) >= n+100 }) {
+				t.Fatalf("after the broken edit, fewer than 100 answers in 10s")
+			}
+			continue
+		}
+		want := answer(e.serves)
+		// (Not proctest.Alive to give up early: during the exec, the PID
+		// may look like a zombie's for an instant.)
+		stopped := func(l proctest.Line) bool { return strings.Contains(l.Raw, "server stopped") }
+		proctest.WaitUntil(30*time.Second, func() bool { return load.answered(want) || len(p.Find(stopped)) > 0 })
+		if !load.answered(want) {
+			t.Fatalf("edit %s: %q not served within 30s; the server says %q", e.name, want, p.Find(stopped))
+		}
+		took[i] = load.firstSeen(want).Sub(edit)
 	}
-	t.Logf("edit to v2 served: %v", time.Since(edit))
-	time.Sleep(300 * time.Millisecond)
-	stopLoad()
-	if failed.Load() != 0 || kaFailed != 0 {
-		t.Errorf("%d requests on fresh connections and %d on keep-alive ones failed during the reload, want 0: %v", failed.Load(), kaFailed, errs)
+	// A last moment of load on the last code, then the figures.
+	n := load.answers(len(edits))
+	proctest.WaitUntil(5*time.Second, func() bool { return load.answers(len(edits)) >= n+100 })
+	counts := stopLoad()
+	for i, e := range edits {
+		what := "served"
+		if e.name == "broken" {
+			what = "build failed, compiler's message logged"
+		}
+		t.Logf("edit %d, %s: %s after %v", i+1, e.name, what, took[i].Round(time.Millisecond))
 	}
-	if ok.Load() == 0 {
-		t.Errorf("no request succeeded")
+	for _, kind := range []string{"keep-alive", "fresh"} {
+		c := counts[kind]
+		t.Logf("%s connections: %d ok (%d over a reused connection), %d failed, %d wrong answers; ok by phase %v", kind, c.ok, c.reused, c.failed, c.wrong, c.okByPhase)
+		if c.failed != 0 || c.wrong != 0 {
+			t.Errorf("%s connections: %d requests failed and %d got a wrong answer, want 0: %q", kind, c.failed, c.wrong, c.errs)
+		}
+		for phase, ok := range c.okByPhase {
+			if ok == 0 {
+				t.Errorf("%s connections: no answer in phase %d", kind, phase)
+			}
+		}
 	}
-	reloaded := p.WaitFor(t, 5*time.Second, 1, "reloaded", func(l proctest.Line) bool { return strings.Contains(l.Raw, "reloaded: listening") })
-	if want := fmt.Sprintf(`"pid": %d`, p.Pid()); !strings.Contains(reloaded[0].Raw, want) {
-		t.Errorf("reloaded line %q lacks %s: want the same process", reloaded[0].Raw, want)
+	if c := counts["fresh"]; c.reused != 0 {
+		t.Errorf("%d requests of the fresh-connection clients went over a reused connection, want 0", c.reused)
 	}
-	if !proctest.Alive(p.Pid()) {
-		t.Errorf("dev server %d died", p.Pid())
+	if c := counts["keep-alive"]; c.reused == 0 {
+		t.Errorf("no request of the keep-alive clients reused a connection")
 	}
-	if kids := proctest.Children(p.Pid()); len(kids) != 0 {
-		t.Errorf("after the reload, dev server %d has children %v, want none", p.Pid(), kids)
+
+	// One process all along: every reload in it, and nothing else.
+	reloaded := p.Find(func(l proctest.Line) bool { return strings.Contains(l.Raw, "reloaded: listening") })
+	if len(reloaded) != len(edits)-1 {
+		t.Errorf("%d reloads, want %d", len(reloaded), len(edits)-1)
+	}
+	for _, l := range reloaded {
+		if want := fmt.Sprintf(`"pid": %d`, pid); !strings.Contains(l.Raw, want) {
+			t.Errorf("reloaded line %q lacks %s: want the same process", l.Raw, want)
+		}
+	}
+	if errs := p.Find(func(l proctest.Line) bool { return strings.Contains(l.Raw, "ERROR") }); len(errs) != 0 {
+		t.Errorf("error lines in the log: %q", errs)
+	}
+	if !proctest.Alive(pid) {
+		t.Fatalf("dev server %d died", pid)
+	}
+	if kids := proctest.Children(pid); len(kids) != 0 {
+		t.Errorf("dev server %d has children %v, want none", pid, kids)
 	}
 	if n := strings.Count(stderr(p), "do not use it in production"); n > 1 {
 		t.Errorf("banner printed %d times, want once", n)
 	}
-
-	// A syntax error: the compiler speaks, and v2 goes on.
-	writeDevApp(t, mod, devAppSource("v3")+"\nfunc broken( {\n")
-	p.WaitFor(t, 20*time.Second, 1, "build failed", func(l proctest.Line) bool { return strings.Contains(l.Raw, "build failed") })
-	p.WaitFor(t, 5*time.Second, 1, "compiler message", func(l proctest.Line) bool {
-		return strings.Contains(l.Raw, "main.go:") && strings.Contains(l.Raw, "syntax error")
-	})
-	if code, body, err := proctest.Get(url, 5*time.Second); err != nil || body != "v2" {
-		t.Errorf("after a broken edit, GET /: %d %q %v, want v2", code, body, err)
+	// The build directory holds the running binary and nothing else: each
+	// reload removed its predecessor, each failed build its file.
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buildDirs, _ := filepath.Glob(filepath.Join(tmp, "remuda-dev-*"))
+	if len(buildDirs) != 1 || filepath.Dir(exe) != buildDirs[0] {
+		t.Errorf("build directories %q, running binary %s: want one, holding it", buildDirs, exe)
+	} else if ents, _ := os.ReadDir(buildDirs[0]); len(ents) != 1 {
+		t.Errorf("build directory holds %d files, want only the running binary %s", len(ents), filepath.Base(exe))
 	}
 
-	// Fixed again: v4 is served.
-	writeDevApp(t, mod, devAppSource("v4"))
-	if !proctest.WaitUntil(20*time.Second, func() bool {
-		_, body, _ := proctest.Get(url, 5*time.Second)
-		return body == "v4"
-	}) {
-		t.Errorf("v4 not served within 20s of the fix")
-	}
-	p.Signal(t, 15)
+	p.Signal(t, syscall.SIGTERM)
 	if code := p.Wait(t, 10*time.Second); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "remuda-dev-*")); len(left) != 0 {
+		t.Errorf("build directory %q left after the stop", left)
+	}
+	t.Logf("test duration %v", time.Since(began).Round(time.Millisecond))
+}
+
+// devLoad polls the dev server with clients that never retry
+// (loadgen.Client: net/http's Client would resend a request that failed on
+// a reused connection, and hide the very failures looked for), some on
+// keep-alive connections, some on a fresh connection per request. Every
+// answer is checked against the answers allowed in the phase its request
+// began in.
+type devLoad struct {
+	phase   atomic.Int64 // set by the test before each edit
+	allowed [][]string   // by phase
+	wg      sync.WaitGroup
+
+	mu     sync.Mutex
+	counts map[string]devCount
+	seen   map[string]time.Time // when each answer first came
+}
+
+// devCount is what one kind of client got.
+type devCount struct {
+	ok, failed, wrong int64
+	reused            int64   // ok over a connection that had carried an answer
+	okByPhase         []int64 // ok, by the phase the request began in
+	errs              []string
+}
+
+func startDevLoad(ctx context.Context, addr string, allowed [][]string, keepAlive, fresh int) *devLoad {
+	l := &devLoad{allowed: allowed, counts: map[string]devCount{}, seen: map[string]time.Time{}}
+	start := time.Now()
+	client := func(kind string, closeEach bool) {
+		c := &loadgen.Client{Dial: func() (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }}
+		defer c.Close()
+		for ctx.Err() == nil {
+			phase := l.phase.Load()
+			req, err := http.NewRequest("GET", "http://"+addr+"/", nil)
+			if err != nil {
+				panic(err)
+			}
+			req.Close = closeEach // the server closes after the answer
+			resp, err := c.Do(req)
+			if err == nil && resp.Status != http.StatusOK {
+				err = fmt.Errorf("status %d: %.200s", resp.Status, resp.Body)
+			}
+			l.record(kind, phase, time.Since(start), resp, err)
+		}
+	}
+	for range keepAlive {
+		l.wg.Go(func() { client("keep-alive", false) })
+	}
+	for range fresh {
+		l.wg.Go(func() { client("fresh", true) })
+	}
+	return l
+}
+
+func (l *devLoad) record(kind string, phase int64, at time.Duration, resp *loadgen.Response, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.counts[kind]
+	if c.okByPhase == nil {
+		c.okByPhase = make([]int64, len(l.allowed))
+	}
+	note := func(s string) {
+		if len(c.errs) < 10 {
+			c.errs = append(c.errs, fmt.Sprintf("%.3fs phase %d: %s", at.Seconds(), phase, s))
+		}
+	}
+	var body string
+	if err == nil {
+		body = string(resp.Body)
+	}
+	switch {
+	case err != nil:
+		c.failed++
+		note(err.Error())
+	case !slices.Contains(l.allowed[phase], body):
+		c.wrong++
+		note(fmt.Sprintf("answer %q, want one of %q", body, l.allowed[phase]))
+	default:
+		c.ok++
+		c.okByPhase[phase]++
+		if resp.Reused {
+			c.reused++
+		}
+		if _, ok := l.seen[body]; !ok {
+			l.seen[body] = time.Now()
+		}
+	}
+	l.counts[kind] = c
+}
+
+// answered reports whether the answer has come.
+func (l *devLoad) answered(answer string) bool {
+	return !l.firstSeen(answer).IsZero()
+}
+
+// firstSeen is when the answer first came, or zero.
+func (l *devLoad) firstSeen(answer string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen[answer]
+}
+
+// answers is the number of good answers to requests begun in the phase.
+func (l *devLoad) answers(phase int) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var n int64
+	for _, c := range l.counts {
+		if c.okByPhase != nil {
+			n += c.okByPhase[phase]
+		}
+	}
+	return n
+}
+
+// wait waits for the clients to end (ctx must be done) and returns the
+// counts by kind: "keep-alive" and "fresh".
+func (l *devLoad) wait() map[string]devCount {
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.counts
 }
 
 func TestDevReloadOff(t *testing.T) {

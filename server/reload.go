@@ -23,6 +23,21 @@ package server
 //
 // Only the main module is watched: a replace directive pointing at another
 // directory is not followed.
+//
+// How builds are named: by os.CreateTemp in the build directory. Each build
+// reserves <name>-<random> (created empty with O_EXCL; go build overwrites
+// it), so its name differs from the running binary's and from every earlier
+// build's, and nothing needs to survive the exec for that. The PID and a
+// counter did not do: exec keeps the PID and restarts the counter, so the
+// second reload built over the running binary's own name, removed it as the
+// predecessor's binary, and could not exec it. A failed build removes
+// its file, and the running binary, when a reload built it, is removed just
+// before the exec (Linux keeps a running executable's inode): the directory
+// holds the running binary and the build in progress, if any, and the
+// process that stops rather than reloads removes it. The directory travels
+// in envDevBuildDir and is taken as ours only when the running binary lies
+// in it: a variable set by hand cannot make the server remove another
+// directory.
 
 import (
 	"bufio"
@@ -76,7 +91,11 @@ func takeDevInherited() (devInherited, error) {
 	os.Unsetenv(envDevListenFDS)
 	os.Unsetenv(envDevBuildDir)
 	os.Unsetenv(envDevBuilt)
-	in.buildDir = dir
+	// The directory is ours (close removes it whole) only if a reload
+	// built the running binary there.
+	if dir != "" && filepath.Dir(os.Args[0]) == filepath.Clean(dir) {
+		in.buildDir = dir
+	}
 	in.built, _ = strconv.ParseUint(built, 16, 64)
 	if fds == "" {
 		return in, nil
@@ -245,7 +264,7 @@ func (r *reloader) watch(next chan<- string, stop <-chan struct{}) {
 	defer t.Stop()
 	seen := r.built
 	pending := r.fingerprint() != r.built // changed while the last build ran
-	for n := 0; ; {
+	for {
 		select {
 		case <-stop:
 			return
@@ -262,8 +281,7 @@ func (r *reloader) watch(next chan<- string, stop <-chan struct{}) {
 			continue
 		}
 		pending = false
-		n++
-		bin, err := r.build(n, stop)
+		bin, err := r.build(stop)
 		if err != nil {
 			continue // reported by build; wait for the next change
 		}
@@ -277,10 +295,11 @@ func (r *reloader) watch(next chan<- string, stop <-chan struct{}) {
 	}
 }
 
-// build runs go build for the main package, and returns the new binary's
-// path. A compile error is printed as is, under a line saying so. Closing
-// stop kills the build (the server is stopping).
-func (r *reloader) build(n int, stop <-chan struct{}) (string, error) {
+// build runs go build for the main package into a file of its own (see
+// how builds are named, at the top), and returns the new binary's path. A
+// compile error is printed as is, under a line saying so. Closing stop
+// kills the build (the server is stopping). On failure no file is left.
+func (r *reloader) build(stop <-chan struct{}) (string, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -290,14 +309,21 @@ func (r *reloader) build(n int, stop <-chan struct{}) (string, error) {
 		case <-ctx.Done():
 		}
 	}()
-	bin := filepath.Join(r.buildDir, fmt.Sprintf("%s-%d-%d", r.name, os.Getpid(), n))
 	r.log.Info("sources changed: rebuilding", zap.String("package", r.pkg))
+	f, err := os.CreateTemp(r.buildDir, r.name+"-*")
+	if err != nil {
+		r.log.Warn("no file to build into: still serving the previous code", zap.Error(err))
+		return "", err
+	}
+	bin := f.Name()
+	f.Close()
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, r.goCmd, "build", "-o", bin, r.pkg)
 	cmd.Dir = r.root
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
+		os.Remove(bin)
 		if ctx.Err() != nil {
 			return "", err // stopping: nothing to report
 		}
@@ -368,9 +394,10 @@ func (r *reloader) execReload(bin string, fds []int) error {
 		envDevBuilt+"="+strconv.FormatUint(r.built, 16),
 	)
 	// The running binary, when an earlier reload built it, is ours to
-	// remove: Linux keeps its inode until the exec replaces it.
+	// remove: Linux keeps its inode until the exec replaces it. Builds
+	// never reuse a name, so it is not bin; the check costs nothing.
 	self := os.Args[0]
-	if filepath.Dir(self) == r.buildDir {
+	if filepath.Dir(self) == filepath.Clean(r.buildDir) && self != bin {
 		os.Remove(self)
 	}
 	r.log.Sync()
