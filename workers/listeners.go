@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/cloudflare/tableflip"
+	"golang.org/x/sys/unix"
 
 	"github.com/remuda/remuda/internal/sdnotify"
 	"github.com/remuda/remuda/internal/serve"
@@ -46,11 +47,7 @@ func listen(upg *tableflip.Upgrader, addrs []string) ([]listener, error) {
 		if err := upg.Fds.AddListener(network, addr, tl); err != nil {
 			return fmt.Errorf("listener %s %s: %w", network, addr, err)
 		}
-		filer, ok := ln.(interface{ File() (*os.File, error) })
-		if !ok {
-			return fmt.Errorf("listener %s %s: %T has no file to pass to workers", network, addr, ln)
-		}
-		f, err := filer.File()
+		f, err := workerFile(ln)
 		if err != nil {
 			return fmt.Errorf("listener %s %s: %w", network, addr, err)
 		}
@@ -110,6 +107,40 @@ func listen(upg *tableflip.Upgrader, addrs []string) ([]listener, error) {
 		}
 	}
 	return ls, nil
+}
+
+// workerFile duplicates ln's socket as the file workers inherit.
+//
+// Not with ln's File method: the os package marks the file it returns as
+// a socket it made non-blocking, and its Fd method, which os/exec's Start
+// calls on every ExtraFiles entry, then puts the socket back in blocking
+// mode. That mode belongs to the socket, not to one descriptor: every
+// worker holding it would find it blocking, and a worker calling accept
+// before the next one started (and made it non-blocking again) would block
+// a thread in accept(2) until a connection came, deaf to its drain's
+// deadline: after a reload of an idle server the old workers hung until
+// killed, graceful timeout plus a second later, and the master kept their
+// records, buffers and goroutines all that time. A file made by os.NewFile
+// from a duplicate is left as it is (tableflip passes its files the same
+// way).
+func workerFile(ln net.Listener) (*os.File, error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("%T has no file to pass to workers", ln)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var dup int
+	var dupErr error
+	if err := rc.Control(func(fd uintptr) { dup, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if dupErr != nil {
+		return nil, fmt.Errorf("dup: %w", dupErr)
+	}
+	return os.NewFile(uintptr(dup), "listener"), nil
 }
 
 // passOn records the listeners for the master an upgrade starts.
