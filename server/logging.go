@@ -1,8 +1,10 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,33 +17,71 @@ import (
 // a goroutine dump relayed from a hung worker is hundreds of lines with the
 // same message.
 
-// newLogger builds the process's logger, writing to stderr: zap's
-// development console in dev, JSON lines with level, ts and msg in prod;
-// every line carries the pid. A worker logs with it: its stderr is a pipe
-// to the master, which relays the lines to the error log.
+// newLogger builds a logger writing to stderr: zap's development console
+// in dev, JSON lines with level, ts and msg in prod; every line carries the
+// pid. A worker that failed before it had its own logger says why with it:
+// its stderr is a pipe to the master, which relays the lines to the error
+// log.
 func newLogger(cfg Config) (*zap.Logger, error) {
 	return buildLogger(cfg, zapcore.Lock(os.Stderr))
 }
 
+// logOutput is where an error log writes.
+type logOutput struct {
+	zapcore.WriteSyncer
+	// File returns the file it writes to, as last reopened: the master
+	// hands it to its workers, which write their lines there themselves.
+	File func() *os.File
+	// Reopen reopens the file at its path, for USR1 after logrotate moved
+	// it; nil for stderr.
+	Reopen func() error
+}
+
 // newErrorLog builds the logger of the process that writes cfg.ErrorLog
-// (the dev server, or the prod master). out is where it writes, for the
-// master to relay its workers' lines there too; reopen reopens the file at
-// its path (nil for stderr), for USR1 after logrotate moved it.
-func newErrorLog(cfg Config) (log *zap.Logger, out zapcore.WriteSyncer, reopen func() error, err error) {
+// (the dev server, or the prod master), and where it writes, for the
+// master to relay its workers' stderr there too.
+func newErrorLog(cfg Config) (*zap.Logger, logOutput, error) {
 	if cfg.ErrorLog == "-" {
-		out = zapcore.Lock(os.Stderr)
-		log, err = buildLogger(cfg, out)
-		return log, out, nil, err
+		out := logOutput{WriteSyncer: zapcore.Lock(os.Stderr), File: func() *os.File { return os.Stderr }}
+		log, err := buildLogger(cfg, out)
+		return log, out, err
 	}
 	f := &reopenFile{path: cfg.ErrorLog}
 	if err := f.Reopen(); err != nil {
-		return nil, nil, nil, err
+		return nil, logOutput{}, err
 	}
-	if log, err = buildLogger(cfg, f); err != nil {
+	log, err := buildLogger(cfg, f)
+	if err != nil {
 		f.Close()
-		return nil, nil, nil, err
+		return nil, logOutput{}, err
 	}
-	return log, f, f.Reopen, nil
+	return log, logOutput{WriteSyncer: f, File: f.File, Reopen: f.Reopen}, nil
+}
+
+// workerOutput is where a worker writes its own log and, for "-", its
+// access log: file, the master's log file (workers.LogFile), into which
+// the worker writes each line itself in one write(2), so that no line
+// waits for a master that is stopped (see internal/ipc on lines kept
+// whole). When cfg.ErrorLog is a path, reopen reopens it there (USR1: the
+// master reopened it just before): the worker runs as the same user as
+// its master by then (--user), so it can open whatever its master could,
+// and the master created the new file already. The worker cannot ask the
+// master for its new descriptor (that would take passing fds on the
+// control channel), nor open the master's through /proc/PID/fd (a master
+// that changed user is not dumpable: its /proc entries are root's).
+//
+// With file nil (a master of an older release, which passes none) the
+// lines go to stderr, which the master relays, and there is nothing to
+// reopen.
+func workerOutput(cfg Config, file *os.File) (out zapcore.WriteSyncer, reopen func() error) {
+	switch {
+	case file == nil:
+		return zapcore.Lock(os.Stderr), nil
+	case cfg.ErrorLog == "-":
+		return zapcore.Lock(file), nil
+	}
+	f := &reopenFile{path: cfg.ErrorLog, f: file}
+	return f, f.Reopen
 }
 
 func buildLogger(cfg Config, out zapcore.WriteSyncer) (*zap.Logger, error) {
@@ -65,24 +105,47 @@ func buildLogger(cfg Config, out zapcore.WriteSyncer) (*zap.Logger, error) {
 // the file is opened O_APPEND, so the workers' lines never mix within a
 // line; across workers they arrive a chunk at a time, not in time order.
 // A worker killed by SIGKILL loses its unwritten lines, at most the last
-// second's. On stderr ("-") lines are written one by one: stderr is a pipe
-// the worker's other logs share, where a write over 4 KiB could be split.
+// second's. With "-" lines are written one by one, where the error log
+// goes (in a worker, its master's log file, which may be a pipe: a write
+// over 4 KiB there could be split, a buffered chunk would be).
 const (
 	accessLogBuffer = 64 << 10
 	accessLogFlush  = time.Second
 )
+
+// reopenAll returns a func that calls every non-nil reopen and joins their
+// errors, or nil if there is none.
+func reopenAll(reopens ...func() error) func() error {
+	reopens = slices.DeleteFunc(reopens, func(f func() error) bool { return f == nil })
+	if len(reopens) == 0 {
+		return nil
+	}
+	return func() error {
+		var errs []error
+		for _, f := range reopens {
+			errs = append(errs, f())
+		}
+		return errors.Join(errs...)
+	}
+}
 
 // newAccessLog builds the access log for cfg.AccessLog: nil when empty,
 // stderr for "-" (in the mode's encoding), else JSON lines appended to a
 // file, buffered, that reopen flushes and reopens (USR1, after
 // logrotate). The caller calls the logger's Sync before it exits.
 func newAccessLog(cfg Config) (log *zap.Logger, reopen func() error, err error) {
+	return accessLogTo(cfg, zapcore.Lock(os.Stderr))
+}
+
+// accessLogTo is newAccessLog with "-" meaning std rather than stderr: a
+// worker's log output (workerOutput).
+func accessLogTo(cfg Config, std zapcore.WriteSyncer) (log *zap.Logger, reopen func() error, err error) {
 	pid := zap.Fields(zap.Int("pid", os.Getpid()))
 	switch cfg.AccessLog {
 	case "":
 		return nil, nil, nil
 	case "-":
-		return zap.New(zapcore.NewCore(encoder(cfg.Prod), zapcore.Lock(os.Stderr), zap.InfoLevel), pid), nil, nil
+		return zap.New(zapcore.NewCore(encoder(cfg.Prod), std, zap.InfoLevel), pid), nil, nil
 	}
 	f := &reopenFile{path: cfg.AccessLog}
 	if err := f.Reopen(); err != nil {
@@ -130,6 +193,13 @@ func (r *reopenFile) Reopen() error {
 		old.Close()
 	}
 	return nil
+}
+
+// File returns the file as last reopened.
+func (r *reopenFile) File() *os.File {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f
 }
 
 func (r *reopenFile) Write(p []byte) (int, error) {

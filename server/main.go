@@ -102,7 +102,7 @@ Run "server run -h" for the flags.
 
 // runServer runs the dev server or the prod master until it stops.
 func runServer(app *App, cfg Config, args []string) int {
-	log, logOut, reopenLog, err := newErrorLog(cfg)
+	log, logOut, err := newErrorLog(cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "server run: %v\n", err)
 		return ExitUsage
@@ -130,7 +130,8 @@ func runServer(app *App, cfg Config, args []string) int {
 			PIDFile:     cfg.PIDFile,
 			Logger:      log,
 			Stderr:      logOut,
-			Reopen:      reopenLog,
+			LogFile:     logOut.File,
+			Reopen:      logOut.Reopen,
 			MetricsBind: cfg.MetricsBind,
 			// HUP: flags and environment are the master's own and cannot
 			// change; the config file is read again.
@@ -143,6 +144,9 @@ func runServer(app *App, cfg Config, args []string) int {
 					next.MetricsBind != cfg.MetricsBind || next.ErrorLog != cfg.ErrorLog {
 					log.Warn("bind, pidfile, metrics_bind and error_log changes take a restart or USR2; keeping the old ones")
 				}
+				// Workers write to the master's log file and reopen it at
+				// this path on USR1: it must stay the master's.
+				next.ErrorLog = cfg.ErrorLog
 				return workersConfig(next), nil
 			},
 		}
@@ -188,11 +192,15 @@ func runWorker(app *App) int {
 		if err := json.Unmarshal(wc.App, &cfg); err != nil {
 			return nil, fmt.Errorf("decode config: %w", err)
 		}
-		log, err := newLogger(cfg)
+		// The worker writes its lines to its master's log file itself,
+		// the access log's too when it is "-": none waits for a master
+		// that is stopped.
+		out, reopenLog := workerOutput(cfg, workers.LogFile())
+		log, err := buildLogger(cfg, out)
 		if err != nil {
 			return nil, err
 		}
-		access, reopen, err := newAccessLog(cfg)
+		access, reopenAccess, err := accessLogTo(cfg, out)
 		if err != nil {
 			return nil, err
 		}
@@ -226,7 +234,7 @@ func runWorker(app *App) int {
 			Handler:        harden(app.Handler(), int64(cfg.MaxBodySize), log),
 			Logger:         log,
 			AccessLog:      access,
-			Reopen:         reopen,
+			Reopen:         reopenAll(reopenLog, reopenAccess),
 			TrustedProxies: proxies,
 			Hardened:       true,
 			TLS:            tlsCfg,

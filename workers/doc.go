@@ -8,11 +8,12 @@
 // re-executing the binary it was invoked as (argv[0] made absolute, not
 // os.Executable, so that a symlink-switch deploy reaches new workers) with:
 // the control-protocol version in the environment (the only thing that
-// makes a process a worker; see IsWorker), the control channel at fd 3 and
-// the listening sockets from fd 4. Every worker accepts on the same
-// sockets: the kernel spreads connections, and no worker's exit can reset a
-// connection queued on a socket the others still hold. The wire format of
-// the control channel is documented in internal/ipc.
+// makes a process a worker; see IsWorker), the control channel at fd 3,
+// the listening sockets from fd 4 and the master's log file after them.
+// Every worker accepts on the same sockets: the kernel spreads
+// connections, and no worker's exit can reset a connection queued on a
+// socket the others still hold. The wire format of the control channel is
+// documented in internal/ipc.
 //
 // The master's loop reads like Gunicorn's arbiter: one goroutine owns all
 // state and reacts to signals, worker frames, worker exits and a 100 ms
@@ -33,11 +34,29 @@
 //   - on HUP loads a new Config and starts a new generation; the old one is
 //     told to drain only when every new worker is ready. If a new worker
 //     fails to boot, the new generation is abandoned and the old keeps
-//     serving.
+//     serving;
+//   - notices when it was itself stopped (SIGSTOP, a debugger) or starved:
+//     its tick comes over a second late. It then moves every worker's
+//     deadlines by that time and logs "master was not running, worker
+//     deadlines moved": the heartbeats of that time wait unread in the
+//     workers' sockets, and healthy workers must not be aborted for the
+//     master's own pause.
 //
-// Worker stderr goes through the master: JSON lines pass as they are, any
-// other line (a panic, a stack dump) is wrapped in a JSON line naming the
-// worker, so every line on the master's stderr is one JSON object.
+// # Logs
+//
+// A worker writes its log lines, its access log's too when that is "-",
+// straight to the master's log file, which the master passes it as an
+// inherited file (see LogFile; internal/ipc documents the layout and what
+// keeps lines whole): no line goes through the master, so a master that
+// is stopped never stalls its workers, and the lines of requests served
+// meanwhile are in the log at once. On USR1 the master reopens its file,
+// then each worker reopens the same path; a worker started later inherits
+// the new file. Worker stderr still goes through the master, for what is
+// not a log line: a panic, the Go runtime's stack dump after SIGABRT, a
+// library printing to stderr. The master wraps each such line in a JSON
+// line naming the worker (a JSON line passes as it is), so every line in
+// the log is one JSON object. While the master is stopped that pipe can
+// fill (64 KiB), and a worker writing to its stderr then waits for it.
 //
 // # Signals
 //
@@ -48,7 +67,7 @@
 //	HUP         new generation with a reloaded Config, then retire the old
 //	TTIN, TTOU  one worker more, one fewer
 //	USR1        reopen log files: the master its own (Master.Reopen), then
-//	            every worker (Worker.Reopen: the access log)
+//	            every worker (Worker.Reopen: its log files)
 //	USR2        upgrade the master itself (see below)
 //
 // Workers take TERM (drain) and INT (stop now). They leave QUIT to the Go

@@ -2,6 +2,7 @@ package workers
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +48,15 @@ const (
 	maxBackoff = 10 * time.Second
 	// failureMemory is how long a worker failure counts toward backoff.
 	failureMemory = 10 * time.Second
+	// relayBuffer is the read buffer of a worker's stderr; relayMaxLine
+	// the longest line relayed whole.
+	relayBuffer  = 4 << 10
+	relayMaxLine = 64 << 10
+	// stopNoticed is how late a tick must come for the master to take it
+	// that it was not running, and not count that time against its
+	// workers: a heartbeat's length, a third of the shortest silence
+	// limit.
+	stopNoticed = HeartbeatInterval
 )
 
 // Master is the arbiter of a group of worker processes: it binds the
@@ -74,12 +85,19 @@ type Master struct {
 	// dump of a SIGABRT). If nil, zap.NewNop() is used.
 	Logger *zap.Logger
 	// Stderr receives the lines workers write to stderr that are JSON
-	// already (their own logs), each whole line in one Write. It should be
-	// where Logger writes. If nil, os.Stderr.
+	// already, each whole line in one Write. It should be where Logger
+	// writes. If nil, os.Stderr.
 	Stderr io.Writer
+	// LogFile, if non-nil, returns the file Logger writes to: the master's
+	// stderr, or its log file as last reopened. Every worker started gets a
+	// duplicate of it (see LogFile in a worker) and writes its own log
+	// lines there, so that no worker waits for its master to relay them. It
+	// is called from the master's loop, as Reopen is. If nil, or if it
+	// returns nil, os.Stderr.
+	LogFile func() *os.File
 	// Reopen, if non-nil, is called on USR1, before the signal is passed
 	// on to the workers: it reopens the log files the master writes, after
-	// logrotate moved them.
+	// logrotate moved them. The workers then reopen theirs.
 	Reopen func() error
 	// MetricsBind, if set, is where the master serves /metrics (Prometheus)
 	// and /status (JSON): "host:port" or "unix:/path". A master started by
@@ -109,6 +127,7 @@ type Master struct {
 	lastFail   time.Time // when the last one happened
 	bootFails  int       // boot failures of the first generation
 	nextSpawn  time.Time
+	lastTick   time.Time // when the loop last checked deadlines
 	stopping   bool
 	started    time.Time
 	stderr     io.Writer
@@ -231,6 +250,7 @@ func (m *Master) Run() error {
 
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
+	m.lastTick = time.Now()
 	var watchdogC <-chan time.Time
 	if watchdog > 0 {
 		t := time.NewTicker(watchdog)
@@ -259,7 +279,11 @@ func (m *Master) Run() error {
 			m.upgraded(err)
 		case q := <-m.queries:
 			q.reply <- q.render(m)
-		case now := <-ticker.C:
+		case <-ticker.C:
+			// The tick carries the time it was due, which after a stop is
+			// long past.
+			now := time.Now()
+			m.noticeStop(now)
 			m.checkDeadlines(now)
 		case now := <-watchdogC:
 			// No ping unless workers heartbeat: a wedged service gets
@@ -316,6 +340,7 @@ func (m *Master) reconcile(now time.Time) error {
 		first := m.servingGen == 0
 		m.servingGen, m.servingCfg = m.gen, m.cfg
 		m.log.Info("generation ready", zap.Int("generation", m.gen), zap.Int("workers", m.want))
+		m.freeMemory()
 		if first {
 			m.ready()
 		} else {
@@ -386,6 +411,9 @@ func (m *Master) heartbeat(w *worker, f ipc.Frame, now time.Time) {
 // reap forgets an exited worker and decides what its exit means.
 func (m *Master) reap(w *worker, st *os.ProcessState) error {
 	delete(m.workers, w.pid)
+	if m.handedOver(w) {
+		m.freeMemory()
+	}
 	switch {
 	case w.exit != "":
 		m.tally.exit(w.exit)
@@ -442,6 +470,38 @@ func (m *Master) reap(w *worker, st *os.ProcessState) error {
 	return nil
 }
 
+// handedOver reports whether w, just reaped, was the last worker left of
+// a generation other than the serving one: a reload (or an abandoned one)
+// is then over.
+func (m *Master) handedOver(w *worker) bool {
+	if m.stopping || m.servingGen == 0 || w.gen == m.servingGen {
+		return false
+	}
+	for _, o := range m.workers {
+		if o.gen != m.servingGen {
+			return false
+		}
+	}
+	return true
+}
+
+// freeMemory returns the master's free heap to the kernel, once a
+// generation is ready and once the last worker of an older one has exited
+// (handedOver): the two ends of a reload. A reload allocates for a while
+// (the config read again, each spawn's environment and config, the
+// records, buffers and goroutines of twice the workers), and the Go
+// runtime keeps the heap it grew: garbage piles up to the collector's
+// minimum goal (4 MiB) before a collection, and the pages freed then go
+// back to the kernel only slowly, while the collector's metadata grows
+// with the heap's peak and stays. Between reloads the master's heap is
+// about 1.5 MiB and grows by a few KiB a second (heartbeats); its RSS
+// would otherwise tell more about its busiest reload than about what it
+// holds, past its budget (15 MiB) after a few dozen HUPs in a row. A
+// collection of a heap this small takes a millisecond or two of a loop
+// that has nothing urgent to do (idle workers do the same; see
+// idleMemory).
+func (m *Master) freeMemory() { debug.FreeOSMemory() }
+
 // noteFailure counts a failure and delays the next spawn: not at all for
 // a lone failure, then exponentially up to maxBackoff, so that a worker
 // that cannot start never becomes a fork storm.
@@ -470,7 +530,10 @@ func (m *Master) checkDeadlines(now time.Time) {
 				m.log.Warn("worker did not stop in time", m.fields(w, zap.Duration("waited", w.stopWait))...)
 				m.kill(w)
 			}
-		case w.state == booting && now.Sub(w.started) > cfg.bootTimeout():
+		// A booting worker sends no frame before ready (but a last
+		// "failed"): lastSeen is its start, moved by the master's own
+		// stops (noticeStop).
+		case w.state == booting && now.Sub(w.lastSeen) > cfg.bootTimeout():
 			m.log.Error("worker boot timed out", m.fields(w, zap.Duration("boot_timeout", cfg.bootTimeout()))...)
 			w.exit = exitBootFailed
 			m.abort(w, now)
@@ -479,6 +542,34 @@ func (m *Master) checkDeadlines(now time.Time) {
 			w.exit = exitSilent
 			m.abort(w, now)
 		}
+	}
+}
+
+// noticeStop moves the workers' deadlines by the time the master itself
+// was not running: stopped (SIGSTOP, a debugger) or starved of CPU, which
+// its tick coming far later than due tells. The workers' frames of that
+// time wait unread in their sockets, so every worker would look silent
+// for as long, and healthy ones would be aborted; a worker draining or
+// dumping its stacks may have waited on the master too (its stderr pipe
+// full). A time set before the stop moves by its length, as if it had not
+// passed; one set since (a frame read on the resume) stays.
+func (m *Master) noticeStop(now time.Time) {
+	due := m.lastTick.Add(tick)
+	m.lastTick = now
+	late := now.Sub(due)
+	if late < stopNoticed {
+		return
+	}
+	m.log.Warn("master was not running, worker deadlines moved", zap.Duration("duration", late))
+	move := func(t *time.Time) {
+		if !t.IsZero() && t.Before(due) {
+			*t = t.Add(late)
+		}
+	}
+	for _, w := range m.workers {
+		move(&w.lastSeen)
+		move(&w.stopAt)
+		move(&w.abortAt)
 	}
 }
 
@@ -609,7 +700,8 @@ func (m *Master) fields(w *worker, more ...zap.Field) []zap.Field {
 
 // spawn starts one worker of the newest generation: this binary again, with
 // the protocol version in its environment, the control channel at fd 3, the
-// listeners from fd 4, and its stderr relayed through the master.
+// listeners from fd 4, the master's log file after them, and its stderr
+// relayed through the master.
 func (m *Master) spawn() (*worker, error) {
 	m.nextID++
 	w := &worker{id: m.nextID, gen: m.gen}
@@ -638,6 +730,7 @@ func (m *Master) spawn() (*worker, error) {
 	for _, l := range m.listeners {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, l.file)
 	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, m.logFile()) // at ipc.LogFD
 	// A backstop only: the worker's real cue is EOF on its control channel.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -653,7 +746,7 @@ func (m *Master) spawn() (*worker, error) {
 	app, err := json.Marshal(m.cfg)
 	if err == nil {
 		// The frame is far smaller than the socket buffer: Send does not block.
-		err = w.ctrl.Send(ipc.Frame{Type: ipc.TypeConfig, Worker: w.id, Generation: w.gen, Listeners: len(m.listeners), Config: app})
+		err = w.ctrl.Send(ipc.Frame{Type: ipc.TypeConfig, Worker: w.id, Generation: w.gen, Listeners: len(m.listeners), Log: true, Config: app})
 	}
 	if err != nil {
 		m.log.Error("send config to worker", m.fields(w, zap.Error(err))...)
@@ -675,6 +768,7 @@ func (m *Master) spawn() (*worker, error) {
 		}
 	}()
 	go func() {
+		awaitExit(w.pid)
 		cmd.Wait()
 		w.ctrl.Close()
 		<-readerDone
@@ -684,27 +778,44 @@ func (m *Master) spawn() (*worker, error) {
 	return w, nil
 }
 
-// relay copies a worker's stderr into the log: JSON lines (the worker's
-// own zap output) as they are, anything else (a panic, a SIGABRT stack
-// dump, a library printing to stderr) wrapped in a JSON line of its own,
-// so that every line the master writes is one JSON object.
+// relay copies a worker's stderr into the log: what is not a log line (a
+// panic, a SIGABRT stack dump, a library printing to stderr) wrapped in a
+// JSON line of its own, so that every line the master writes is one JSON
+// object. A JSON line passes as it is: a worker's own log lines go to the
+// log file directly (LogFile), but not those of a worker that fails before
+// it has a logger, or of an older release.
+//
+// Every live worker has a relay, so its read buffer is small: the pipe
+// carries little, and a stack dump's lines are short. A longer line is
+// gathered up to relayMaxLine; past that it comes in pieces, each logged
+// alone.
 func (m *Master) relay(w *worker, r *os.File) {
 	defer r.Close()
 	log := m.log.With(m.fields(w)...)
-	br := bufio.NewReaderSize(r, 64<<10)
-	var out []byte
+	br := bufio.NewReaderSize(r, relayBuffer)
+	var long, out []byte
 	for {
-		// A line longer than the buffer comes in pieces, each logged alone.
-		line, _, err := br.ReadLine()
-		if err != nil {
-			return
-		}
-		if len(line) > 0 && line[0] == '{' && json.Valid(line) {
-			out = append(append(out[:0], line...), '\n')
-			m.stderr.Write(out) // one write: whole lines never interleave
+		chunk, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) && len(long)+len(chunk) < relayMaxLine {
+			long = append(long, chunk...)
 			continue
 		}
-		log.Error("worker output", zap.ByteString("output", line))
+		line := chunk
+		if len(long) > 0 {
+			line = append(long, chunk...)
+			long = nil // rare: not kept
+		}
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte{'\n'}), []byte{'\r'})
+		switch {
+		case len(line) > 0 && line[0] == '{' && json.Valid(line):
+			out = append(append(out[:0], line...), '\n')
+			m.stderr.Write(out) // one write: whole lines never interleave
+		case len(line) > 0 || err == nil:
+			log.Error("worker output", zap.ByteString("output", line))
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
 	}
 }
 

@@ -119,6 +119,9 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	if err != nil {
 		return err
 	}
+	if err := inheritLog(hello); err != nil {
+		return err
+	}
 
 	w, err := boot(cfg)
 	if err != nil {
@@ -151,7 +154,9 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		MaxRequests: maxRequests(cfg),
 		OnRecycle: func(reason string) {
 			log.Info("asking to be recycled", zap.String("reason", reason))
-			ctrl.Send(ipc.Frame{Type: ipc.TypeRecycle, Reason: reason})
+			// Not on the request's goroutine: a Send waits while the
+			// master does not read (stopped, its socket buffer full).
+			go ctrl.Send(ipc.Frame{Type: ipc.TypeRecycle, Reason: reason})
 		},
 		Logger:    log,
 		AccessLog: w.AccessLog,

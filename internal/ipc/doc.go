@@ -11,8 +11,41 @@
 //     version differs refuses to start and exits with code ExitProtocol: the
 //     master must then be upgraded too (USR2), since only a master speaking
 //     the new version can run the new workers;
+//   - fd 2 (stderr): a pipe the master reads (see Logs);
 //   - fd 3: its end of a unix stream socketpair, the control channel;
-//   - fd 4 and up: the listening sockets, in the order of --bind.
+//   - fd 4 to 3+n: the n listening sockets, in the order of --bind;
+//   - fd 4+n (LogFD(n)), when the config frame says "log": the master's
+//     log file (its stderr, or its --error-log file as last reopened),
+//     the same open file as the master's.
+//
+// # Logs
+//
+// A worker writes its log lines (JSON, one per line) to the log file
+// itself, each in one write(2), never through the master: a master that
+// is stopped (SIGSTOP, a debugger) must not stall the workers, and a pipe
+// it no longer reads fills in milliseconds under load.
+// Lines of several processes never mix within a line while a line fits
+// one write that the kernel keeps whole: on a pipe up to PIPE_BUF (4 KiB;
+// a longer line may be split and another process's line land in between
+// its pieces), on a regular file opened O_APPEND on a local filesystem
+// whatever its length. After USR1 (logrotate) the master reopens the file
+// at its path, then signals the workers, which reopen the same path: both
+// run as the same user (--user) by then, so a worker can reopen what its
+// master could. A worker started later inherits the master's new file.
+//
+// Stderr stays a pipe the master reads for what is not a log line: a
+// panic, the Go runtime's stack dump after SIGABRT, a library printing to
+// stderr. The master writes each of its lines to the log as JSON (a line
+// that is JSON already as it is, any other wrapped in a JSON line naming
+// the worker). While the master is stopped the pipe can fill (64 KiB); a
+// worker writing there then waits for the master.
+//
+// Version 1 gained "log" and its fd without changing the version: an older
+// worker ignores both (an unknown member, an fd it never looks at) and
+// logs to stderr, which its master relays as before; a newer worker under
+// a master that sends no "log" does the same. Either way a HUP can run it,
+// where a new version would make the operator upgrade the master (USR2)
+// first.
 //
 // # Frames
 //
@@ -23,13 +56,14 @@
 //
 // Master to worker, exactly once, first:
 //
-//	{"type":"config","worker":7,"generation":2,"listeners":2,"config":{...}}
+//	{"type":"config","worker":7,"generation":2,"listeners":2,"log":true,"config":{...}}
 //
 // "worker" is the worker's number (unique within a master's life),
 // "generation" counts HUPs, "listeners" is how many listening sockets follow
-// the control channel (fds 4 to 3+listeners), "config" is the application's configuration,
-// opaque to this package (secrets included: this is why it travels here and
-// never in argv or the environment).
+// the control channel (fds 4 to 3+listeners), "log" says that the master's
+// log file follows them (fd 4+listeners), "config" is the application's
+// configuration, opaque to this package (secrets included: this is why it
+// travels here and never in argv or the environment).
 //
 // Worker to master:
 //

@@ -24,7 +24,7 @@ const (
 	// differs from its master's.
 	ExitProtocol = 4
 	// ControlFD is the worker's end of the control channel; listeners
-	// follow it from ListenFD on.
+	// follow it from ListenFD on, then the log file (see Frame.Log).
 	ControlFD = 3
 	ListenFD  = 4
 	// MaxListeners caps the listeners a config frame may announce.
@@ -48,6 +48,7 @@ type Frame struct {
 	Worker     int             `json:"worker,omitempty"`
 	Generation int             `json:"generation,omitempty"`
 	Listeners  int             `json:"listeners,omitempty"` // at fds ListenFD…
+	Log        bool            `json:"log,omitempty"`       // the master's log file, at fd LogFD(Listeners)
 	Config     json.RawMessage `json:"config,omitempty"`
 
 	// heartbeat
@@ -60,6 +61,10 @@ type Frame struct {
 	// failed
 	Error string `json:"error,omitempty"`
 }
+
+// LogFD is the fd of the log file a config frame with Log announces: the
+// one after the last listener.
+func LogFD(listeners int) int { return ListenFD + listeners }
 
 var (
 	// ErrFrameTooLarge is returned for a line longer than MaxFrameSize.

@@ -66,6 +66,7 @@ var everyFrame = []struct {
 	}},
 	{"config string", ipc.Frame{Type: ipc.TypeConfig, Worker: 1 << 40, Generation: 3, Config: json.RawMessage(`"plain"`)}},
 	{"config with MaxListeners", ipc.Frame{Type: ipc.TypeConfig, Worker: 2, Generation: 5, Listeners: ipc.MaxListeners, Config: json.RawMessage(`{}`)}},
+	{"config with log", ipc.Frame{Type: ipc.TypeConfig, Worker: 3, Generation: 1, Listeners: 2, Log: true, Config: json.RawMessage(`{}`)}},
 	{"ready", readyFrame},
 	{"heartbeat", heartbeatFrame},
 	{"heartbeat idle", ipc.Frame{Type: ipc.TypeHeartbeat}},
@@ -293,6 +294,12 @@ func TestDecode(t *testing.T) {
 			ipc.Frame{Type: ipc.TypeConfig, Worker: 1, Generation: 1, Config: json.RawMessage(`null`)}},
 		{"config with MaxListeners", fmt.Sprintf(`{"type":"config","worker":1,"generation":1,"listeners":%d,"config":{}}`, ipc.MaxListeners),
 			ipc.Frame{Type: ipc.TypeConfig, Worker: 1, Generation: 1, Listeners: ipc.MaxListeners, Config: json.RawMessage(`{}`)}},
+		// A master of the same version without a log file to pass, or
+		// one from before "log", sends none: the worker logs to stderr.
+		{"config without log", `{"type":"config","worker":1,"generation":1,"listeners":1,"config":{}}`,
+			ipc.Frame{Type: ipc.TypeConfig, Worker: 1, Generation: 1, Listeners: 1, Config: json.RawMessage(`{}`)}},
+		{"config with log", `{"type":"config","worker":1,"generation":1,"listeners":1,"log":true,"config":{}}`,
+			ipc.Frame{Type: ipc.TypeConfig, Worker: 1, Generation: 1, Listeners: 1, Log: true, Config: json.RawMessage(`{}`)}},
 		{"MaxFrameSize-1 bytes", largest, largestFrame},
 	}
 	for _, tc := range tests {
@@ -733,6 +740,14 @@ func TestRecvErrorIsFinal(t *testing.T) {
 	for i := range 2 {
 		if f, err := c.Recv(); !errors.Is(err, ipc.ErrFrameTooLarge) {
 			t.Fatalf("Recv %d after an oversized line: got %+v, %v; want ErrFrameTooLarge", i+1, f, err)
+		}
+	}
+}
+
+func TestLogFD(t *testing.T) {
+	for _, tc := range []struct{ listeners, want int }{{0, 4}, {1, 5}, {ipc.MaxListeners, 68}} {
+		if got := ipc.LogFD(tc.listeners); got != tc.want {
+			t.Errorf("LogFD(%d): got %d, want %d (the fd after the last listener)", tc.listeners, got, tc.want)
 		}
 	}
 }
