@@ -133,9 +133,11 @@ type Config struct {
 	// Default: DefaultDevLogLevel or DefaultProdLogLevel.
 	LogLevel string `json:"log_level"`
 	// ErrorLog is where the server's own log goes: a path, or "-" for
-	// stderr. In prod the master writes it, the workers' lines included
-	// (they write to their stderr, which the master relays), and USR1
-	// reopens it. Default: DefaultErrorLog.
+	// stderr. In prod the master opens it and passes it to every worker,
+	// which writes its own lines there (a line per write, none waiting on
+	// the master); what a worker writes to stderr otherwise (a panic, a
+	// stack dump) the master relays as JSON. USR1 reopens it, in the
+	// master, then in the workers. Default: DefaultErrorLog.
 	ErrorLog string `json:"error_log"`
 	// MetricsBind is where the prod master serves Prometheus /metrics and a
 	// JSON /status: "host:port" or "unix:/path". Empty: not served, the
