@@ -88,7 +88,7 @@ func (b *bench) drive(ctx context.Context, s *side) (measure, error) {
 // loadCmd says how each side is driven.
 func (b *bench) loadCmd() string {
 	if b.wrkBin != "" {
-		return fmt.Sprintf("wrk -t1 -c%d -d%ds --latency", conns, loadgen.WrkSeconds(b.opts.duration))
+		return fmt.Sprintf("wrk -t1 -c%d -d%ds --timeout 10s --latency", conns, loadgen.WrkSeconds(b.opts.duration))
 	}
 	return fmt.Sprintf("Go generator, %d connections, %v", conns, b.opts.duration)
 }

@@ -17,7 +17,7 @@ type wrkRun struct {
 	out strings.Builder // stdout and stderr
 }
 
-// startWrk starts `wrk -t1 -c64 -d<d> --latency` (loadgen.WrkCommand) on
+// startWrk starts `wrk -t1 -c64 -d<d> --timeout 10s --latency` (loadgen.WrkCommand) on
 // t. One thread: wrk then takes at most one of the machine's cores, and the
 // servers compete for the rest on equal terms. wrk counts whole seconds,
 // so d is rounded up to one. ctx's end kills it.

@@ -12,15 +12,19 @@ import (
 	"time"
 )
 
-// WrkCommand is `wrk -t1 -c<conns> -d<d> --latency` on url with the header
-// given as name, value pairs. One thread: wrk then takes at most one core.
-// wrk counts whole seconds, so d is rounded up to one. wrk never retries:
-// a connection the server resets or closes before answering is a socket
-// error ("read"), and it reconnects at once after an answer with
-// "Connection: close". The command leads a process group of its own, which
-// ctx's end kills.
+// WrkCommand is `wrk -t1 -c<conns> -d<d> --timeout 10s --latency` on url
+// with the header given as name, value pairs. One thread: wrk then takes at
+// most one core. wrk counts whole seconds, so d is rounded up to one. wrk
+// never retries: a connection the server resets or closes before answering
+// is a socket error ("read"), and it reconnects at once after an answer
+// with "Connection: close". It also counts as a socket error ("timeout")
+// an answer that arrived later than its --timeout, 2 s by default: 10 s
+// here, so that socket errors are requests lost, not slow ones (a server
+// built with the race detector, beside other tests, answers some requests
+// after 2 s). The command leads a process group of its own, which ctx's
+// end kills.
 func WrkCommand(ctx context.Context, bin string, conns int, d time.Duration, url string, header ...string) *exec.Cmd {
-	args := []string{"-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", WrkSeconds(d)), "--latency"}
+	args := []string{"-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", WrkSeconds(d)), "--timeout", "10s", "--latency"}
 	for i := 0; i+1 < len(header); i += 2 {
 		args = append(args, "-H", header[i]+": "+header[i+1])
 	}
