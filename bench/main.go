@@ -15,7 +15,8 @@
 //     retry (loadgen's, then wrk), and p99 while the new generation takes
 //     over against p99 before;
 //  5. the time from exec to the first 200;
-//  6. the idle memory (RSS) of the master and of each worker.
+//  6. the idle memory (RSS) of the master and of each worker;
+//  7. the master's memory after 100 HUPs in a row.
 //
 // Throughput is measured with wrk when it is on PATH (-load), else with
 // loadgen's Go keep-alive clients; both sides of a comparison are driven the
@@ -329,7 +330,11 @@ func (b *bench) measure(ctx context.Context) ([]row, error) {
 		target: "≤ 300ms",
 		pass:   med <= 300*time.Millisecond,
 	})
-	return append(rows, mem...), nil
+	reloaded, err := b.memoryAfterReloads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(rows, mem...), reloaded), nil
 }
 
 // healthz is p's /healthz.

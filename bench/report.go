@@ -20,7 +20,7 @@ type row struct {
 // wantRows is the key of every row a run produces, in order; rss-worker
 // rows come one per worker.
 var wantRows = []string{"healthz", "hello", "access-log", "hup-failed", "hup-p99",
-	"usr2-failed", "usr2-p99", "hup-wrk", "usr2-wrk", "exec-to-200", "rss-master", "rss-worker", "rss-worker"}
+	"usr2-failed", "usr2-p99", "hup-wrk", "usr2-wrk", "exec-to-200", "rss-master", "rss-worker", "rss-worker", "rss-master-hups"}
 
 // printTable prints rows as the final table.
 func printTable(w io.Writer, rows []row) {
