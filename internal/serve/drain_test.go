@@ -258,23 +258,30 @@ func TestStalledBodyIs408WithoutRecycle(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close || string(body) != clientTimeoutBody {
 		t.Errorf("got %d %q close=%v, want 408 %q with Connection: close", resp.StatusCode, body, resp.Close, clientTimeoutBody)
 	}
+	assertSpared(t, s, returned, recycled, "a stalled body")
+}
+
+// assertSpared checks what follows a timeout blamed on the client: the
+// handler returns, its I/O failed, and the process is not recycled, past a
+// second timeout too.
+func assertSpared(t *testing.T, s *Server, returned <-chan error, recycled <-chan string, what string) {
+	t.Helper()
 	select {
 	case err := <-returned:
 		if err == nil {
-			t.Error("the handler's body read succeeded, want an error")
+			t.Errorf("%s: the handler's I/O succeeded, want an error", what)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("the handler did not return after its body read was cut")
+	case <-time.After(3 * time.Second):
+		t.Fatalf("%s: the handler did not return after its I/O was cut", what)
 	}
-	// Past a second timeout too: no recycle.
 	time.Sleep(400 * time.Millisecond)
 	select {
 	case r := <-recycled:
-		t.Errorf("recycled (%s) for a client's stalled body", r)
+		t.Errorf("%s: recycled (%s), want the process kept", what, r)
 	default:
 	}
 	if a := s.Active(); a != 0 {
-		t.Errorf("%d requests active, want 0", a)
+		t.Errorf("%s: %d requests active, want 0", what, a)
 	}
 }
 
@@ -294,23 +301,7 @@ func TestUnreadAnswerIsNotRecycled(t *testing.T) {
 	// A small receive buffer, never read.
 	k.c.(*net.TCPConn).SetReadBuffer(4096)
 	io.WriteString(k.c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	select {
-	case err := <-returned:
-		if err == nil {
-			t.Error("the handler's writes all succeeded, want an error")
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("the handler did not return after its write was cut")
-	}
-	time.Sleep(400 * time.Millisecond)
-	select {
-	case r := <-recycled:
-		t.Errorf("recycled (%s) for a client that does not read", r)
-	default:
-	}
-	if a := s.Active(); a != 0 {
-		t.Errorf("%d requests active, want 0", a)
-	}
+	assertSpared(t, s, returned, recycled, "a client that does not read")
 }
 
 // A handler that ignores the failed read and hangs is stuck after all: one
