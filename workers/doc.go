@@ -164,5 +164,10 @@
 // RunWorker reads its Config from the control channel, calls the boot
 // function, reports ready, heartbeats every second, and drains when told
 // to or when its control channel reaches EOF (the master died).
-// Pdeathsig (SIGTERM) is only a backstop for that.
+// Pdeathsig (SIGTERM) is only a backstop for that. Every retirement drains
+// the same way (internal/serve's Server.Drain): the connections the kernel
+// queued are served, each request still arriving on a keep-alive
+// connection is answered with "Connection: close", an idle connection is
+// closed after a grace with a FIN, never a reset, and the worker logs how
+// its connections ended ("drained").
 package workers

@@ -40,10 +40,12 @@ const (
 // Options configure a Server. The zero value serves without a request
 // timeout, logs nothing, and keeps idle connections DefaultKeepAlive.
 type Options struct {
-	// Timeout bounds each request: past it the client is answered 503
-	// (when no response has started) and its connection closed. Go cannot
-	// stop the handler's goroutine, so OnRecycle is then asked to replace
-	// the process. If zero, requests are not bounded.
+	// Timeout bounds each request: past it the request's context is
+	// canceled, the client is answered 503 (when no response has started)
+	// and its connection closed. Go cannot stop the handler's goroutine,
+	// so OnRecycle is then asked to replace the process; not when the
+	// handler was waiting on the client (see Server.timeout: 408). If
+	// zero, requests are not bounded.
 	Timeout time.Duration
 	// KeepAlive is how long an idle keep-alive connection stays open.
 	// If zero, DefaultKeepAlive is used.
