@@ -44,7 +44,7 @@ func (b *bench) describeLoad() string {
 	out, _ := exec.Command(b.wrkBin, "-v").CombinedOutput() // exits 1 after printing its version
 	version, _, _ := strings.Cut(string(out), "\n")
 	version, _, _ = strings.Cut(version, " Copyright")
-	return fmt.Sprintf("%s (%s -t1 --latency)", strings.TrimSpace(version), b.wrkBin)
+	return fmt.Sprintf("%s (%s -t1 --timeout 10s --latency)", strings.TrimSpace(version), b.wrkBin)
 }
 
 // reloadDesc names the clients of the reload rows.
