@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"go.uber.org/zap"
+
+	"github.com/remuda/remuda/internal/serve"
 )
 
 // maskedHeaders are the request headers whose values the debug page hides:
@@ -43,7 +45,7 @@ func debugPage(log *zap.Logger) func(http.Handler) http.Handler {
 				msg := fmt.Sprint(p)
 				if ce := log.Check(zap.ErrorLevel, "handler panicked"); ce != nil {
 					ce.Stack = string(stack)
-					ce.Write(zap.String("panic", msg), zap.String("method", r.Method), zap.String("path", r.URL.Path))
+					ce.Write(zap.String("panic", msg), serve.Clipped("method", r.Method), serve.Clipped("path", r.URL.Path))
 				}
 				if tw.isStarted() {
 					panic(http.ErrAbortHandler)

@@ -62,7 +62,7 @@ func harden(h http.Handler, maxBody int64, log *zap.Logger) http.Handler {
 				panic(p)
 			}
 			id := r.Header.Get(serve.RequestIDHeader)
-			log.Error("panic", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			log.Error("panic", serve.Clipped("method", r.Method), serve.Clipped("path", r.URL.Path),
 				zap.String("request_id", id), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
 			// If the response had begun, net/http aborts the connection.
 			writeError(w, http.StatusInternalServerError, "Internal server error", id)

@@ -180,7 +180,9 @@ func dropPrivileges(ls []listener, cred *syscall.Credential) error {
 	}
 	for _, l := range ls {
 		if l.network == "unix" {
-			if err := os.Chown(l.addr, int(cred.Uid), int(cred.Gid)); err != nil {
+			// Lchown: a symbolic link swapped in at the path since the bind
+			// must not turn into a chown of its target.
+			if err := os.Lchown(l.addr, int(cred.Uid), int(cred.Gid)); err != nil {
 				return fmt.Errorf("drop privileges: %w", err)
 			}
 		}

@@ -107,8 +107,8 @@ func (s *Server) timeout(rw *responseWriter) {
 	r, id, start := rw.req, rw.id, rw.start
 	fields := func(more ...zap.Field) []zap.Field {
 		return append([]zap.Field{
-			zap.String("method", r.Method),
-			zap.String("path", r.URL.Path),
+			Clipped("method", r.Method),
+			Clipped("path", r.URL.Path),
 			zap.String("request_id", id),
 			zap.Duration("age", time.Since(start)),
 		}, more...)
@@ -157,13 +157,13 @@ func (s *Server) logAccess(r *http.Request, id string, start time.Time, status i
 	}
 	f := accessFields.Get().(*[8]zap.Field)
 	*f = [8]zap.Field{
-		zap.String("method", r.Method),
-		zap.String("path", r.URL.Path),
+		Clipped("method", r.Method),
+		Clipped("path", r.URL.Path),
 		zap.Int("status", status),
 		zap.Int64("bytes", bytes),
 		zap.Duration("duration", time.Since(start)),
 		zap.String("remote_addr", r.RemoteAddr),
-		zap.String("user_agent", r.UserAgent()),
+		Clipped("user_agent", r.UserAgent()),
 		zap.String("request_id", id),
 	}
 	s.opts.AccessLog.Info("request", f[:]...)
