@@ -6,10 +6,13 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/remuda/remuda/internal/safefile"
 )
 
 // Logs are never sampled. zap's production preset drops repeated messages
@@ -46,7 +49,7 @@ func newErrorLog(cfg Config) (*zap.Logger, logOutput, error) {
 		log, err := buildLogger(cfg, out)
 		return log, out, err
 	}
-	f := &reopenFile{path: cfg.ErrorLog}
+	f := &reopenFile{path: cfg.ErrorLog, owner: logOwner(cfg)}
 	if err := f.Reopen(); err != nil {
 		return nil, logOutput{}, err
 	}
@@ -80,7 +83,7 @@ func workerOutput(cfg Config, file *os.File) (out zapcore.WriteSyncer, reopen fu
 	case cfg.ErrorLog == "-":
 		return zapcore.Lock(file), nil
 	}
-	f := &reopenFile{path: cfg.ErrorLog, f: file}
+	f := &reopenFile{path: cfg.ErrorLog, owner: logOwner(cfg), f: file}
 	return f, f.Reopen
 }
 
@@ -147,7 +150,7 @@ func accessLogTo(cfg Config, std zapcore.WriteSyncer) (log *zap.Logger, reopen f
 	case "-":
 		return zap.New(zapcore.NewCore(encoder(cfg.Prod), std, zap.InfoLevel), pid), nil, nil
 	}
-	f := &reopenFile{path: cfg.AccessLog}
+	f := &reopenFile{path: cfg.AccessLog, owner: logOwner(cfg)}
 	if err := f.Reopen(); err != nil {
 		return nil, nil, err
 	}
@@ -175,15 +178,64 @@ func encoder(prod bool) zapcore.Encoder {
 // the same path, so logrotate's rename-then-signal works. Each Write is
 // one write(2) under its lock: whole lines never interleave.
 type reopenFile struct {
-	path string
-	mu   sync.Mutex
-	f    *os.File
+	path  string
+	owner *syscall.Credential // --user, or nil: see openLog
+	mu    sync.Mutex
+	f     *os.File
+}
+
+// logFileMode is the mode a log file is created with, less the umask.
+const logFileMode = 0o640
+
+// openLog opens the log file at path for appending, creating it if there
+// is none. It refuses, with an error naming path, a symbolic link, a file
+// owned by a user other than this process's, root or owner (the user a
+// prod master becomes: --user), a file every user may write, a file with
+// other hard links, and anything but a regular file or a device of root's
+// (/dev/null): a file planted at the path by another user is never
+// written through nor taken over (internal/safefile). logrotate's
+// `create 0640 USER GROUP` makes files owner's, which pass.
+//
+// A file created by root (a master before it drops privileges) is given to
+// owner, as Gunicorn does, so that the master and its workers can reopen it
+// on USR1 once they run as owner. Group- and other-readability follow the
+// mode and umask.
+func openLog(path string, owner *syscall.Credential) (*os.File, error) {
+	var owners []int
+	if owner != nil {
+		owners = append(owners, int(owner.Uid))
+	}
+	f, created, err := safefile.OpenAppend(path, logFileMode, owners...)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err) // the PathError names the file
+	}
+	if created && owner != nil && os.Geteuid() == 0 && owner.Uid != 0 {
+		if err := f.Chown(int(owner.Uid), int(owner.Gid)); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open log: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// logOwner is the user the log files of cfg may belong to besides this
+// process's and root: the prod --user, which a master started as root
+// becomes; nil if none (or unknown: the master refuses to start then).
+func logOwner(cfg Config) *syscall.Credential {
+	if !cfg.Prod {
+		return nil
+	}
+	cred, err := credential(cfg)
+	if err != nil {
+		return nil
+	}
+	return cred
 }
 
 func (r *reopenFile) Reopen() error {
-	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openLog(r.path, r.owner)
 	if err != nil {
-		return fmt.Errorf("open log: %w", err) // the PathError names the file
+		return err
 	}
 	r.mu.Lock()
 	old := r.f

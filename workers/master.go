@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -836,26 +835,4 @@ func executable() (string, error) {
 		return "", fmt.Errorf("find own executable: %w", err)
 	}
 	return p, nil
-}
-
-// writePIDFile writes the PID atomically: a reader sees the old content or
-// the new, never a partial one.
-func writePIDFile(path string) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		return fmt.Errorf("pidfile: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("pidfile: %w", err)
-	}
-	return nil
-}
-
-// removePIDFile removes the pidfile if it still names this process.
-func removePIDFile(path string) {
-	b, err := os.ReadFile(path)
-	if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
-		os.Remove(path)
-	}
 }
