@@ -9,9 +9,13 @@
 // # When the store is unavailable
 //
 // A store returns an error matching ErrUnavailable when its database
-// cannot be reached: PostgreSQL down, restarting, refusing or dropping
-// connections, or past its connect timeout; an SQLite file locked past
-// its busy timeout or unreadable. The token endpoints then answer 503 with
+// cannot be reached or cannot take a write: PostgreSQL down, restarting,
+// refusing or dropping connections, past its connect timeout, read-only or
+// refusing a privilege; an SQLite file locked past its busy timeout,
+// unreadable, on a full disk, read-only, or removed or replaced under the
+// server. A write that fails leaves nothing half-done (a refresh whose
+// rotation fails leaves the presented token valid). The token endpoints
+// then answer 503 with
 // "Retry-After: 5" and a body in simplejwt's shape,
 //
 //	{"detail": "The authentication service is temporarily unavailable. Try again shortly.", "code": "service_unavailable"}
@@ -22,14 +26,29 @@
 // from a per-process cache of users and, for users not in it, from the
 // token alone: see Required and Config.UserCacheTTL. Nothing needs to be
 // reopened once the database is back.
+//
+// # Password changes
+//
+// ChangePassword refuses, from then on, every token issued before it: its
+// refresh tokens are blacklisted, and any token whose iat is not after the
+// second of the change gets 401 ("The user's password has been changed.").
+// iat is whole seconds (simplejwt's epochs), so a token issued in the very
+// second of the change cannot be told from one issued just before it: all
+// of them are refused. So that no login issues such a token, ChangePassword
+// returns only once its second has passed, and a login in the second of
+// its user's change waits for the next one (under a second, once per
+// change) before issuing. Hosts whose clocks differ by more than that
+// margin can still disagree: keep them synchronised (NTP).
 package auth
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Config configures an Auth. Its zero value issues HS256 tokens (which
@@ -45,11 +64,32 @@ type Config struct {
 	// token of its family (RFC 9700 §4.14.2).
 	BlacklistAfterRotation bool
 
+	// Claims, if non-nil, is called at each login (POST /api/token/) once
+	// the password checked out, with the user (PasswordHash empty); the
+	// claims it returns go into both tokens of the pair, as the claims
+	// simplejwt's TokenObtainPairSerializer.get_token adds (a username,
+	// roles). A refresh copies a refresh token's custom claims into the
+	// access token it mints and into the rotated refresh token, as
+	// simplejwt does, without calling Claims again: they hold for the
+	// login's lifetime. Protected handlers read them with CustomClaims.
+	//
+	// A claim Remuda sets or checks itself (token_type, exp, iat, jti,
+	// user_id, iss, aud, nbf) cannot be overridden: returning one of them
+	// fails the login, as does an error, a value encoding/json cannot
+	// encode, or claims that make a token longer than MaxTokenBytes. The
+	// client then gets the 500 of a store error (503 if the error matches
+	// ErrUnavailable) and OnError the error (ErrReservedClaim for a
+	// reserved name); no token is issued. simplejwt's get_token may
+	// overwrite anything; Remuda refuses loudly rather than drop silently,
+	// so that the mistake shows at the first login.
+	Claims func(ctx context.Context, u User) (map[string]any, error)
+
 	// OnLogin, if non-nil, is called once per login attempt at the obtain
 	// endpoint (POST /api/token/), after the outcome is known, with the
-	// username as given (trimmed) and never the password. A request
-	// refused before it names a username (400, 405, 413, 415) is not a
-	// login attempt.
+	// username as given (trimmed, so at most MaxUsernameLength characters)
+	// and never the password. A request refused before it names a
+	// username, or with a username or password over its limit (400, 405,
+	// 413, 415), is not a login attempt.
 	OnLogin func(r *http.Request, username string, outcome LoginOutcome)
 	// OnTokenReuse, if non-nil, is called when a rotated-out refresh token
 	// is presented again and its family has been revoked.
@@ -87,13 +127,26 @@ const (
 	LoginSucceeded   LoginOutcome = "success"     // 200, a token pair
 	LoginFailed      LoginOutcome = "invalid"     // 401
 	LoginThrottled   LoginOutcome = "throttled"   // 429: too many failures
-	LoginUnavailable LoginOutcome = "unavailable" // 503: the store could not be reached
+	LoginUnavailable LoginOutcome = "unavailable" // 503: the store could not be reached, or password hashing stayed busy
 	LoginError       LoginOutcome = "error"       // 500: another store or signing error
 )
 
-// Login throttling: after ThrottleFailures failed logins for one username
-// from one address within ThrottleWindow, logins are answered 429 until
-// the oldest of them leaves the window. A success resets the count.
+// Limits of the login fields, checked before any other work (400 with
+// DRF's field error): a username longer than MaxUsernameLength characters
+// (Unicode code points, Django's User.username max_length) never reaches
+// the store or a log line, and a password longer than MaxPasswordBytes is
+// never hashed.
+const MaxUsernameLength = 150
+
+// Login throttling: after ThrottleFailures attempts for one username from
+// one address within ThrottleWindow, logins are answered 429 until the
+// oldest of them leaves the window. An attempt is counted before its
+// password is checked, in the same store operation that checks the limit
+// (Store.ReserveLogin), so that of any number of concurrent attempts, on
+// any number of processes, at most ThrottleFailures check a password. A
+// failure stays counted; a success forgets its own attempt and those
+// counted before it; an attempt that got no verdict (the store or the
+// password hashing unavailable) is released; a 429 is not counted.
 const (
 	ThrottleFailures = 5
 	ThrottleWindow   = 15 * time.Minute
@@ -139,8 +192,9 @@ var installed atomic.Pointer[Auth]
 // need not call it.
 func (a *Auth) Install() { installed.Store(a) }
 
-// Required protects h: the request needs "Authorization: Bearer <access
-// token>" of an active user, whom h finds with UserFrom. It uses the Auth
+// Required protects h: the request needs one "Authorization: Bearer
+// <access token>" header (two or more get bad_authorization_header) of an
+// active user, whom h finds with UserFrom. It uses the Auth
 // installed in this process when the request arrives (see Install), so it
 // can wrap handlers before the server has booted its Auth; without one,
 // requests get 500.
@@ -179,22 +233,47 @@ func (a *Auth) Required(h http.Handler) http.Handler {
 
 type userKey struct{}
 
+// principal is the context value of a request whose access token carries
+// custom claims; without them the value is the *User alone, which costs
+// no allocation.
+type principal struct {
+	user   *User
+	custom map[string]any
+}
+
 // UserFrom returns the user a protected handler serves. Its ID, Username,
 // Active and PasswordChangedAt are set; the other fields (the password
 // hash above all) are zero: read the store for them. During a store outage
 // a user Required has never seen has only ID and Active (see Required).
 func UserFrom(ctx context.Context) (User, bool) {
-	u, ok := ctx.Value(userKey{}).(*User) // shared with the cache: handed out as a copy
-	if !ok {
-		return User{}, false
+	switch v := ctx.Value(userKey{}).(type) {
+	case *User: // shared with the cache: handed out as a copy
+		return *v, true
+	case *principal:
+		return *v.user, true
 	}
-	return *u, true
+	return User{}, false
 }
 
-// CreateUser hashes password and adds the user to the store.
+// CustomClaims returns the custom claims of the access token a protected
+// handler serves (see Config.Claims), nil if it has none. Values are as
+// encoding/json decodes them (numbers as json.Number). The map is shared:
+// do not modify it.
+func CustomClaims(ctx context.Context) map[string]any {
+	if p, ok := ctx.Value(userKey{}).(*principal); ok {
+		return p.custom
+	}
+	return nil
+}
+
+// CreateUser hashes password and adds the user to the store. The username
+// must be 1 to MaxUsernameLength characters, as the obtain endpoint takes.
 func CreateUser(ctx context.Context, store Store, username, password string) (User, error) {
-	if username == "" {
+	switch n := utf8.RuneCountInString(username); {
+	case username == "":
 		return User{}, errors.New("auth: empty username")
+	case n > MaxUsernameLength:
+		return User{}, fmt.Errorf("auth: username of %d characters, over %d", n, MaxUsernameLength)
 	}
 	hash, err := HashPassword(password)
 	if err != nil {
@@ -204,8 +283,10 @@ func CreateUser(ctx context.Context, store Store, username, password string) (Us
 }
 
 // ChangePassword sets a user's new password: every refresh token of the
-// user is blacklisted, and access tokens issued before now are refused
-// ("The user's password has been changed.").
+// user is blacklisted, and every token issued before the change, or in
+// its second, is refused ("The user's password has been changed."). It
+// returns once that second has passed (or ctx is done), so that a login
+// after it gets tokens that work: see the package documentation.
 func ChangePassword(ctx context.Context, store Store, username, password string) error {
 	u, err := store.UserByUsername(ctx, username)
 	if err != nil {
@@ -215,12 +296,88 @@ func ChangePassword(ctx context.Context, store Store, username, password string)
 	if err != nil {
 		return err
 	}
-	return store.ChangePassword(ctx, u.ID, hash, time.Now())
+	at := time.Now()
+	if err := store.ChangePassword(ctx, u.ID, hash, at); err != nil {
+		return err
+	}
+	return sleepCtx(ctx, time.Until(nextSecond(at)))
 }
 
-// issuedBeforeChange reports whether a token issued at iat predates the
-// user's last password change. Times are kept to the second, so a token
-// issued in the second of the change still works.
+// issuedBeforeChange reports whether a token issued at iat is refused for
+// the user's last password change: iat is whole seconds, so a token issued
+// in the second of the change is refused with those issued before it. A
+// token without iat (zero) is refused too.
 func issuedBeforeChange(u User, iat time.Time) bool {
-	return !u.PasswordChangedAt.IsZero() && iat.Before(u.PasswordChangedAt)
+	return !u.PasswordChangedAt.IsZero() && iat.Unix() <= u.PasswordChangedAt.Unix()
+}
+
+// nextSecond is the start of the second after t's: the first instant whose
+// tokens a password change at t does not refuse.
+func nextSecond(t time.Time) time.Time {
+	return time.Unix(t.Unix()+1, 0)
+}
+
+// sleepCtx waits for d, or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pair is a login's tokens.
+type pair struct {
+	refresh, access string
+	claims          Claims // the refresh token's
+}
+
+// issuePair issues a login's pair for u at now, with Config.Claims's
+// custom claims in both tokens. In the second of the user's last password
+// change it first waits for the next second (see the package
+// documentation), and issues then. An error of Config.Claims comes back
+// wrapped, ErrReservedClaim for a reserved name.
+func (a *Auth) issuePair(ctx context.Context, u User, now time.Time) (pair, error) {
+	var custom map[string]any
+	if a.cfg.Claims != nil {
+		hookUser := u
+		hookUser.PasswordHash = ""
+		var err error
+		if custom, err = a.cfg.Claims(ctx, hookUser); err != nil {
+			return pair{}, fmt.Errorf("auth: Config.Claims for user %s: %w", u.ID, err)
+		}
+		if err := checkCustom(custom); err != nil {
+			return pair{}, fmt.Errorf("auth: Config.Claims for user %s: %w", u.ID, err)
+		}
+	}
+	if !u.PasswordChangedAt.IsZero() && now.Unix() <= u.PasswordChangedAt.Unix() {
+		// At most a second: a change stamped later than that is another
+		// host's clock running ahead, which waiting cannot mend.
+		wait := min(nextSecond(u.PasswordChangedAt).Sub(now), time.Second)
+		if err := sleepCtx(ctx, wait); err != nil {
+			return pair{}, err
+		}
+		now = now.Add(wait)
+	}
+	return a.issue(u.ID, custom, now)
+}
+
+// issue signs a refresh and an access token for userID at now, both with
+// the custom claims.
+func (a *Auth) issue(userID string, custom map[string]any, now time.Time) (pair, error) {
+	refresh, claims, err := a.tokens.issue(refreshType, userID, custom, now)
+	if err != nil {
+		return pair{}, err
+	}
+	access, _, err := a.tokens.issue(accessType, userID, custom, now)
+	if err != nil {
+		return pair{}, err
+	}
+	return pair{refresh: refresh, access: access, claims: claims}, nil
 }

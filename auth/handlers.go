@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,15 +10,19 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 )
 
 // MaxBodyBytes caps the body of a token request, as Django's
 // DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) does for DRF; a body announced
 // larger is answered 413 before any of it is read, one that turns out
-// larger after reading that much. Tokens and passwords are capped far
-// lower on their own (MaxTokenBytes, MaxPasswordBytes).
+// larger after reading that much. Tokens, usernames and passwords are
+// capped far lower on their own (MaxTokenBytes, MaxUsernameLength,
+// MaxPasswordBytes).
 const MaxBodyBytes = 2 << 20
 
 // Mount registers the token endpoints under prefix (the default binary
@@ -85,14 +90,12 @@ func readFields(w http.ResponseWriter, r *http.Request) (fields, int, any) {
 			status, body := bodyError(err)
 			return nil, status, body
 		}
-		if len(bytes.TrimSpace(b)) == 0 {
-			return fields{}, 0, nil
+		if len(b) == 0 {
+			return fields{}, 0, nil // DRF parses no empty body
 		}
-		var v any
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.UseNumber()
-		if err := dec.Decode(&v); err != nil || dec.More() {
-			return nil, http.StatusBadRequest, detail{Detail: "JSON parse error - " + jsonError(err)}
+		v, msg := decodeJSON(b)
+		if msg != "" {
+			return nil, http.StatusBadRequest, detail{Detail: "JSON parse error - " + msg}
 		}
 		obj, ok := v.(map[string]any)
 		if !ok {
@@ -137,11 +140,98 @@ func bodyError(err error) (int, any) {
 	return http.StatusBadRequest, detail{Detail: "Malformed request."}
 }
 
-func jsonError(err error) string {
-	if err == nil {
-		return "extra data after the JSON value"
+// decodeJSON decodes a JSON body as DRF's JSONParser does, the UTF-8
+// text first, then one JSON value with nothing but white space after it,
+// and returns the value or the error for DRF's "JSON parse error - "
+// detail. The errors of the UTF-8 text, a byte order mark, trailing data
+// and a body of white space are Python's, word for word; for malformed
+// JSON otherwise, the words are encoding/json's.
+func decodeJSON(b []byte) (any, string) {
+	b, msg := decodeUTF8(b)
+	if msg != "" {
+		return nil, msg
 	}
-	return err.Error()
+	if bytes.HasPrefix(b, []byte("\ufeff")) {
+		return nil, "Unexpected UTF-8 BOM (decode using utf-8-sig): " + pyPosition(b, 0)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		if err == io.EOF { // white space only
+			return nil, "Expecting value: " + pyPosition(b, len(b))
+		}
+		return nil, err.Error()
+	}
+	end := int(dec.InputOffset())
+	for end < len(b) && (b[end] == ' ' || b[end] == '\t' || b[end] == '\n' || b[end] == '\r') {
+		end++
+	}
+	if end != len(b) {
+		return nil, "Extra data: " + pyPosition(b, end)
+	}
+	return v, ""
+}
+
+// pyPosition is where Python's JSONDecodeError says an error is, for the
+// byte offset off into b: "line L column C (char N)", N and C counted in
+// code points from 0 and 1.
+func pyPosition(b []byte, off int) string {
+	pos := utf8.RuneCount(b[:off])
+	col := pos + 1
+	if nl := bytes.LastIndexByte(b[:off], '\n'); nl >= 0 {
+		col = pos - utf8.RuneCount(b[:nl])
+	}
+	return fmt.Sprintf("line %d column %d (char %d)", bytes.Count(b[:off], []byte{'\n'})+1, col, pos)
+}
+
+// decodeUTF8 reads b as DRF does before parsing JSON, through Python's
+// UTF-8 stream reader: it returns b without an incomplete sequence at its
+// very end (the reader keeps such bytes for more input and, at the end of
+// the body, drops them), or Python's error for the first invalid byte.
+func decodeUTF8(b []byte) ([]byte, string) {
+	if utf8.Valid(b) {
+		return b, ""
+	}
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		n, lo, hi := 0, byte(0x80), byte(0xbf) // length, and the range of the second byte
+		switch {
+		case 0xc2 <= c && c <= 0xdf:
+			n = 2
+		case c == 0xe0:
+			n, lo = 3, 0xa0
+		case c == 0xed:
+			n, hi = 3, 0x9f
+		case 0xe1 <= c && c <= 0xef:
+			n = 3
+		case c == 0xf0:
+			n, lo = 4, 0x90
+		case c == 0xf4:
+			n, hi = 4, 0x8f
+		case 0xf1 <= c && c <= 0xf3:
+			n = 4
+		default:
+			return nil, fmt.Sprintf("'utf-8' codec can't decode byte 0x%02x in position %d: invalid start byte", c, i)
+		}
+		for k := 1; k < n; k, lo, hi = k+1, 0x80, 0xbf {
+			if i+k == len(b) {
+				return b[:i], ""
+			}
+			if b[i+k] < lo || b[i+k] > hi {
+				if k == 1 {
+					return nil, fmt.Sprintf("'utf-8' codec can't decode byte 0x%02x in position %d: invalid continuation byte", c, i)
+				}
+				return nil, fmt.Sprintf("'utf-8' codec can't decode bytes in position %d-%d: invalid continuation byte", i, i+k-1)
+			}
+		}
+		i += n
+	}
+	return b, ""
 }
 
 // pyType names a JSON value's type as DRF's message does.
@@ -195,98 +285,183 @@ func (f fields) strings(names ...string) ([]string, fieldErrors) {
 	return out, errs
 }
 
-// obtain is POST /api/token/: a pair for a username and password.
+// obtain is POST /api/token/: a pair for a username and password. The
+// fields are checked before any other work: a username over
+// MaxUsernameLength characters or a password over MaxPasswordBytes is
+// answered 400 without a store read or write, a hash, or OnLogin.
 func (a *Auth) obtain(w http.ResponseWriter, r *http.Request, f fields) {
 	vals, errs := f.strings("username", "password")
-	if errs != nil {
-		writeJSON(w, http.StatusBadRequest, errs)
-		return
-	}
 	// DRF's CharField trims the username; the password is never trimmed.
 	username, password := strings.TrimSpace(vals[0]), vals[1]
+	if !errs.has("username") {
+		errs = append(errs, charErrors("username", username, utf8.RuneCountInString(username) > MaxUsernameLength,
+			fmt.Sprintf("Ensure this field has no more than %d characters.", MaxUsernameLength))...)
+	}
+	if !errs.has("password") {
+		errs = append(errs, charErrors("password", password, len(password) > MaxPasswordBytes,
+			fmt.Sprintf("Ensure this field has no more than %d bytes.", MaxPasswordBytes))...)
+	}
+	if errs != nil {
+		writeJSON(w, http.StatusBadRequest, errs.sorted("username", "password"))
+		return
+	}
 	outcome := a.login(w, r, username, password)
 	if a.cfg.OnLogin != nil {
 		a.cfg.OnLogin(r, username, outcome)
 	}
 }
 
+// charErrors are the errors of DRF's CharField validators for a string
+// field's value: its length limit (tooLong, with its message), then the
+// null characters that DRF refuses.
+func charErrors(name, value string, tooLong bool, tooLongMsg string) fieldErrors {
+	var errs fieldErrors
+	if tooLong {
+		errs = append(errs, fieldError{name, tooLongMsg})
+	}
+	if strings.IndexByte(value, 0) >= 0 {
+		errs = append(errs, fieldError{name, "Null characters are not allowed."})
+	}
+	return errs
+}
+
 // login answers a login attempt and returns its outcome.
+//
+// The throttle is atomic: the attempt is counted in the store (ReserveLogin)
+// before its password is checked, by the operation that tells whether
+// ThrottleFailures attempts for the username from the address are counted
+// in ThrottleWindow already. So of any number of concurrent attempts, on
+// any number of workers, at most ThrottleFailures check a password; the
+// others are answered 429 at once, and are not counted. A failed attempt
+// stays counted: it is the failure's record. A success forgets its own
+// attempt and those counted before it (RecordLogin), and leaves those
+// counted after it, still being checked, to count if they fail. An
+// attempt that ends without a verdict on its password (the store failed,
+// no hashing slot came free within MaxPasswordWait, tokens could not be
+// issued or recorded) is forgotten (ReleaseLogin): it counts against
+// nobody.
 func (a *Auth) login(w http.ResponseWriter, r *http.Request, username, password string) LoginOutcome {
 	ctx, now, addr := r.Context(), a.cfg.Now(), clientAddr(r)
-	n, oldest, err := a.store.LoginFailures(ctx, username, addr, now.Add(-ThrottleWindow))
+	attempt, oldest, err := a.store.ReserveLogin(ctx, username, addr, now, now.Add(-ThrottleWindow), ThrottleFailures)
 	if err != nil {
 		return a.storeError(w, r, err)
 	}
-	if n >= ThrottleFailures {
-		wait := int(oldest.Add(ThrottleWindow).Sub(now).Seconds() + 1)
-		w.Header().Set("Retry-After", strconv.Itoa(wait))
-		writeJSON(w, http.StatusTooManyRequests, detail{Detail: fmt.Sprintf("Request was throttled. Expected available in %d seconds.", wait)})
+	if attempt == 0 {
+		throttled(w, oldest.Add(ThrottleWindow).Sub(now))
 		return LoginThrottled
 	}
-
-	user, ok, err := a.authenticate(r, username, password)
+	user, ok, rehash, err := a.authenticate(r, username, password)
+	if errors.Is(err, errHashingBusy) {
+		a.release(r, attempt)
+		hashingBusy(w)
+		return LoginUnavailable
+	}
 	if err != nil {
+		a.release(r, attempt)
 		return a.storeError(w, r, err)
 	}
 	if !ok {
-		if err := a.store.RecordLoginFailure(ctx, username, addr, now); err != nil {
-			return a.storeError(w, r, err)
-		}
 		unauthorized(w, detail{Detail: "No active account found with the given credentials"})
 		return LoginFailed
 	}
-	if n > 0 {
-		if err := a.store.ResetLoginFailures(ctx, username, addr); err != nil {
-			return a.storeError(w, r, err)
-		}
-	}
-	if err := a.store.RecordLogin(ctx, user.ID, now); err != nil {
-		return a.storeError(w, r, err)
-	}
-	refresh, claims, err := a.tokens.Issue("refresh", user.ID, now)
+	p, err := a.issuePair(ctx, user, now)
 	if err == nil {
-		err = a.store.AddRefresh(ctx, RefreshToken{JTI: claims.JTI, Family: claims.JTI, UserID: user.ID, ExpiresAt: claims.ExpiresAt})
+		err = a.store.RecordLogin(ctx, Login{
+			UserID:       user.ID,
+			At:           now,
+			Username:     username,
+			Addr:         addr,
+			Attempt:      attempt,
+			PasswordHash: rehash,
+			Refresh:      RefreshToken{JTI: p.claims.JTI, Family: p.claims.JTI, UserID: user.ID, ExpiresAt: p.claims.ExpiresAt},
+		})
 	}
-	var access string
-	if err == nil {
-		access, _, err = a.tokens.Issue("access", user.ID, now)
+	if errors.Is(err, ErrNotFound) { // deleted since it was read: as if unknown
+		unauthorized(w, detail{Detail: "No active account found with the given credentials"})
+		return LoginFailed
 	}
 	if err != nil {
+		a.release(r, attempt)
 		return a.storeError(w, r, err)
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Refresh string `json:"refresh"`
 		Access  string `json:"access"`
-	}{refresh, access})
+	}{p.refresh, p.access})
 	return LoginSucceeded
 }
 
-// authenticate checks a password. Unknown, inactive and wrong-password
-// logins cost the same (one password verification each) and look the same.
-// A Django hash that matches is replaced by an argon2id one.
-func (a *Auth) authenticate(r *http.Request, username, password string) (User, bool, error) {
+// release forgets a login attempt that ended without a verdict on its
+// password. A failure to forget it goes to OnError and nowhere else: the
+// client's answer is already decided, and the attempt then counts as a
+// failure until it leaves the window.
+func (a *Auth) release(r *http.Request, attempt int64) {
+	if err := a.store.ReleaseLogin(r.Context(), attempt); err != nil && a.cfg.OnError != nil {
+		a.cfg.OnError(r, err)
+	}
+}
+
+// throttled answers DRF's 429 for a login that may be tried again in wait
+// (rounded up to a whole second, at least 1).
+func throttled(w http.ResponseWriter, wait time.Duration) {
+	secs := max(int(wait.Seconds()+1), 1)
+	unit := "seconds"
+	if secs == 1 {
+		unit = "second" // DRF's ngettext
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeJSON(w, http.StatusTooManyRequests, detail{Detail: fmt.Sprintf("Request was throttled. Expected available in %d %s.", secs, unit)})
+}
+
+// Body of the 503 of a login that found no free hashing slot within
+// MaxPasswordWait, in the shape of errUnavailable.
+var errHashingBusyBody = detailCode{
+	Detail: "Too many logins are being checked at once. Try again shortly.",
+	Code:   "service_unavailable",
+}
+
+// HashingBusyRetryAfter is the Retry-After (seconds) of the 503 that
+// answers a login that found no free password hashing slot within
+// MaxPasswordWait: a slot frees every 40 ms or so.
+const HashingBusyRetryAfter = 1
+
+// hashingBusy answers 503 for a login that found no free hashing slot.
+func hashingBusy(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", strconv.Itoa(HashingBusyRetryAfter))
+	writeJSON(w, http.StatusServiceUnavailable, errHashingBusyBody)
+}
+
+// authenticate checks a password, and returns the user, whether the
+// password is theirs and the user active, and the password's new hash if
+// its stored one should be replaced (a Django or weaker hash), else "".
+// Unknown, inactive and wrong-password logins cost the same (one password
+// verification each, after the same wait for a hashing slot: at most
+// MaxPasswordWait, then errHashingBusy) and look the same; so does a user
+// whose stored hash cannot be used (Django's unusable "!" passwords).
+func (a *Auth) authenticate(r *http.Request, username, password string) (User, bool, string, error) {
 	user, err := a.store.UserByUsername(r.Context(), username)
-	if errors.Is(err, ErrNotFound) {
-		dummyCheck(password)
-		return User{}, false, nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return User{}, false, "", err
 	}
-	if err != nil {
-		return User{}, false, err
+	ctx, cancel := context.WithTimeout(r.Context(), passwordWait)
+	defer cancel()
+	if err != nil { // not found
+		return User{}, false, "", dummyCheckWithin(ctx, password)
 	}
-	ok, rehash, err := CheckPassword(password, user.PasswordHash)
+	ok, rehash, err := checkPassword(ctx, password, user.PasswordHash, true)
+	if errors.Is(err, errHashingBusy) {
+		return User{}, false, "", err
+	}
 	if err != nil || !ok || !user.Active {
-		return User{}, false, nil
+		return User{}, false, "", nil
 	}
+	var hash string
 	if rehash {
-		hash, err := HashPassword(password)
-		if err == nil {
-			err = a.store.SetPassword(r.Context(), user.ID, hash)
-		}
-		if err != nil {
-			return User{}, false, err
-		}
+		// Not worth a 503: without a free slot in time, the next login
+		// rehashes.
+		hash, _ = hashPassword(ctx, password)
 	}
-	return user, true, nil
+	return user, true, hash, nil
 }
 
 // tokenField parses the token in field name as a token of type typ ("" for
@@ -294,6 +469,9 @@ func (a *Auth) authenticate(r *http.Request, username, password string) (User, b
 // 401 and returns false.
 func (a *Auth) tokenField(w http.ResponseWriter, f fields, name, typ string) (Claims, bool) {
 	vals, errs := f.strings(name)
+	if errs == nil {
+		errs = charErrors(name, vals[0], false, "")
+	}
 	if errs != nil {
 		writeJSON(w, http.StatusBadRequest, errs)
 		return Claims{}, false
@@ -306,7 +484,9 @@ func (a *Auth) tokenField(w http.ResponseWriter, f fields, name, typ string) (Cl
 	return claims, true
 }
 
-// refresh is POST /api/token/refresh/.
+// refresh is POST /api/token/refresh/. The new tokens carry the refresh
+// token's custom claims, as simplejwt's refresh.access_token and rotation
+// copy its claims.
 func (a *Auth) refresh(w http.ResponseWriter, r *http.Request, f fields) {
 	claims, ok := a.tokenField(w, f, "refresh", "refresh")
 	if !ok {
@@ -326,7 +506,15 @@ func (a *Auth) refresh(w http.ResponseWriter, r *http.Request, f fields) {
 		unauthorized(w, detail{Detail: errPasswordChanged.Detail})
 		return
 	}
-	family, err := a.useRefresh(r, claims)
+	// The access token first: once rotateRefresh has consumed the
+	// presented token, nothing may fail, or the client's retry would be
+	// taken for a replay.
+	access, _, err := a.tokens.issue(accessType, user.ID, claims.Custom, now)
+	if err != nil {
+		a.storeError(w, r, err)
+		return
+	}
+	refresh, err := a.rotateRefresh(r, claims, user.ID)
 	if err != nil {
 		if errors.Is(err, ErrTokenBlacklisted) {
 			tokenNotValid(w, err)
@@ -335,23 +523,10 @@ func (a *Auth) refresh(w http.ResponseWriter, r *http.Request, f fields) {
 		a.storeError(w, r, err)
 		return
 	}
-	access, _, err := a.tokens.Issue("access", user.ID, now)
-	if err != nil {
-		a.storeError(w, r, err)
-		return
-	}
-	if !a.cfg.RotateRefreshTokens {
+	if refresh == "" {
 		writeJSON(w, http.StatusOK, struct {
 			Access string `json:"access"`
 		}{access})
-		return
-	}
-	refresh, rc, err := a.tokens.Issue("refresh", user.ID, now)
-	if err == nil {
-		err = a.store.AddRefresh(ctx, RefreshToken{JTI: rc.JTI, Family: family, UserID: user.ID, ExpiresAt: rc.ExpiresAt})
-	}
-	if err != nil {
-		a.storeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
@@ -360,40 +535,47 @@ func (a *Auth) refresh(w http.ResponseWriter, r *http.Request, f fields) {
 	}{access, refresh})
 }
 
-// useRefresh checks a refresh token against the store and, when rotated
-// tokens are blacklisted, consumes it: of concurrent refreshes with one
-// token, one wins; a token consumed before is a replay, and its whole
-// family is revoked. It returns the family for the next token, or
-// ErrTokenBlacklisted.
-func (a *Auth) useRefresh(r *http.Request, c Claims) (string, error) {
+// rotateRefresh checks the refresh token c of the user userID against the
+// store and returns the refresh token the answer carries next to the
+// access token: with RotateRefreshTokens a new one, of c's family and
+// with c's custom claims, else "". With BlacklistAfterRotation too, c is
+// consumed and its successor recorded in one store operation
+// (Store.RotateRefresh): of concurrent refreshes with one token, one wins;
+// a token consumed before is a replay, and its whole family is revoked
+// (ErrTokenBlacklisted); and a refresh whose write fails leaves c as it
+// was, so that the client's retry succeeds rather than being taken for a
+// replay. A token the store has never seen, issued elsewhere with our key
+// (a simplejwt deployment, or before a flush), is adopted as the first of
+// a family.
+func (a *Auth) rotateRefresh(r *http.Request, c Claims, userID string) (string, error) {
 	ctx, now := r.Context(), a.cfg.Now()
-	if !(a.cfg.RotateRefreshTokens && a.cfg.BlacklistAfterRotation) {
-		state, err := a.store.RefreshState(ctx, c.JTI)
-		switch {
-		case err != nil:
+	if !a.cfg.RotateRefreshTokens {
+		_, err := a.checkRefresh(r, c)
+		return "", err
+	}
+	next, nc, err := a.tokens.issue(refreshType, userID, c.Custom, now)
+	if err != nil {
+		return "", err
+	}
+	successor := RefreshToken{JTI: nc.JTI, UserID: userID, ExpiresAt: nc.ExpiresAt}
+	if !a.cfg.BlacklistAfterRotation {
+		family, err := a.checkRefresh(r, c)
+		if err == nil {
+			successor.Family = family
+			err = a.store.AddRefresh(ctx, successor)
+		}
+		if err != nil {
 			return "", err
-		case state == ConsumeRevoked:
-			return "", ErrTokenBlacklisted
-		case state == ConsumeUnknown:
-			return c.JTI, a.adopt(r, c)
 		}
-		// Without blacklisting there is no reuse detection, so families
-		// do not matter: the next token starts its own.
-		return c.JTI, nil
+		return next, nil
 	}
-	result, rec, err := a.store.ConsumeRefresh(ctx, c.JTI, now)
-	if err == nil && result == ConsumeUnknown {
-		// Issued elsewhere with our key (a simplejwt deployment, or before
-		// a flush): adopt it as the first token of a family, then consume.
-		if err = a.adopt(r, c); err == nil {
-			result, rec, err = a.store.ConsumeRefresh(ctx, c.JTI, now)
-		}
-	}
+	presented := RefreshToken{JTI: c.JTI, Family: c.JTI, UserID: c.UserID, ExpiresAt: c.ExpiresAt}
+	result, rec, err := a.store.RotateRefresh(ctx, presented, successor, now)
 	switch {
 	case err != nil:
 		return "", err
 	case result == ConsumeOK:
-		return rec.Family, nil
+		return next, nil
 	case result == ConsumeReused:
 		if err := a.store.RevokeFamily(ctx, rec.Family, now); err != nil {
 			return "", err
@@ -403,6 +585,25 @@ func (a *Auth) useRefresh(r *http.Request, c Claims) (string, error) {
 		}
 	}
 	return "", ErrTokenBlacklisted
+}
+
+// checkRefresh checks a refresh token against the store without
+// consuming it (no rotation, or rotation without blacklisting): it returns
+// ErrTokenBlacklisted for a revoked token, and otherwise the family of the
+// next token, the token's own jti (without blacklisting there is no reuse
+// detection, so families do not matter). A token the store has never seen
+// is adopted.
+func (a *Auth) checkRefresh(r *http.Request, c Claims) (string, error) {
+	state, err := a.store.RefreshState(r.Context(), c.JTI)
+	switch {
+	case err != nil:
+		return "", err
+	case state == ConsumeRevoked:
+		return "", ErrTokenBlacklisted
+	case state == ConsumeUnknown:
+		return c.JTI, a.adopt(r, c)
+	}
+	return c.JTI, nil
 }
 
 // adopt records a valid refresh token the store has never seen.
@@ -484,21 +685,50 @@ type (
 	fieldErrors []fieldError // {"<field>": ["<message>"]}, in field order
 )
 
+// MarshalJSON writes {"<field>": ["<message>", …], …}: the messages of
+// consecutive errors of one field go in one list.
 func (fe fieldErrors) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
 	for i, e := range fe {
-		if i > 0 {
+		switch {
+		case i > 0 && fe[i-1].name == e.name:
 			b.WriteByte(',')
+		case i > 0:
+			b.WriteString("],")
+			fallthrough
+		default:
+			name, _ := json.Marshal(e.name)
+			b.Write(name)
+			b.WriteString(":[")
 		}
-		name, _ := json.Marshal(e.name)
-		msg, _ := json.Marshal([]string{e.msg})
-		b.Write(name)
-		b.WriteByte(':')
+		msg, _ := json.Marshal(e.msg)
 		b.Write(msg)
+	}
+	if len(fe) > 0 {
+		b.WriteByte(']')
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// has tells whether a field has an error.
+func (fe fieldErrors) has(name string) bool {
+	for _, e := range fe {
+		if e.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// sorted returns the errors in the order of names (DRF's order of the
+// serializer's fields), each field's in the order they came.
+func (fe fieldErrors) sorted(names ...string) fieldErrors {
+	slices.SortStableFunc(fe, func(x, y fieldError) int {
+		return slices.Index(names, x.name) - slices.Index(names, y.name)
+	})
+	return fe
 }
 
 // tokenNotValid answers simplejwt's 401 for a refused token.

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Bodies of the 401s at protected routes, as simplejwt's JWTAuthentication.
@@ -22,11 +20,18 @@ var (
 )
 
 // bearer extracts the token from an Authorization header the way simplejwt
-// does (split on whitespace; exactly two parts), except that the scheme is
+// does (split on white space; exactly two parts), except that the scheme is
 // matched case-insensitively as RFC 9110 §11.1 says ("bearer x" is a
 // credential, where simplejwt ignores it). ok is false when the header is
 // absent or of another scheme; malformed is true for "Bearer" alone or with
 // more than one value. It splits without allocating: it runs per request.
+//
+// Only SP and HTAB separate: simplejwt splits the header's bytes with
+// Python's bytes.split(), whose white space is ASCII's, and of that only
+// SP and HTAB reach a handler (net/http answers 400 to a header value with
+// another control character). A non-ASCII space such as U+00A0 or U+3000
+// is part of a field, as it is to simplejwt: "Bearer\u00a0<token>" is one
+// field, of no scheme we know.
 func bearer(header string) (token string, ok, malformed bool) {
 	scheme, rest := nextField(header)
 	if scheme == "" || !strings.EqualFold(scheme, "Bearer") {
@@ -39,42 +44,36 @@ func bearer(header string) (token string, ok, malformed bool) {
 	return token, true, false
 }
 
-// nextField returns the first whitespace-separated field of s, as
-// strings.Fields splits (unicode.IsSpace), and what follows it. ASCII,
-// all of a token, is decided from a table without decoding: a rune at a
-// time through unicode.IsSpace was half of Required's cost.
+// nextField returns the first field of s separated by SP and HTAB, and
+// what follows it.
 func nextField(s string) (field, rest string) {
-	s = s[spaceRun(s, true):]
-	n := spaceRun(s, false)
-	return s[:n], s[n:]
-}
-
-// spaceRun returns the length of the run at the front of s of white space
-// (space true) or of anything else (space false).
-func spaceRun(s string, space bool) int {
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if asciiSpace[c] != space {
-				return i
-			}
-			i++
-			continue
-		}
-		r, width := utf8.DecodeRuneInString(s[i:])
-		if unicode.IsSpace(r) != space {
-			return i
-		}
-		i += width
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
 	}
-	return len(s)
+	s = s[i:]
+	i = 0
+	for i < len(s) && s[i] != ' ' && s[i] != '\t' {
+		i++
+	}
+	return s[:i], s[i:]
 }
-
-// asciiSpace are the ASCII bytes unicode.IsSpace calls white space.
-var asciiSpace = [utf8.RuneSelf]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
 
 // serveProtected authenticates r and serves h with the user in its context.
 func (a *Auth) serveProtected(h http.Handler, w http.ResponseWriter, r *http.Request) {
-	raw, ok, malformed := bearer(r.Header.Get("Authorization"))
+	var header string
+	switch values := r.Header["Authorization"]; len(values) {
+	case 0:
+	case 1:
+		header = values[0]
+	default:
+		// Two headers: proxies and servers disagree on which counts (the
+		// first, the last, or both joined with a comma, as gunicorn does
+		// for simplejwt), so none does.
+		unauthorized(w, errBadHeader)
+		return
+	}
+	raw, ok, malformed := bearer(header)
 	switch {
 	case !ok:
 		unauthorized(w, errNoCredentials)
@@ -103,7 +102,11 @@ func (a *Auth) serveProtected(h http.Handler, w http.ResponseWriter, r *http.Req
 		unauthorized(w, errPasswordChanged)
 		return
 	}
-	h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+	var who any = user
+	if claims.Custom != nil {
+		who = &principal{user: user, custom: claims.Custom}
+	}
+	h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, who)))
 }
 
 // verifyAccess parses an access token, or finds it verified before; see

@@ -23,8 +23,21 @@ func TestBearer(t *testing.T) {
 		{"bearer", "Bearer abc", "abc", true, false},
 		{"any case (RFC 9110)", "bEaReR abc", "abc", true, false},
 		{"extra spaces", "  Bearer \t abc  ", "abc", true, false},
+		{"tab", "Bearer\tabc", "abc", true, false},
 		{"Bearer alone", "Bearer", "", true, true},
 		{"three parts", "Bearer a b", "", true, true},
+		// Only SP and HTAB separate, as Python's bytes.split() on what
+		// reaches a handler: a Unicode space is part of a field.
+		{"U+00A0 after the scheme", "Bearer\u00a0abc", "", false, false},
+		{"U+2003 after the scheme", "Bearer\u2003abc", "", false, false},
+		{"U+3000 after the scheme", "Bearer\u3000abc", "", false, false},
+		{"U+2028 after the scheme", "Bearer\u2028abc", "", false, false},
+		{"U+0085 after the scheme", "Bearer\u0085abc", "", false, false},
+		{"latin-1 NBSP byte", "Bearer\xa0abc", "", false, false},
+		{"U+00A0 before the token", "Bearer \u00a0abc", "\u00a0abc", true, false},
+		{"U+3000 after the token", "Bearer abc\u3000", "abc\u3000", true, false},
+		{"U+2003 between two values", "Bearer a\u2003b", "a\u2003b", true, false},
+		{"vertical tab", "Bearer\vabc", "", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,35 +188,43 @@ func TestRequiredStoreUnavailable(t *testing.T) {
 	}
 }
 
+// pyFields splits an Authorization header as simplejwt's header.split()
+// does the bytes that reach a handler: on SP and HTAB (net/http refuses
+// the other ASCII white space in a header value).
+func pyFields(header string) []string {
+	return strings.FieldsFunc(header, func(r rune) bool { return r == ' ' || r == '\t' })
+}
+
+// bearerModel is what bearer must return for header: simplejwt's split,
+// with the scheme compared case-insensitively.
+func bearerModel(header string) (token string, ok, malformed bool) {
+	parts := pyFields(header)
+	ok = len(parts) > 0 && strings.EqualFold(parts[0], "Bearer")
+	malformed = ok && len(parts) != 2
+	if ok && !malformed {
+		token = parts[1]
+	}
+	return token, ok, malformed
+}
+
 func TestBearerMatchesFields(t *testing.T) {
-	for _, header := range []string{"", " ", "Bearer", "Bearer x", "\tBearer\u00a0x\u2003", "Bearer x y", "Bearer\x85x", "Bearer \xffx", "bearer\tx\n", "Token x", "Bearerx"} {
-		parts := strings.Fields(header)
-		var want string
-		wantOK := len(parts) > 0 && strings.EqualFold(parts[0], "Bearer")
-		wantMalformed := wantOK && len(parts) != 2
-		if wantOK && !wantMalformed {
-			want = parts[1]
-		}
+	for _, header := range []string{"", " ", "Bearer", "Bearer x", "\tBearer\u00a0x\u2003", "Bearer x y", "Bearer\x85x", "Bearer \xffx", "bearer\tx\n", "Token x", "Bearerx",
+		"Bearer\u3000x", "Bearer \u2028x", "\u00a0Bearer x", "Bearer x\u00a0"} {
+		want, wantOK, wantMalformed := bearerModel(header)
 		if got, ok, malformed := bearer(header); got != want || ok != wantOK || malformed != wantMalformed {
-			t.Errorf("bearer(%q) = %q, %v, %v; want %q, %v, %v (as strings.Fields splits)", header, got, ok, malformed, want, wantOK, wantMalformed)
+			t.Errorf("bearer(%q) = %q, %v, %v; want %q, %v, %v (split on SP and HTAB)", header, got, ok, malformed, want, wantOK, wantMalformed)
 		}
 	}
 }
 
-// FuzzBearer checks bearer against strings.Fields, the split simplejwt's
-// header.split() amounts to, on any header.
+// FuzzBearer checks bearer against a split on SP and HTAB, which is
+// simplejwt's header.split() on any header that reaches a handler.
 func FuzzBearer(f *testing.F) {
 	for _, seed := range []string{"Bearer x", "\tBearer\u00a0x\u2003", "Bearer\x85x", "Bearer \xffx", "bearer x y"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, header string) {
-		parts := strings.Fields(header)
-		wantOK := len(parts) > 0 && strings.EqualFold(parts[0], "Bearer")
-		wantMalformed := wantOK && len(parts) != 2
-		want := ""
-		if wantOK && !wantMalformed {
-			want = parts[1]
-		}
+		want, wantOK, wantMalformed := bearerModel(header)
 		if got, ok, malformed := bearer(header); got != want || ok != wantOK || malformed != wantMalformed {
 			t.Errorf("bearer(%q) = %q, %v, %v; want %q, %v, %v", header, got, ok, malformed, want, wantOK, wantMalformed)
 		}
@@ -211,21 +232,28 @@ func FuzzBearer(f *testing.F) {
 }
 
 // FuzzRequired drives the bearer header and token path of the protected
-// route: it never panics, lets through only valid access tokens, and
-// answers every refusal 401 with a JSON body and the Bearer challenge.
+// route: it never panics, lets through only valid access tokens in a
+// single header, and answers every refusal 401 with a JSON body and the
+// Bearer challenge. A newline in the input, which no header value can
+// hold, separates the values of several Authorization headers.
 func FuzzRequired(f *testing.F) {
 	a, h, tok := protected(f)
 	for _, seed := range []string{"", "Bearer " + tok, "Bearer", "Bearer a b", "Basic x", "Bearer " + strings.Repeat(".", 4096),
-		"Bearer eyJhbGciOiJub25lIn0.e30.", "bearer " + tok + "x"} {
+		"Bearer eyJhbGciOiJub25lIn0.e30.", "bearer " + tok + "x", "Bearer " + tok + "\nBearer " + tok, "Bearer\u00a0" + tok} {
 		f.Add(seed)
 	}
-	f.Fuzz(func(t *testing.T, header string) {
+	f.Fuzz(func(t *testing.T, input string) {
+		values := strings.Split(input, "\n")
 		r := httptest.NewRequest("GET", "/hello/", nil)
-		r.Header["Authorization"] = []string{header}
+		r.Header["Authorization"] = values
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
+		header := values[0]
 		switch w.Code {
 		case http.StatusNoContent:
+			if len(values) != 1 {
+				t.Fatalf("%d Authorization headers %q let through", len(values), values)
+			}
 			raw, _, _ := bearer(header)
 			if _, err := a.Tokens().Parse(raw, "access", time.Now()); err != nil {
 				t.Fatalf("header %q let through with a token Parse refuses: %v", header, err)
@@ -237,6 +265,9 @@ func FuzzRequired(f *testing.F) {
 			}
 			if w.Header().Get("WWW-Authenticate") != `Bearer realm="api"` {
 				t.Fatalf("header %q: 401 without the Bearer challenge", header)
+			}
+			if len(values) > 1 && body["code"] != "bad_authorization_header" {
+				t.Fatalf("%d Authorization headers %q: 401 %s, want bad_authorization_header", len(values), values, w.Body)
 			}
 		default:
 			t.Fatalf("header %q: status %d", header, w.Code)
@@ -318,5 +349,45 @@ func TestVerifiedTokenCache(t *testing.T) {
 	now.Store(&later)
 	if code, body := serve(tok); code != http.StatusUnauthorized || !strings.Contains(body, "Token is expired") {
 		t.Errorf("the cached token after its exp: %d %s, want 401 Token is expired", code, body)
+	}
+}
+
+// TestRequiredAuthorizationHeaders checks the headers simplejwt (under
+// gunicorn, which joins repeated headers with a comma) refuses: two
+// Authorization headers are bad_authorization_header whichever holds the
+// token, and a Unicode space after the scheme separates nothing.
+func TestRequiredAuthorizationHeaders(t *testing.T) {
+	const (
+		noCredentials = `{"detail":"Authentication credentials were not provided."}`
+		badHeader     = `{"detail":"Authorization header must contain two space-delimited values","code":"bad_authorization_header"}`
+	)
+	_, h, tok := protected(t)
+	tests := []struct {
+		name     string
+		values   []string
+		wantCode int
+		wantBody string
+	}{
+		{"one header", []string{"Bearer " + tok}, http.StatusNoContent, ""},
+		{"tab", []string{"Bearer\t" + tok}, http.StatusNoContent, ""},
+		{"two headers, the same token", []string{"Bearer " + tok, "Bearer " + tok}, http.StatusUnauthorized, badHeader},
+		{"two headers, the token first", []string{"Bearer " + tok, "Basic x"}, http.StatusUnauthorized, badHeader},
+		{"two headers, the token last", []string{"Basic x", "Bearer " + tok}, http.StatusUnauthorized, badHeader},
+		{"two headers, one empty", []string{"Bearer " + tok, ""}, http.StatusUnauthorized, badHeader},
+		{"U+00A0", []string{"Bearer\u00a0" + tok}, http.StatusUnauthorized, noCredentials},
+		{"U+2003", []string{"Bearer\u2003" + tok}, http.StatusUnauthorized, noCredentials},
+		{"U+3000", []string{"Bearer\u3000" + tok}, http.StatusUnauthorized, noCredentials},
+		{"U+2028", []string{"Bearer\u2028" + tok}, http.StatusUnauthorized, noCredentials},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/hello/", nil)
+			r.Header["Authorization"] = tt.values
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if body := strings.TrimSpace(w.Body.String()); w.Code != tt.wantCode || body != tt.wantBody {
+				t.Errorf("headers %q: got %d %s, want %d %s", tt.values, w.Code, body, tt.wantCode, tt.wantBody)
+			}
+		})
 	}
 }

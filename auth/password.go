@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"container/list"
+	"context"
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,9 +10,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -64,6 +68,148 @@ const (
 	pbkdf2KeyBytes      = sha256.Size // Django's pbkdf2_sha256 keeps the digest size
 )
 
+// Password hashing is bounded in each process: every argon2id hash with
+// the current parameters holds ArgonMemoryKiB (19 MiB) while it runs, for
+// about 40 ms of one core, so unbounded concurrent logins would take a
+// process's memory with them (24 at once took a worker from 24 MB to
+// 473 MB). At most PasswordHashingSlots hashes run at once: one per P
+// (GOMAXPROCS: a worker's share of the CPUs, one by default), at most 8.
+// A hash runs on one core, so more at once would not finish sooner, only
+// hold more memory; 8 caps the memory (152 MiB of hashes running) on a
+// machine where one process has many cores. Go's collector lets the heap
+// grow to twice what is live before it collects, so a process holds up to
+// about three hashes' memory per slot: measured, a worker with one slot
+// peaks at 80 MiB RSS (from 18 MiB idle) however many logins it gets at
+// once. A stored hash that asks for more memory or
+// lanes (Django's argon2 hashes: 100 MiB, 8 lanes) takes the slots its
+// memory and lanes need, all of them at most; a pbkdf2_sha256 hash (CPU
+// only) takes one. Further hashes wait their turn, first come first
+// served: HashPassword and CheckPassword as long as it takes, a login at
+// the obtain endpoint at most MaxPasswordWait, after which it is answered
+// 503 with "Retry-After: 1" without its password checked. Whether the
+// user exists or not, a login waits in the same queue for the same one
+// slot, so the wait tells nothing about usernames.
+const maxPasswordSlots = 8
+
+// MaxPasswordWait is how long a login at the obtain endpoint waits for a
+// free hashing slot (see PasswordHashingSlots) before it is answered 503
+// with "Retry-After: 1": a person logging in tolerates a couple of
+// seconds, and a queue longer than that, some 50 hashes per slot, means a
+// burst the process cannot serve in time, which waiting clients would only
+// make longer.
+const MaxPasswordWait = 2 * time.Second
+
+// passwordWait is MaxPasswordWait, shorter in tests.
+var passwordWait = MaxPasswordWait
+
+// PasswordHashingSlots is how many password hashes of the current
+// parameters may run at once in this process: GOMAXPROCS, at most 8.
+func PasswordHashingSlots() int { return int(hashing().size / ArgonMemoryKiB) }
+
+// hashing is the process's bound on password hashing, in KiB of argon2
+// memory: PasswordHashingSlots × ArgonMemoryKiB.
+var hashing = sync.OnceValue(func() *hashGate {
+	return &hashGate{size: int64(min(max(runtime.GOMAXPROCS(0), 1), maxPasswordSlots)) * ArgonMemoryKiB}
+})
+
+// errHashingBusy is a login's error when no hashing slot came free within
+// MaxPasswordWait.
+var errHashingBusy = errors.New("auth: every password hashing slot stayed busy")
+
+// hashGate is a weighted semaphore with a FIFO queue (as
+// golang.org/x/sync/semaphore's): a hash takes its weight, in KiB, and
+// waits while the weights taken would pass size, or while others wait
+// before it.
+type hashGate struct {
+	size int64
+
+	mu      sync.Mutex
+	used    int64
+	waiters list.List // of *hashWaiter, first come first
+}
+
+type hashWaiter struct {
+	n     int64
+	ready chan struct{} // closed when the weight is taken for it
+}
+
+// acquire takes n (at most size) once it is free, or returns
+// errHashingBusy when ctx is done first.
+func (g *hashGate) acquire(ctx context.Context, n int64) error {
+	n = min(n, g.size)
+	g.mu.Lock()
+	if g.waiters.Len() == 0 && g.used+n <= g.size {
+		g.used += n
+		g.mu.Unlock()
+		return nil
+	}
+	w := &hashWaiter{n: n, ready: make(chan struct{})}
+	e := g.waiters.PushBack(w)
+	g.mu.Unlock()
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-w.ready: // taken for it meanwhile: use it
+		return nil
+	default:
+	}
+	front := g.waiters.Front() == e
+	g.waiters.Remove(e)
+	if front {
+		g.grant() // those behind it may fit
+	}
+	return errHashingBusy
+}
+
+// release gives back n (as given to acquire).
+func (g *hashGate) release(n int64) {
+	n = min(n, g.size)
+	g.mu.Lock()
+	g.used -= n
+	g.grant()
+	g.mu.Unlock()
+}
+
+// grant takes the weights of the waiters at the front of the queue for
+// as long as they fit. g.mu is held.
+func (g *hashGate) grant() {
+	for e := g.waiters.Front(); e != nil; e = g.waiters.Front() {
+		w := e.Value.(*hashWaiter)
+		if g.used+w.n > g.size {
+			return
+		}
+		g.used += w.n
+		g.waiters.Remove(e)
+		close(w.ready)
+	}
+}
+
+// weight is what hashing with h's parameters takes of the hashing bound:
+// its argon2 memory, or one slot per lane if that is more, at least one
+// slot (pbkdf2_sha256 uses no memory but a core).
+func (h passwordHash) weight() int64 {
+	if h.kind != hashArgon2id {
+		return ArgonMemoryKiB
+	}
+	return max(int64(h.memory), int64(h.threads)*ArgonMemoryKiB)
+}
+
+// deriveWithin hashes password with h's parameters into keyLen bytes within the
+// hashing bound, waiting for its turn until ctx is done (errHashingBusy).
+func (h passwordHash) deriveWithin(ctx context.Context, password string, keyLen int) ([]byte, error) {
+	g, n := hashing(), h.weight()
+	if err := g.acquire(ctx, n); err != nil {
+		return nil, err
+	}
+	defer g.release(n)
+	return h.derive(password, keyLen)
+}
+
 // HashPassword returns the PHC string of an argon2id hash of password with
 // a fresh random salt and the Argon* parameters:
 //
@@ -72,8 +218,15 @@ const (
 // where salt (16 bytes) and key (32 bytes) are unpadded standard base64.
 // The password is hashed as given, byte for byte: never trimmed, never
 // Unicode-normalised. The empty password is refused, and so is one longer
-// than MaxPasswordBytes (ErrPasswordTooLong).
+// than MaxPasswordBytes (ErrPasswordTooLong). It waits for a free hashing
+// slot as long as it takes (see PasswordHashingSlots).
 func HashPassword(password string) (string, error) {
+	return hashPassword(context.Background(), password)
+}
+
+// hashPassword is HashPassword, waiting for a hashing slot until ctx is
+// done (errHashingBusy).
+func hashPassword(ctx context.Context, password string) (string, error) {
 	if err := checkPasswordLength(password); err != nil {
 		return "", err
 	}
@@ -86,7 +239,7 @@ func HashPassword(password string) (string, error) {
 		threads: ArgonThreads,
 		salt:    salt,
 	}
-	key, err := h.derive(password, argonKeyBytes)
+	key, err := h.deriveWithin(ctx, password, argonKeyBytes)
 	if err != nil {
 		return "", err
 	}
@@ -99,7 +252,8 @@ func HashPassword(password string) (string, error) {
 // HashPassword(password): rehash is true for Django hashes and for argon2id
 // hashes weaker than the Argon* constants (less memory, fewer passes, a
 // shorter salt or key). rehash is false whenever ok is false. The
-// digests are compared in constant time.
+// digests are compared in constant time. It waits for free hashing slots
+// as long as it takes (see PasswordHashingSlots).
 //
 // Accepted formats:
 //
@@ -120,14 +274,28 @@ func HashPassword(password string) (string, error) {
 // ErrPasswordTooLong) and the empty password an error, both without
 // hashing.
 func CheckPassword(password, encoded string) (ok, rehash bool, err error) {
+	return checkPassword(context.Background(), password, encoded, false)
+}
+
+// checkPassword is CheckPassword, waiting for hashing slots until ctx is
+// done (errHashingBusy). With spend, a stored hash that cannot be used
+// costs the time of one check against dummyHash before its error comes
+// back, as a wrong password would: a login for a user with an unusable
+// password (Django's "!") is not told apart by its time either.
+func checkPassword(ctx context.Context, password, encoded string, spend bool) (ok, rehash bool, err error) {
 	if err := checkPasswordLength(password); err != nil {
 		return false, false, err
 	}
 	h, err := parsePasswordHash(encoded)
 	if err != nil {
+		if spend {
+			if _, _, busy := checkPassword(ctx, password, dummyHash(), false); errors.Is(busy, errHashingBusy) {
+				return false, false, busy
+			}
+		}
 		return false, false, err
 	}
-	got, err := h.derive(password, len(h.key))
+	got, err := h.deriveWithin(ctx, password, len(h.key))
 	if err != nil {
 		return false, false, err
 	}
@@ -160,9 +328,20 @@ var dummyHash = sync.OnceValue(func() string {
 // well-formed argon2id hash with the current parameters, so that a login
 // for an unknown user costs what a wrong password costs (Django
 // ModelBackend's trick, ticket #20760). It refuses what CheckPassword
-// refuses (too long, empty) just as quickly, so those cost the same too.
+// refuses (too long, empty) just as quickly, so those cost the same too,
+// and it waits for a hashing slot as a CheckPassword does.
 func dummyCheck(password string) {
 	_, _, _ = CheckPassword(password, dummyHash())
+}
+
+// dummyCheckWithin is dummyCheck waiting for a hashing slot until ctx is
+// done: it returns errHashingBusy if it was, nil otherwise.
+func dummyCheckWithin(ctx context.Context, password string) error {
+	_, _, err := checkPassword(ctx, password, dummyHash(), false)
+	if errors.Is(err, errHashingBusy) {
+		return err
+	}
+	return nil
 }
 
 func checkPasswordLength(password string) error {

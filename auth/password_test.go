@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -549,5 +551,97 @@ func BenchmarkCheckPassword(b *testing.B) {
 		if ok, _, err := CheckPassword("correct horse battery staple", encoded); !ok || err != nil {
 			b.Fatalf("CheckPassword = %v, %v; want true, nil", ok, err)
 		}
+	}
+}
+
+// TestHashGate checks the hashing bound's semaphore: weights, first come
+// first served, and a waiter that gives up.
+func TestHashGate(t *testing.T) {
+	const slot = ArgonMemoryKiB
+	g := &hashGate{size: 2 * slot}
+	ctx := t.Context()
+	if err := g.acquire(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.acquire(ctx, slot/2); err != nil { // a weak hash takes what it says, here
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := g.acquire(short, slot); !errors.Is(err, errHashingBusy) {
+		t.Fatalf("acquire with the gate full: got %v, want errHashingBusy once ctx is done", err)
+	}
+
+	// A big hash (capped at the whole gate) waits first in line; a small
+	// one behind it waits too, though it would fit.
+	order := make(chan string, 2)
+	go func() { g.acquire(ctx, 100*slot); order <- "big" }()
+	time.Sleep(20 * time.Millisecond)
+	go func() { g.acquire(ctx, slot/2); order <- "small" }()
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case who := <-order:
+		t.Fatalf("%s got in with the gate full", who)
+	default:
+	}
+	g.release(slot / 2)
+	select {
+	case who := <-order:
+		t.Fatalf("%s got in before the big one, first in line, could", who)
+	case <-time.After(20 * time.Millisecond):
+	}
+	g.release(slot)
+	if who := <-order; who != "big" {
+		t.Fatalf("%s got in first, want big", who)
+	}
+	g.release(100 * slot)
+	if who := <-order; who != "small" {
+		t.Fatalf("got %s, want small", who)
+	}
+	g.release(slot / 2)
+	if g.used != 0 || g.waiters.Len() != 0 {
+		t.Errorf("gate after all releases: used %d, %d waiting; want 0, 0", g.used, g.waiters.Len())
+	}
+}
+
+// TestPasswordHashingBounded runs 4 × PasswordHashingSlots checks at once
+// and counts how many hash at the same moment: never more than the slots.
+func TestPasswordHashingBounded(t *testing.T) {
+	stored, err := HashPassword("the real password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots := PasswordHashingSlots()
+	g := hashing()
+	var mu sync.Mutex
+	most := 0
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // samples the gate while the checks run
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			g.mu.Lock()
+			mu.Lock()
+			most = max(most, int(g.used/ArgonMemoryKiB))
+			mu.Unlock()
+			g.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	var wg sync.WaitGroup
+	for range 4 * slots {
+		wg.Go(func() { CheckPassword("a wrong password", stored) })
+	}
+	wg.Wait()
+	close(stop)
+	<-done
+	t.Logf("%d checks at once with %d slots: at most %d hashing together", 4*slots, slots, most)
+	if most > slots || most == 0 {
+		t.Errorf("at most %d hashing together, want 1 to %d", most, slots)
 	}
 }

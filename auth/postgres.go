@@ -42,6 +42,12 @@ const postgresAppName = "remuda"
 // database, shared by every application that uses it; this one is ours.
 const postgresMigrationLock int64 = 0x72656d7564616d67
 
+// postgresLoginLock is the first of the two int4 keys of the
+// pg_advisory_xact_lock that serializes the ReserveLogin calls of one
+// username and address (the second is a hash of them): the bytes of
+// "reml". Two-key locks are a key space apart from one-key locks.
+const postgresLoginLock int32 = 0x72656d6c
+
 // postgresSchema holds the schema migrations: postgresSchema[i] takes a
 // database from version i to version i+1, and the version table
 // (remuda_schema) gets a row for each version applied, with its time.
@@ -90,6 +96,12 @@ var postgresSchema = [][]string{
 	{
 		`ALTER TABLE users ADD COLUMN password_changed_at timestamptz`,
 	},
+	// Version 3: login_failures rows get an id, as in SQLite's version 3:
+	// a login attempt is counted before its password is checked, then
+	// forgotten by id.
+	{
+		`ALTER TABLE login_failures ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY`,
+	},
 }
 
 // Postgres is a Store in a PostgreSQL database, shared by the workers of
@@ -102,8 +114,12 @@ var postgresSchema = [][]string{
 // one of concurrent consumers, on any host, wins.
 //
 // When the database cannot be reached (refused or reset connections, a
-// server shutting down or starting up, a connect timeout) methods return
-// an error that matches ErrUnavailable. The pool drops broken connections
+// server shutting down or starting up, a connect timeout) or cannot take a
+// write now (a disk full, an I/O error, a read-only database or
+// transaction, a missing privilege, a lock or statement timeout, a
+// serialization failure or deadlock), methods return an error that
+// matches ErrUnavailable. Every method that writes more than one row does
+// so in one transaction: a failure writes nothing. The pool drops broken connections
 // and opens new ones, so once the database is back the same Postgres
 // serves again without being reopened.
 type Postgres struct {
@@ -225,15 +241,26 @@ func postgresError(err error) error {
 }
 
 // postgresUnavailable tells whether err means the database cannot be
-// reached now, rather than that a statement failed.
+// reached, or cannot take the statement now, rather than that the
+// statement is wrong.
 func postgresUnavailable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		// admin_shutdown, crash_shutdown, cannot_connect_now (starting up,
-		// shutting down, in recovery), too_many_connections, and the
-		// connection_exception class.
 		switch pgErr.Code {
-		case "57P01", "57P02", "57P03", "53300", "08000", "08001", "08003", "08004", "08006":
+		case "25006", // read_only_sql_transaction: a read-only database or standby
+			"42501",          // insufficient_privilege: a privilege revoked
+			"55P03",          // lock_not_available: lock_timeout
+			"57014",          // query_canceled: statement_timeout
+			"40001", "40P01", // serialization_failure, deadlock_detected
+			"57P01", "57P02", "57P03", // admin_shutdown, crash_shutdown, cannot_connect_now
+			"57P04", "57P05", "25P03": // database_dropped, idle_session_timeout, idle_in_transaction_session_timeout
+			return true
+		}
+		// Class 08, connection exception; 53, insufficient resources
+		// (disk_full, out_of_memory, too_many_connections); 58, system
+		// error (io_error).
+		switch pgErr.Code[:2] {
+		case "08", "53", "58":
 			return true
 		}
 		return false
@@ -458,41 +485,97 @@ func (p *Postgres) SetActive(ctx context.Context, id string, active bool) error 
 	return p.updateUser(ctx, "set active", `UPDATE users SET is_active = $2 WHERE id = $1`, id, active)
 }
 
-// RecordLogin sets a user's last login time; ErrNotFound if no such user.
-func (p *Postgres) RecordLogin(ctx context.Context, id string, at time.Time) error {
-	return p.updateUser(ctx, "record login", `UPDATE users SET last_login = $2 WHERE id = $1`, id, pgSecond(at))
+// RecordLogin records a successful login in one transaction; see Store
+// and Login. ErrNotFound if no such user.
+func (p *Postgres) RecordLogin(ctx context.Context, l Login) error {
+	n, ok := pgUserID(l.UserID)
+	if !ok {
+		return pgErrorf("record login", ErrNotFound)
+	}
+	if l.Refresh.JTI != "" {
+		if err := pgCheckRefresh(l.Refresh); err != nil {
+			return fmt.Errorf("auth: postgres: record login: %w", err)
+		}
+	}
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE users SET last_login = $2, password = CASE WHEN $3 = '' THEN password ELSE $3 END
+			WHERE id = $1`,
+			n, pgSecond(l.At), l.PasswordHash)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		if l.Attempt > 0 {
+			if _, err := tx.Exec(ctx, `DELETE FROM login_failures WHERE username = $1 AND addr = $2 AND id <= $3`,
+				l.Username, l.Addr, l.Attempt); err != nil {
+				return err
+			}
+		}
+		if l.Refresh.JTI != "" {
+			return pgAddRefresh(ctx, tx, l.Refresh)
+		}
+		return nil
+	})
+	if err != nil {
+		return pgErrorf("record login", err)
+	}
+	return nil
+}
+
+// pgCheckRefresh checks a token record before it is written: a jti, a
+// family, and a decimal user id.
+func pgCheckRefresh(t RefreshToken) error {
+	if t.JTI == "" || t.Family == "" {
+		return errors.New("empty jti or family")
+	}
+	if _, ok := pgUserID(t.UserID); !ok {
+		return fmt.Errorf("user id %q is not a decimal id", t.UserID)
+	}
+	return nil
+}
+
+// pgQuerier is a pool or a transaction.
+type pgQuerier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// pgAddRefresh inserts the checked record t, created now, unless its jti
+// is recorded already.
+func pgAddRefresh(ctx context.Context, q pgQuerier, t RefreshToken) error {
+	uid, _ := pgUserID(t.UserID)
+	_, err := q.Exec(ctx, `
+		INSERT INTO refresh_tokens (jti, family, user_id, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (jti) DO NOTHING`,
+		t.JTI, t.Family, uid, pgSecond(time.Now()), pgSecond(t.ExpiresAt))
+	return err
 }
 
 // AddRefresh records a refresh token as outstanding, created now. Like
 // SQLite's, it is idempotent: a jti recorded before is left as it is.
 // t.UserID must be a user id (decimal).
 func (p *Postgres) AddRefresh(ctx context.Context, t RefreshToken) error {
-	if t.JTI == "" || t.Family == "" {
-		return errors.New("auth: postgres: add refresh token: empty jti or family")
+	if err := pgCheckRefresh(t); err != nil {
+		return fmt.Errorf("auth: postgres: add refresh token: %w", err)
 	}
-	uid, ok := pgUserID(t.UserID)
-	if !ok {
-		return fmt.Errorf("auth: postgres: add refresh token: user id %q is not a decimal id", t.UserID)
-	}
-	_, err := p.pool.Exec(ctx, `
-		INSERT INTO refresh_tokens (jti, family, user_id, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (jti) DO NOTHING`,
-		t.JTI, t.Family, uid, pgSecond(time.Now()), pgSecond(t.ExpiresAt))
-	if err != nil {
+	if err := pgAddRefresh(ctx, p.pool, t); err != nil {
 		return pgErrorf("add refresh token", err)
 	}
 	return nil
 }
 
-// refreshState classifies the token jti as sqliteRefreshState does.
-func (p *Postgres) refreshState(ctx context.Context, jti string) (ConsumeResult, RefreshToken, error) {
+// pgRefreshState classifies the token jti as sqliteRefreshState does.
+func pgRefreshState(ctx context.Context, q pgQuerier, jti string) (ConsumeResult, RefreshToken, error) {
 	var (
 		t                 = RefreshToken{JTI: jti}
 		uid               int64
 		consumed, revoked bool
 	)
-	err := p.pool.QueryRow(ctx, `
+	err := q.QueryRow(ctx, `
 		SELECT family, user_id, expires_at,
 			consumed_at IS NOT NULL,
 			blacklisted_at IS NOT NULL
@@ -516,19 +599,15 @@ func (p *Postgres) refreshState(ctx context.Context, jti string) (ConsumeResult,
 	}
 }
 
-// ConsumeRefresh marks the outstanding refresh token jti consumed at now,
-// once: of concurrent calls, from any number of processes and hosts,
-// exactly one gets ConsumeOK. The consumption is one conditional UPDATE:
-// a concurrent caller waits for the winner's row lock, then finds
-// consumed_at set and updates nothing. Results are as SQLite's
-// ConsumeRefresh: ConsumeReused for a replay, ConsumeRevoked for a
-// blacklisted token or one of a revoked family, ConsumeUnknown for a jti
-// never recorded, or flushed; the record for every result but
-// ConsumeUnknown. Expiry is not checked here: the token's exp claim is.
-func (p *Postgres) ConsumeRefresh(ctx context.Context, jti string, now time.Time) (ConsumeResult, RefreshToken, error) {
+// pgConsume consumes the token jti at now with one conditional UPDATE, or
+// says why it cannot. A concurrent caller waits for the winner's row lock,
+// then finds consumed_at set and updates nothing; a consumed, blacklisted
+// or revoked token never becomes consumable again, so reading its state
+// after the UPDATE (a new snapshot in READ COMMITTED) is safe.
+func pgConsume(ctx context.Context, q pgQuerier, jti string, now time.Time) (ConsumeResult, RefreshToken, error) {
 	t := RefreshToken{JTI: jti}
 	var uid int64
-	err := p.pool.QueryRow(ctx, `
+	err := q.QueryRow(ctx, `
 		UPDATE refresh_tokens t SET consumed_at = $2
 		WHERE jti = $1 AND consumed_at IS NULL AND blacklisted_at IS NULL
 			AND NOT EXISTS (SELECT 1 FROM revoked_families r WHERE r.family = t.family)
@@ -540,13 +619,62 @@ func (p *Postgres) ConsumeRefresh(ctx context.Context, jti string, now time.Time
 		return ConsumeOK, t, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return ConsumeUnknown, RefreshToken{}, pgErrorf("consume refresh token", err)
+		return ConsumeUnknown, RefreshToken{}, err
 	}
-	// Not consumable: say why. A consumed, blacklisted or revoked token
-	// never becomes consumable again, so reading after the UPDATE is safe.
-	res, t, err := p.refreshState(ctx, jti)
+	return pgRefreshState(ctx, q, jti)
+}
+
+// ConsumeRefresh marks the outstanding refresh token jti consumed at now,
+// once: of concurrent calls, from any number of processes and hosts,
+// exactly one gets ConsumeOK. The consumption is one conditional UPDATE.
+// Results are as SQLite's ConsumeRefresh: ConsumeReused for a replay,
+// ConsumeRevoked for a blacklisted token or one of a revoked family,
+// ConsumeUnknown for a jti never recorded, or flushed; the record for
+// every result but ConsumeUnknown. Expiry is not checked here: the
+// token's exp claim is.
+func (p *Postgres) ConsumeRefresh(ctx context.Context, jti string, now time.Time) (ConsumeResult, RefreshToken, error) {
+	res, t, err := pgConsume(ctx, p.pool, jti, now)
 	if err != nil {
 		return ConsumeUnknown, RefreshToken{}, pgErrorf("consume refresh token", err)
+	}
+	return res, t, nil
+}
+
+// RotateRefresh adopts presented if it is unknown, consumes it and records
+// next in its family, in one transaction; see Store. Of concurrent
+// rotations of one token, on any number of hosts, exactly one gets
+// ConsumeOK: the others wait for its row lock (or its adoption's unique
+// index entry), then find the token consumed.
+func (p *Postgres) RotateRefresh(ctx context.Context, presented, next RefreshToken, now time.Time) (ConsumeResult, RefreshToken, error) {
+	if err := pgCheckRefresh(presented); err != nil {
+		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: postgres: rotate refresh token: presented: %w", err)
+	}
+	next.Family = presented.Family // replaced by the consumed token's; checked for emptiness here
+	if err := pgCheckRefresh(next); err != nil {
+		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: postgres: rotate refresh token: next: %w", err)
+	}
+	var (
+		res ConsumeResult
+		t   RefreshToken
+	)
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) (err error) {
+		if err := pgAddRefresh(ctx, tx, presented); err != nil {
+			return err
+		}
+		if res, t, err = pgConsume(ctx, tx, presented.JTI, now); err != nil {
+			return err
+		}
+		if res != ConsumeOK {
+			return errNoRotation
+		}
+		next.Family = t.Family
+		return pgAddRefresh(ctx, tx, next)
+	})
+	if errors.Is(err, errNoRotation) {
+		return res, t, nil
+	}
+	if err != nil {
+		return ConsumeUnknown, RefreshToken{}, pgErrorf("rotate refresh token", err)
 	}
 	return res, t, nil
 }
@@ -554,7 +682,7 @@ func (p *Postgres) ConsumeRefresh(ctx context.Context, jti string, now time.Time
 // RefreshState tells the state of the refresh token jti, as
 // ConsumeRefresh would, changing nothing.
 func (p *Postgres) RefreshState(ctx context.Context, jti string) (ConsumeResult, error) {
-	res, _, err := p.refreshState(ctx, jti)
+	res, _, err := pgRefreshState(ctx, p.pool, jti)
 	if err != nil {
 		return ConsumeUnknown, pgErrorf("refresh token state", err)
 	}
@@ -591,7 +719,7 @@ func (p *Postgres) RevokeFamily(ctx context.Context, family string, now time.Tim
 
 // FlushExpired deletes, in one transaction, the refresh tokens that
 // expired before now, the revoked families left without a token, and the
-// failed logins older than now - LoginFailureRetention. It returns how
+// login attempts older than now - LoginFailureRetention. It returns how
 // many tokens went.
 func (p *Postgres) FlushExpired(ctx context.Context, now time.Time) (int, error) {
 	var n int64
@@ -615,7 +743,55 @@ func (p *Postgres) FlushExpired(ctx context.Context, now time.Time) (int, error)
 	return int(n), nil
 }
 
-// LoginFailures counts the failed logins for username from addr at or
+// ReserveLogin counts a login attempt unless limit are counted since
+// since; see Store. The count and the insert run in one transaction that
+// first takes a transaction-level advisory lock on the username and
+// address (two int4 keys: postgresLoginLock and a hash of them), so that
+// the calls for one username and address, on any host, take turns;
+// others run in parallel (a hash collision only makes two take turns).
+// Times are to the second.
+func (p *Postgres) ReserveLogin(ctx context.Context, username, addr string, now, since time.Time, limit int) (int64, time.Time, error) {
+	var (
+		id     int64
+		oldest time.Time
+	)
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2 || chr(10) || $3))`,
+			postgresLoginLock, username, addr); err != nil {
+			return err
+		}
+		var (
+			n   int
+			min *time.Time
+		)
+		if err := tx.QueryRow(ctx, `
+			SELECT COUNT(*), MIN(at) FROM login_failures
+			WHERE username = $1 AND addr = $2 AND at >= $3`,
+			username, addr, pgSecond(since)).Scan(&n, &min); err != nil {
+			return err
+		}
+		if n >= limit {
+			oldest = pgTime(min)
+			return nil
+		}
+		return tx.QueryRow(ctx, `INSERT INTO login_failures (username, addr, at) VALUES ($1, $2, $3) RETURNING id`,
+			username, addr, pgSecond(now)).Scan(&id)
+	})
+	if err != nil {
+		return 0, time.Time{}, pgErrorf("reserve login", err)
+	}
+	return id, oldest, nil
+}
+
+// ReleaseLogin forgets the attempt with id attempt; see Store.
+func (p *Postgres) ReleaseLogin(ctx context.Context, attempt int64) error {
+	if _, err := p.pool.Exec(ctx, `DELETE FROM login_failures WHERE id = $1`, attempt); err != nil {
+		return pgErrorf("release login", err)
+	}
+	return nil
+}
+
+// LoginFailures counts the login attempts for username from addr at or
 // after since (to the second), and returns the oldest of them (the zero
 // Time if none).
 func (p *Postgres) LoginFailures(ctx context.Context, username, addr string, since time.Time) (int, time.Time, error) {
@@ -631,25 +807,6 @@ func (p *Postgres) LoginFailures(ctx context.Context, username, addr string, sin
 		return 0, time.Time{}, pgErrorf("count login failures", err)
 	}
 	return n, pgTime(oldest), nil
-}
-
-// RecordLoginFailure records a failed login for username from addr at at.
-func (p *Postgres) RecordLoginFailure(ctx context.Context, username, addr string, at time.Time) error {
-	_, err := p.pool.Exec(ctx, `INSERT INTO login_failures (username, addr, at) VALUES ($1, $2, $3)`,
-		username, addr, pgSecond(at))
-	if err != nil {
-		return pgErrorf("record login failure", err)
-	}
-	return nil
-}
-
-// ResetLoginFailures forgets the failed logins for username from addr.
-func (p *Postgres) ResetLoginFailures(ctx context.Context, username, addr string) error {
-	_, err := p.pool.Exec(ctx, `DELETE FROM login_failures WHERE username = $1 AND addr = $2`, username, addr)
-	if err != nil {
-		return pgErrorf("reset login failures", err)
-	}
-	return nil
 }
 
 // PostgresCapacity is what `server check` weighs a deployment's pools

@@ -50,6 +50,46 @@ func openPostgresAt(t *testing.T, url string) *Postgres {
 func TestPostgresStore(t *testing.T) {
 	c := postgresCluster(t)
 	testStore(t, func(t *testing.T) Store { return openPostgresAt(t, c.NewDatabase(t)) })
+	testStoreFaults(t, func(t *testing.T) (Store, storeFaults) {
+		url := c.NewDatabase(t)
+		return openPostgresAt(t, url), postgresFaults{url}
+	})
+}
+
+// postgresFaults fails inserts with a trigger that raises disk_full, as
+// a full disk would.
+type postgresFaults struct{ url string }
+
+// exec runs statements on a connection of its own.
+func (f postgresFaults) exec(t *testing.T, stmts ...string) {
+	t.Helper()
+	c, err := pgx.Connect(t.Context(), f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for _, stmt := range stmts {
+		if _, err := c.Exec(t.Context(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+}
+
+func (f postgresFaults) failRefreshInsert(t *testing.T, jti string) {
+	t.Helper()
+	f.exec(t, `CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.jti = '`+jti+`' THEN
+				RAISE EXCEPTION 'injected fault: no space left on device' USING ERRCODE = 'disk_full';
+			END IF;
+			RETURN NEW;
+		END $$`,
+		`CREATE TRIGGER injected_fault BEFORE INSERT ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION injected_fault()`)
+}
+
+func (f postgresFaults) heal(t *testing.T) {
+	t.Helper()
+	f.exec(t, `DROP TRIGGER injected_fault ON refresh_tokens`, `DROP FUNCTION injected_fault()`)
 }
 
 func TestPostgresConfig(t *testing.T) {
@@ -450,4 +490,115 @@ func outageLogin(t *testing.T, base, username string) map[string]string {
 		t.Fatalf("login %s: got %d %s", username, resp.StatusCode, resp.body)
 	}
 	return pair
+}
+
+// TestPostgresFaults makes the database refuse writes as a full disk, a
+// read-only database and a revoked privilege do: every write then fails
+// with ErrUnavailable, and nothing is written.
+func TestPostgresFaults(t *testing.T) {
+	c := postgresCluster(t)
+	tests := []struct {
+		name string
+		// inject makes the store's writes fail; it returns the URL the
+		// store is opened on, and heal undoes the fault.
+		inject func(t *testing.T, url string, open func(url string) *Postgres) (s *Postgres, heal func())
+	}{
+		{"disk full (53100)", func(t *testing.T, url string, open func(string) *Postgres) (*Postgres, func()) {
+			s := open(url)
+			f := postgresFaults{url}
+			f.exec(t, `CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$`)
+			for _, table := range []string{"users", "refresh_tokens", "login_failures", "revoked_families"} {
+				f.exec(t, `CREATE TRIGGER full_disk BEFORE INSERT OR UPDATE OR DELETE ON `+table+` FOR EACH STATEMENT EXECUTE FUNCTION full_disk()`)
+			}
+			return s, func() {
+				for _, table := range []string{"users", "refresh_tokens", "login_failures", "revoked_families"} {
+					f.exec(t, `DROP TRIGGER full_disk ON `+table)
+				}
+			}
+		}},
+		{"read-only database (25006)", func(t *testing.T, url string, open func(string) *Postgres) (*Postgres, func()) {
+			s := open(url)
+			name := postgresDatabase(t, url)
+			f := postgresFaults{c.URL("postgres")} // a session not made read-only, to undo it
+			f.exec(t, `ALTER DATABASE `+name+` SET default_transaction_read_only = on`)
+			s.pool.Reset() // new sessions take the setting
+			return s, func() { f.exec(t, `ALTER DATABASE `+name+` RESET default_transaction_read_only`) }
+		}},
+		{"privilege revoked (42501)", func(t *testing.T, url string, open func(string) *Postgres) (*Postgres, func()) {
+			name := postgresDatabase(t, url)
+			role := "app_" + name
+			f := postgresFaults{url}
+			f.exec(t, `CREATE ROLE `+role+` LOGIN`, `ALTER DATABASE `+name+` OWNER TO `+role)
+			s := open(strings.Replace(url, "postgres@", role+"@", 1)) // the role migrates: it owns the tables
+			f.exec(t, `REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public FROM `+role)
+			return s, func() { f.exec(t, `GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO `+role) }
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := c.NewDatabase(t)
+			ctx := t.Context()
+			var u User
+			s, heal := tt.inject(t, url, func(url string) *Postgres {
+				s := openPostgresAt(t, url)
+				var err error
+				if u, err = s.CreateUser(ctx, "alice", "hash", true); err != nil {
+					t.Fatal(err)
+				}
+				storeAdd(t, s, "presented", "fam")
+				return s
+			})
+			writes := []struct {
+				name string
+				call func() error
+			}{
+				{"CreateUser", func() error { _, err := s.CreateUser(ctx, "bob", "hash", true); return err }},
+				{"ReserveLogin", func() error {
+					_, _, err := s.ReserveLogin(ctx, "alice", "192.0.2.1", storeNow, storeNow.Add(-time.Hour), 5)
+					return err
+				}},
+				{"RecordLogin", func() error {
+					return s.RecordLogin(ctx, Login{UserID: u.ID, At: storeNow, PasswordHash: "new",
+						Refresh: RefreshToken{JTI: "login", Family: "login", UserID: u.ID, ExpiresAt: storeNow}})
+				}},
+				{"RotateRefresh", func() error {
+					_, _, err := s.RotateRefresh(ctx, RefreshToken{JTI: "presented", Family: "presented", UserID: "1", ExpiresAt: storeNow},
+						RefreshToken{JTI: "next", UserID: "1", ExpiresAt: storeNow}, storeNow)
+					return err
+				}},
+				{"RevokeFamily", func() error { return s.RevokeFamily(ctx, "fam", storeNow) }},
+			}
+			for _, w := range writes {
+				if err := w.call(); !errors.Is(err, ErrUnavailable) {
+					t.Errorf("%s: got error %v, want ErrUnavailable", w.name, err)
+				}
+			}
+			t.Logf("e.g. %v", writes[0].call())
+			heal()
+			s.pool.Reset()
+			if got, err := s.UserByID(ctx, u.ID); err != nil || got.PasswordHash != "hash" || !got.LastLogin.IsZero() {
+				t.Errorf("alice after the failed writes: %+v, %v; want as created", got, err)
+			}
+			if _, err := s.UserByUsername(ctx, "bob"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("bob after a failed CreateUser: %v, want ErrNotFound", err)
+			}
+			if n, _, err := s.LoginFailures(ctx, "alice", "192.0.2.1", time.Time{}); err != nil || n != 0 {
+				t.Errorf("attempts after a failed ReserveLogin: %d, %v; want 0", n, err)
+			}
+			storeState(t, s, "presented", ConsumeOK)
+			storeState(t, s, "next", ConsumeUnknown)
+			storeState(t, s, "login", ConsumeUnknown)
+		})
+	}
+}
+
+// postgresDatabase is the database name of url.
+func postgresDatabase(t *testing.T, url string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Database
 }

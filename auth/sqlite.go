@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"syscall"
 	"time"
 
 	"modernc.org/sqlite" // registers the pure-Go "sqlite" driver
@@ -24,6 +26,19 @@ const LoginFailureRetention = 24 * time.Hour
 // sqliteBusyTimeout is how long (ms) a connection waits for another
 // connection's, or another process's, write lock before SQLITE_BUSY.
 const sqliteBusyTimeout = 10000
+
+// sqliteMaxConns is the most connections a SQLite store opens. SQLite
+// lets one connection write at a time; another that wants to write waits
+// in SQLite's busy handler, which polls the lock with sleeps of up to 100
+// ms. Without a cap, a burst of 48 logins opened 48 connections in one
+// worker, and their writes, polling, took 2 s to get through (a third of
+// the logins then waited past MaxPasswordWait); with 4, the calls beyond
+// them queue in database/sql, which hands a connection on the moment it
+// is free, and the burst is served in about 1 s. Reads do not wait for
+// writes (WAL), and a worker (one P by default) does not run more than a
+// few at once; each connection also keeps a page cache of its own (up to
+// 2 MiB).
+const sqliteMaxConns = 4
 
 // sqliteSchema holds the schema migrations: sqliteSchema[i] takes a
 // database from version i (PRAGMA user_version) to version i+1. Append a new
@@ -70,6 +85,24 @@ var sqliteSchema = [][]string{
 	{
 		`ALTER TABLE users ADD COLUMN password_changed_at INTEGER`,
 	},
+	// Version 3: login_failures rows get an id, so that a login attempt
+	// can be counted before its password is checked (ReserveLogin) and
+	// then forgotten by id: the attempts up to a successful one
+	// (RecordLogin), or one that was never checked (ReleaseLogin). SQLite
+	// cannot add a primary key to a table: the table is rebuilt, its rows
+	// kept. AUTOINCREMENT, so that an id is never given twice.
+	{
+		`CREATE TABLE login_failures_v3 (
+			id       INTEGER PRIMARY KEY AUTOINCREMENT,
+			username TEXT    NOT NULL,
+			addr     TEXT    NOT NULL,
+			at       INTEGER NOT NULL
+		)`,
+		`INSERT INTO login_failures_v3 (username, addr, at) SELECT username, addr, at FROM login_failures ORDER BY at`,
+		`DROP TABLE login_failures`,
+		`ALTER TABLE login_failures_v3 RENAME TO login_failures`,
+		`CREATE INDEX login_failures_username_addr_at ON login_failures (username, addr, at)`,
+	},
 }
 
 // SQLite is a Store in one SQLite database file, shared by the worker
@@ -83,14 +116,83 @@ var sqliteSchema = [][]string{
 // transaction that takes the write lock when it begins (BEGIN IMMEDIATE),
 // so two processes never deadlock upgrading a read lock; a writer waits up
 // to 10 s for another's lock.
+//
+// # Faults
+//
+// A write the database cannot take now fails with an error matching
+// ErrUnavailable, and writes nothing: a disk full (SQLITE_FULL), an I/O
+// error, a read-only file or database (SQLITE_READONLY, SQLITE_PERM), a
+// file that cannot be opened, a lock held past the busy timeout
+// (SQLITE_BUSY, SQLITE_LOCKED). A transaction that fails is rolled back.
+//
+// # The file under a running store
+//
+// The store keeps the device and inode of the file it opened. Before
+// every call, and every SQLiteConfig.WatchInterval while open, it checks
+// that its path still names that file. Once the file is removed, or
+// replaced by another (a backup moved into place, a new empty database),
+// every call fails with an error matching ErrUnavailable that names the
+// path, and writes nothing: without the check, writes would go on into
+// the removed file, where nothing else can read them, or into a file that
+// is no longer the database. SQLiteConfig.OnFileChange hears of it at
+// once. The store does not reopen its path by itself: a new process (a
+// server's new workers after a HUP) opens what the path then names. If
+// the same file comes back at the path (a hard link restored), the store
+// serves again. Its -wal and -shm files are not watched.
 type SQLite struct {
-	db *sql.DB
+	db   *sql.DB
+	path string // absolute
+	file sqliteFile
+
+	mu       sync.Mutex // held while lost changes and its hook runs
+	lost     error      // non-nil while path does not name file
+	onChange func(error)
+
+	stop    chan struct{} // closed by Close: ends the watcher
+	stopped sync.WaitGroup
+	closing sync.Once
 }
 
 var _ Store = (*SQLite)(nil)
 
+// SQLiteConfig configures OpenSQLiteConfig. Its zero value (with a Path)
+// creates a missing database, as OpenSQLite does.
+type SQLiteConfig struct {
+	// Path is the database file.
+	Path string
+	// MustExist refuses a database that was never created: a missing
+	// file, or one without Remuda's schema (an empty file), is an error
+	// matching ErrNoDatabase, and nothing is created. A production server
+	// opens its database so, so that a database removed under it is never
+	// replaced by an empty one: the database is created once, by `server
+	// migrate`, `createuser` or `importusers`. If false, a missing file is
+	// created (mode 0600) and any database gets the schema.
+	MustExist bool
+	// WatchInterval is how often an open store checks, between calls,
+	// that Path still names the file it opened (see SQLite). If zero,
+	// DefaultSQLiteWatchInterval is used; negative turns the timer off
+	// (each call still checks).
+	WatchInterval time.Duration
+	// OnFileChange, if non-nil, is called when the store finds its file
+	// removed or replaced, with the error its calls now return (matching
+	// ErrUnavailable and naming the path), and with nil if the file comes
+	// back. It runs on the goroutine that found out: the watcher's, or a
+	// caller's; calls are never concurrent.
+	OnFileChange func(err error)
+}
+
+// DefaultSQLiteWatchInterval is SQLiteConfig.WatchInterval's default: a
+// database file removed or replaced under an idle server is reported
+// within a second.
+const DefaultSQLiteWatchInterval = time.Second
+
+// ErrNoDatabase is the error of OpenSQLiteConfig with MustExist for a
+// database that was never created.
+var ErrNoDatabase = errors.New("auth: no database")
+
 // OpenSQLite opens the SQLite database at path, creating it (mode 0600) if
-// it does not exist, and migrates its schema to the current version.
+// it does not exist, and migrates its schema to the current version: it is
+// OpenSQLiteConfig(SQLiteConfig{Path: path}).
 //
 // Every worker process of a server may open the same file at once: the
 // database is put in WAL mode, a connection waits for locks rather than
@@ -101,26 +203,54 @@ var _ Store = (*SQLite)(nil)
 //
 // Call Close when done.
 func OpenSQLite(path string) (*SQLite, error) {
-	if err := createSQLiteFile(path); err != nil {
+	return OpenSQLiteConfig(SQLiteConfig{Path: path})
+}
+
+// OpenSQLiteConfig opens the SQLite database cfg.Path as OpenSQLite does,
+// creating it only if cfg.MustExist is false. Only the open creates the
+// file: the connections opened afterwards (the pool opens them as needed)
+// never do, so a file removed under the store is not created again.
+func OpenSQLiteConfig(cfg SQLiteConfig) (*SQLite, error) {
+	path := cfg.Path
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth: sqlite: open %s: %w", path, err)
+	}
+	if cfg.MustExist {
+		if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("auth: sqlite: open %s: %w: the file does not exist", path, ErrNoDatabase)
+		}
+	} else if err := createSQLiteFile(abs); err != nil {
 		return nil, fmt.Errorf("auth: sqlite: create %s: %w", path, err)
 	}
-	dsn, err := sqliteDSN(path)
+	db, err := sql.Open("sqlite", sqliteDSN(abs))
 	if err != nil {
 		return nil, fmt.Errorf("auth: sqlite: open %s: %w", path, err)
 	}
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("auth: sqlite: open %s: %w", path, err)
-	}
-	s := &SQLite{db: db}
+	db.SetMaxOpenConns(sqliteMaxConns)
+	s := &SQLite{db: db, path: abs, onChange: cfg.OnFileChange, stop: make(chan struct{})}
 	ctx := context.Background()
 	if err := s.connect(ctx); err != nil {
 		db.Close()
+		return nil, fmt.Errorf("auth: sqlite: open %s: %w", path, sqliteError(err))
+	}
+	// The file the store serves from: the one just opened. (A file
+	// swapped in between the open and this stat is not told apart.)
+	if s.file, err = statSQLiteFile(abs); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("auth: sqlite: open %s: %w", path, err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, cfg.MustExist); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("auth: sqlite: open %s: migrate: %w", path, err)
+		return nil, fmt.Errorf("auth: sqlite: open %s: %w", path, sqliteError(err))
+	}
+	every := cfg.WatchInterval
+	if every == 0 {
+		every = DefaultSQLiteWatchInterval
+	}
+	if every > 0 {
+		s.stopped.Add(1)
+		go s.watch(every)
 	}
 	return s, nil
 }
@@ -139,22 +269,20 @@ func createSQLiteFile(path string) error {
 	return f.Close()
 }
 
-// sqliteDSN is the driver's name for the database at path: a file: URI
-// (so that a path holding '?' or '%' survives) with the connection
-// settings as query parameters. _txlock=immediate makes every transaction
-// begin with BEGIN IMMEDIATE.
-func sqliteDSN(path string) (string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", err
-	}
-	q := "_pragma=busy_timeout(" + strconv.Itoa(sqliteBusyTimeout) + ")" +
+// sqliteDSN is the driver's name for the database at the absolute path
+// abs: a file: URI (so that a path holding '?' or '%' survives) with the
+// connection settings as query parameters. mode=rw opens the file read
+// and write and never creates it (createSQLiteFile does, when allowed).
+// _txlock=immediate makes every transaction begin with BEGIN IMMEDIATE.
+func sqliteDSN(abs string) string {
+	q := "mode=rw" +
+		"&_pragma=busy_timeout(" + strconv.Itoa(sqliteBusyTimeout) + ")" +
 		"&_pragma=journal_mode(WAL)" +
 		"&_pragma=foreign_keys(1)" +
 		"&_pragma=synchronous(NORMAL)" +
 		"&_txlock=immediate"
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q}
-	return u.String(), nil
+	return u.String()
 }
 
 // connect opens the pool's first connection, which switches a new database
@@ -196,43 +324,116 @@ func sqliteBusy(err error) bool {
 }
 
 // sqliteError marks err as ErrUnavailable when it says the database
-// cannot be used now: locked by another connection past the busy timeout
-// (SQLITE_BUSY, SQLITE_LOCKED), or the file cannot be opened or read
-// (SQLITE_CANTOPEN, SQLITE_IOERR: a disk gone, a full or read-only mount
-// is another matter). It returns other errors as they are.
+// cannot be used or written now: locked by another connection past the
+// busy timeout (SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL), full
+// (SQLITE_FULL), read-only or denied (SQLITE_READONLY, SQLITE_PERM), or
+// the file cannot be opened or read or written (SQLITE_CANTOPEN,
+// SQLITE_IOERR). It returns other errors as they are: a constraint, a
+// corrupt file or a bug is not cured by waiting.
 func sqliteError(err error) error {
 	var e *sqlite.Error
 	if err == nil || errors.Is(err, ErrUnavailable) || !errors.As(err, &e) {
 		return err
 	}
 	switch e.Code() & 0xff {
-	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR:
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_PROTOCOL,
+		sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM,
+		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR:
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
 }
 
-// migrate brings the schema to len(sqliteSchema), in one transaction.
-func (s *SQLite) migrate(ctx context.Context) error {
+// fail is the error of a call that failed with err: err as sqliteError
+// marks it, unless the store's file turns out to be gone, which says more.
+func (s *SQLite) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	if lost := s.checkFile(); lost != nil {
+		return lost
+	}
+	return sqliteError(err)
+}
+
+// sqliteFile is a file's identity: its device and inode.
+type sqliteFile struct{ dev, ino uint64 }
+
+func statSQLiteFile(path string) (sqliteFile, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return sqliteFile{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return sqliteFile{}, fmt.Errorf("%s: no device and inode", path)
+	}
+	return sqliteFile{dev: uint64(st.Dev), ino: st.Ino}, nil
+}
+
+// checkFile checks that the store's path still names the file it opened,
+// and returns the error its calls get while it does not (nil while it
+// does). It tells OnFileChange of a change.
+func (s *SQLite) checkFile() error {
+	f, err := statSQLiteFile(s.path)
+	var lost error
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		lost = fmt.Errorf("%w: database file %s was removed", ErrUnavailable, s.path)
+	case err != nil:
+		lost = fmt.Errorf("%w: database file %s: %w", ErrUnavailable, s.path, err)
+	case f != s.file:
+		lost = fmt.Errorf("%w: database file %s was replaced by another file", ErrUnavailable, s.path)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if (s.lost == nil) != (lost == nil) && s.onChange != nil {
+		s.onChange(lost)
+	}
+	s.lost = lost
+	return lost
+}
+
+// watch checks the file every interval until Close.
+func (s *SQLite) watch(every time.Duration) {
+	defer s.stopped.Done()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+			s.checkFile()
+		}
+	}
+}
+
+// migrate brings the schema to len(sqliteSchema), in one transaction. With
+// mustExist, a database at version 0 (never migrated) is refused.
+func (s *SQLite) migrate(ctx context.Context, mustExist bool) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		var version int
 		if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
 			return fmt.Errorf("read schema version: %w", err)
 		}
+		if version == 0 && mustExist {
+			return fmt.Errorf("%w: the file has no schema (never migrated)", ErrNoDatabase)
+		}
 		if version > len(sqliteSchema) {
-			return fmt.Errorf("schema version %d is newer than this build's %d", version, len(sqliteSchema))
+			return fmt.Errorf("migrate: schema version %d is newer than this build's %d", version, len(sqliteSchema))
 		}
 		for v := version; v < len(sqliteSchema); v++ {
 			for _, stmt := range sqliteSchema[v] {
 				if _, err := tx.ExecContext(ctx, stmt); err != nil {
-					return fmt.Errorf("to schema version %d: %w", v+1, err)
+					return fmt.Errorf("migrate to schema version %d: %w", v+1, err)
 				}
 			}
 		}
 		if version < len(sqliteSchema) {
 			// PRAGMA takes no bound parameters; the value is our constant.
 			if _, err := tx.ExecContext(ctx, `PRAGMA user_version = `+strconv.Itoa(len(sqliteSchema))); err != nil {
-				return fmt.Errorf("set schema version: %w", err)
+				return fmt.Errorf("migrate: set schema version: %w", err)
 			}
 		}
 		return nil
@@ -253,9 +454,20 @@ func (s *SQLite) write(ctx context.Context, f func(tx *sql.Tx) error) error {
 	return tx.Commit()
 }
 
-// Close closes the database. The SQLite may not be used afterwards.
+// ready is checked before every call: the error matching ErrUnavailable
+// that the call returns if the store's file is gone, or nil.
+func (s *SQLite) ready() error { return s.checkFile() }
+
+// Close stops the file watcher and closes the database. The SQLite may
+// not be used afterwards.
 func (s *SQLite) Close() error {
-	if err := s.db.Close(); err != nil {
+	var err error
+	s.closing.Do(func() {
+		close(s.stop)
+		s.stopped.Wait()
+		err = s.db.Close()
+	})
+	if err != nil {
 		return fmt.Errorf("auth: sqlite: close: %w", err)
 	}
 	return nil
@@ -304,6 +516,9 @@ func scanSQLiteUser(row *sql.Row) (User, error) {
 // CreateUser adds a user who joins now; ErrUserExists if the username is
 // taken.
 func (s *SQLite) CreateUser(ctx context.Context, username, passwordHash string, active bool) (User, error) {
+	if err := s.ready(); err != nil {
+		return User{}, fmt.Errorf("auth: sqlite: create user: %w", err)
+	}
 	row := s.db.QueryRowContext(ctx, `
 		INSERT INTO users (username, password, is_active, date_joined)
 		VALUES (?, ?, ?, ?)
@@ -315,20 +530,23 @@ func (s *SQLite) CreateUser(ctx context.Context, username, passwordHash string, 
 		return User{}, fmt.Errorf("auth: sqlite: create user: %w", ErrUserExists)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("auth: sqlite: create user: %w", sqliteError(err))
+		return User{}, fmt.Errorf("auth: sqlite: create user: %w", s.fail(err))
 	}
 	return u, nil
 }
 
 // UserByUsername returns the user named username; ErrNotFound if none.
 func (s *SQLite) UserByUsername(ctx context.Context, username string) (User, error) {
+	if err := s.ready(); err != nil {
+		return User{}, fmt.Errorf("auth: sqlite: user by username: %w", err)
+	}
 	row := s.db.QueryRowContext(ctx, `SELECT `+sqliteUserColumns+` FROM users WHERE username = ?`, username)
 	u, err := scanSQLiteUser(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("auth: sqlite: user by username: %w", ErrNotFound)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("auth: sqlite: user by username: %w", sqliteError(err))
+		return User{}, fmt.Errorf("auth: sqlite: user by username: %w", s.fail(err))
 	}
 	return u, nil
 }
@@ -336,6 +554,9 @@ func (s *SQLite) UserByUsername(ctx context.Context, username string) (User, err
 // UserByID returns the user with id; ErrNotFound if none, or if id is not
 // the decimal form of a user id.
 func (s *SQLite) UserByID(ctx context.Context, id string) (User, error) {
+	if err := s.ready(); err != nil {
+		return User{}, fmt.Errorf("auth: sqlite: user by id: %w", err)
+	}
 	n, ok := sqliteUserID(id)
 	if !ok {
 		return User{}, fmt.Errorf("auth: sqlite: user by id: %w", ErrNotFound)
@@ -346,7 +567,7 @@ func (s *SQLite) UserByID(ctx context.Context, id string) (User, error) {
 		return User{}, fmt.Errorf("auth: sqlite: user by id: %w", ErrNotFound)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("auth: sqlite: user by id: %w", sqliteError(err))
+		return User{}, fmt.Errorf("auth: sqlite: user by id: %w", s.fail(err))
 	}
 	return u, nil
 }
@@ -354,17 +575,20 @@ func (s *SQLite) UserByID(ctx context.Context, id string) (User, error) {
 // updateUser runs an UPDATE of one user (its last parameter is the id);
 // ErrNotFound if no user has that id.
 func (s *SQLite) updateUser(ctx context.Context, what, query, id string, args ...any) error {
+	if err := s.ready(); err != nil {
+		return fmt.Errorf("auth: sqlite: %s: %w", what, err)
+	}
 	n, ok := sqliteUserID(id)
 	if !ok {
 		return fmt.Errorf("auth: sqlite: %s: %w", what, ErrNotFound)
 	}
 	res, err := s.db.ExecContext(ctx, query, append(args, n)...)
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: %s: %w", what, sqliteError(err))
+		return fmt.Errorf("auth: sqlite: %s: %w", what, s.fail(err))
 	}
 	rows, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: %s: %w", what, sqliteError(err))
+		return fmt.Errorf("auth: sqlite: %s: %w", what, s.fail(err))
 	}
 	if rows == 0 {
 		return fmt.Errorf("auth: sqlite: %s: %w", what, ErrNotFound)
@@ -382,36 +606,41 @@ func (s *SQLite) SetPassword(ctx context.Context, id, passwordHash string) error
 // at, and blacklists every refresh token of the user, in one transaction;
 // ErrNotFound if no such user.
 func (s *SQLite) ChangePassword(ctx context.Context, id, passwordHash string, at time.Time) error {
+	if err := s.ready(); err != nil {
+		return fmt.Errorf("auth: sqlite: change password: %w", err)
+	}
 	n, ok := sqliteUserID(id)
 	if !ok {
 		return fmt.Errorf("auth: sqlite: change password: %w", ErrNotFound)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("auth: sqlite: change password: %w", sqliteError(err))
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE users SET password = ?, password_changed_at = ? WHERE id = ?`, passwordHash, at.Unix(), n)
-	if err != nil {
-		return fmt.Errorf("auth: sqlite: change password: %w", sqliteError(err))
-	}
-	if rows, err := res.RowsAffected(); err != nil || rows == 0 {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password = ?, password_changed_at = ? WHERE id = ?`, passwordHash, at.Unix(), n)
+		if err != nil {
+			return err
+		}
+		if rows, err := res.RowsAffected(); err != nil || rows == 0 {
+			return ErrNotFound
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE refresh_tokens SET blacklisted_at = ? WHERE user_id = ? AND blacklisted_at IS NULL`, at.Unix(), n)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("auth: sqlite: change password: %w", ErrNotFound)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET blacklisted_at = ? WHERE user_id = ? AND blacklisted_at IS NULL`, at.Unix(), n); err != nil {
-		return fmt.Errorf("auth: sqlite: change password: %w", sqliteError(err))
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("auth: sqlite: change password: %w", sqliteError(err))
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: change password: %w", s.fail(err))
 	}
 	return nil
 }
 
 // ImportUsers writes users with their ids in one transaction; see Store.
 func (s *SQLite) ImportUsers(ctx context.Context, users []User) (created, updated int, err error) {
+	if err := s.ready(); err != nil {
+		return 0, 0, fmt.Errorf("auth: sqlite: import users: %w", err)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, 0, fmt.Errorf("auth: sqlite: import users: %w", sqliteError(err))
+		return 0, 0, fmt.Errorf("auth: sqlite: import users: %w", s.fail(err))
 	}
 	defer tx.Rollback()
 	for _, u := range users {
@@ -423,7 +652,7 @@ func (s *SQLite) ImportUsers(ctx context.Context, users []User) (created, update
 		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = ?), EXISTS (SELECT 1 FROM users WHERE username = ? AND id != ?)`,
 			id, u.Username, id).Scan(&exists, &taken)
 		if err != nil {
-			return 0, 0, fmt.Errorf("auth: sqlite: import user %q: %w", u.Username, sqliteError(err))
+			return 0, 0, fmt.Errorf("auth: sqlite: import user %q: %w", u.Username, s.fail(err))
 		}
 		if taken {
 			return 0, 0, fmt.Errorf("auth: sqlite: import user %q (id %s): %w", u.Username, u.ID, ErrUserExists)
@@ -444,7 +673,7 @@ func (s *SQLite) ImportUsers(ctx context.Context, users []User) (created, update
 				is_active = excluded.is_active, last_login = excluded.last_login, date_joined = excluded.date_joined`,
 			id, u.Username, u.PasswordHash, u.Active, lastLogin, joined.Unix())
 		if err != nil {
-			return 0, 0, fmt.Errorf("auth: sqlite: import user %q: %w", u.Username, sqliteError(err))
+			return 0, 0, fmt.Errorf("auth: sqlite: import user %q: %w", u.Username, s.fail(err))
 		}
 		if exists {
 			updated++
@@ -453,7 +682,7 @@ func (s *SQLite) ImportUsers(ctx context.Context, users []User) (created, update
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, 0, fmt.Errorf("auth: sqlite: import users: %w", sqliteError(err))
+		return 0, 0, fmt.Errorf("auth: sqlite: import users: %w", s.fail(err))
 	}
 	return created, updated, nil
 }
@@ -463,9 +692,76 @@ func (s *SQLite) SetActive(ctx context.Context, id string, active bool) error {
 	return s.updateUser(ctx, "set active", `UPDATE users SET is_active = ? WHERE id = ?`, id, active)
 }
 
-// RecordLogin sets a user's last login time; ErrNotFound if no such user.
-func (s *SQLite) RecordLogin(ctx context.Context, id string, at time.Time) error {
-	return s.updateUser(ctx, "record login", `UPDATE users SET last_login = ? WHERE id = ?`, id, at.Unix())
+// RecordLogin records a successful login in one transaction; see Store
+// and Login. ErrNotFound if no such user.
+func (s *SQLite) RecordLogin(ctx context.Context, l Login) error {
+	if err := s.ready(); err != nil {
+		return fmt.Errorf("auth: sqlite: record login: %w", err)
+	}
+	n, ok := sqliteUserID(l.UserID)
+	if !ok {
+		return fmt.Errorf("auth: sqlite: record login: %w", ErrNotFound)
+	}
+	if l.Refresh.JTI != "" {
+		if err := sqliteCheckRefresh(l.Refresh); err != nil {
+			return fmt.Errorf("auth: sqlite: record login: %w", err)
+		}
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `
+			UPDATE users SET last_login = ?, password = CASE WHEN ? = '' THEN password ELSE ? END
+			WHERE id = ?`,
+			l.At.Unix(), l.PasswordHash, l.PasswordHash, n)
+		if err != nil {
+			return err
+		}
+		if rows, err := res.RowsAffected(); err != nil || rows == 0 {
+			return ErrNotFound
+		}
+		if l.Attempt > 0 {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE username = ? AND addr = ? AND id <= ?`,
+				l.Username, l.Addr, l.Attempt); err != nil {
+				return err
+			}
+		}
+		if l.Refresh.JTI != "" {
+			return sqliteAddRefresh(ctx, tx, l.Refresh)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("auth: sqlite: record login: %w", ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("auth: sqlite: record login: %w", s.fail(err))
+	}
+	return nil
+}
+
+// sqliteCheckRefresh checks a token record before it is written: a jti, a
+// family, and a decimal user id.
+func sqliteCheckRefresh(t RefreshToken) error {
+	if t.JTI == "" || t.Family == "" {
+		return errors.New("empty jti or family")
+	}
+	if _, ok := sqliteUserID(t.UserID); !ok {
+		return fmt.Errorf("user id %q is not a decimal id", t.UserID)
+	}
+	return nil
+}
+
+// sqliteAddRefresh inserts the checked record t, created now, unless its
+// jti is recorded already.
+func sqliteAddRefresh(ctx context.Context, q interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, t RefreshToken) error {
+	uid, _ := sqliteUserID(t.UserID)
+	_, err := q.ExecContext(ctx, `
+		INSERT INTO refresh_tokens (jti, family, user_id, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (jti) DO NOTHING`,
+		t.JTI, t.Family, uid, time.Now().Unix(), t.ExpiresAt.Unix())
+	return err
 }
 
 // AddRefresh records a refresh token as outstanding, created now. It is
@@ -473,20 +769,14 @@ func (s *SQLite) RecordLogin(ctx context.Context, id string, at time.Time) error
 // since a token adopted from another deployment (same signing key) may be
 // added by two requests at once. t.UserID must be a user id (decimal).
 func (s *SQLite) AddRefresh(ctx context.Context, t RefreshToken) error {
-	if t.JTI == "" || t.Family == "" {
-		return fmt.Errorf("auth: sqlite: add refresh token: empty jti or family")
+	if err := sqliteCheckRefresh(t); err != nil {
+		return fmt.Errorf("auth: sqlite: add refresh token: %w", err)
 	}
-	uid, ok := sqliteUserID(t.UserID)
-	if !ok {
-		return fmt.Errorf("auth: sqlite: add refresh token: user id %q is not a decimal id", t.UserID)
+	if err := s.ready(); err != nil {
+		return fmt.Errorf("auth: sqlite: add refresh token: %w", err)
 	}
-	_, err := s.db.ExecContext(ctx, `
-		INSERT INTO refresh_tokens (jti, family, user_id, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (jti) DO NOTHING`,
-		t.JTI, t.Family, uid, time.Now().Unix(), t.ExpiresAt.Unix())
-	if err != nil {
-		return fmt.Errorf("auth: sqlite: add refresh token: %w", sqliteError(err))
+	if err := sqliteAddRefresh(ctx, s.db, t); err != nil {
+		return fmt.Errorf("auth: sqlite: add refresh token: %w", s.fail(err))
 	}
 	return nil
 }
@@ -529,6 +819,29 @@ func sqliteRefreshState(ctx context.Context, q interface {
 	}
 }
 
+// sqliteConsume consumes the token jti at now in tx, or says why it
+// cannot: see ConsumeRefresh.
+func sqliteConsume(ctx context.Context, tx *sql.Tx, jti string, now time.Time) (ConsumeResult, RefreshToken, error) {
+	t := RefreshToken{JTI: jti}
+	var uid, exp int64
+	err := tx.QueryRowContext(ctx, `
+		UPDATE refresh_tokens SET consumed_at = ?
+		WHERE jti = ? AND consumed_at IS NULL AND blacklisted_at IS NULL
+			AND family NOT IN (SELECT family FROM revoked_families)
+		RETURNING family, user_id, expires_at`,
+		now.Unix(), jti).Scan(&t.Family, &uid, &exp)
+	if err == nil {
+		t.UserID = strconv.FormatInt(uid, 10)
+		t.ExpiresAt = time.Unix(exp, 0).UTC()
+		return ConsumeOK, t, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return ConsumeUnknown, RefreshToken{}, err
+	}
+	// Not consumable: say why, in the same transaction.
+	return sqliteRefreshState(ctx, tx, jti)
+}
+
 // ConsumeRefresh marks the outstanding refresh token jti consumed at now,
 // once: of concurrent calls, from any number of processes, exactly one gets
 // ConsumeOK. A consumed token is in effect blacklisted too: it can never be
@@ -540,34 +853,63 @@ func sqliteRefreshState(ctx context.Context, q interface {
 //
 // Expiry is not checked here: the token's exp claim is.
 func (s *SQLite) ConsumeRefresh(ctx context.Context, jti string, now time.Time) (ConsumeResult, RefreshToken, error) {
+	if err := s.ready(); err != nil {
+		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: sqlite: consume refresh token: %w", err)
+	}
 	var (
 		res ConsumeResult
 		t   RefreshToken
 	)
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var uid, exp int64
-		err := tx.QueryRowContext(ctx, `
-			UPDATE refresh_tokens SET consumed_at = ?
-			WHERE jti = ? AND consumed_at IS NULL AND blacklisted_at IS NULL
-				AND family NOT IN (SELECT family FROM revoked_families)
-			RETURNING family, user_id, expires_at`,
-			now.Unix(), jti).Scan(&t.Family, &uid, &exp)
-		if err == nil {
-			res = ConsumeOK
-			t.JTI = jti
-			t.UserID = strconv.FormatInt(uid, 10)
-			t.ExpiresAt = time.Unix(exp, 0).UTC()
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		// Not consumable: say why, in the same transaction.
-		res, t, err = sqliteRefreshState(ctx, tx, jti)
+	err := s.write(ctx, func(tx *sql.Tx) (err error) {
+		res, t, err = sqliteConsume(ctx, tx, jti, now)
 		return err
 	})
 	if err != nil {
-		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: sqlite: consume refresh token: %w", sqliteError(err))
+		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: sqlite: consume refresh token: %w", s.fail(err))
+	}
+	return res, t, nil
+}
+
+// errNoRotation rolls back a rotation whose token was not consumable.
+var errNoRotation = errors.New("auth: no rotation")
+
+// RotateRefresh adopts presented if it is unknown, consumes it and records
+// next in its family, in one BEGIN IMMEDIATE transaction; see Store. Of
+// concurrent rotations of one token, from any number of processes,
+// exactly one gets ConsumeOK.
+func (s *SQLite) RotateRefresh(ctx context.Context, presented, next RefreshToken, now time.Time) (ConsumeResult, RefreshToken, error) {
+	if err := sqliteCheckRefresh(presented); err != nil {
+		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: sqlite: rotate refresh token: presented: %w", err)
+	}
+	next.Family = presented.Family // any: checked for emptiness only
+	if err := sqliteCheckRefresh(next); err != nil {
+		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: sqlite: rotate refresh token: next: %w", err)
+	}
+	if err := s.ready(); err != nil {
+		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: sqlite: rotate refresh token: %w", err)
+	}
+	var (
+		res ConsumeResult
+		t   RefreshToken
+	)
+	err := s.write(ctx, func(tx *sql.Tx) (err error) {
+		if err := sqliteAddRefresh(ctx, tx, presented); err != nil {
+			return err
+		}
+		if res, t, err = sqliteConsume(ctx, tx, presented.JTI, now); err != nil {
+			return err
+		}
+		if res != ConsumeOK {
+			return errNoRotation
+		}
+		next.Family = t.Family
+		return sqliteAddRefresh(ctx, tx, next)
+	})
+	if errors.Is(err, errNoRotation) {
+		return res, t, nil
+	}
+	if err != nil {
+		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: sqlite: rotate refresh token: %w", s.fail(err))
 	}
 	return res, t, nil
 }
@@ -576,9 +918,12 @@ func (s *SQLite) ConsumeRefresh(ctx context.Context, jti string, now time.Time) 
 // ConsumeRefresh would, changing nothing: ConsumeOK for an outstanding
 // token not consumed yet.
 func (s *SQLite) RefreshState(ctx context.Context, jti string) (ConsumeResult, error) {
+	if err := s.ready(); err != nil {
+		return ConsumeUnknown, fmt.Errorf("auth: sqlite: refresh token state: %w", err)
+	}
 	res, _, err := sqliteRefreshState(ctx, s.db, jti)
 	if err != nil {
-		return ConsumeUnknown, fmt.Errorf("auth: sqlite: refresh token state: %w", sqliteError(err))
+		return ConsumeUnknown, fmt.Errorf("auth: sqlite: refresh token state: %w", s.fail(err))
 	}
 	return res, nil
 }
@@ -586,16 +931,19 @@ func (s *SQLite) RefreshState(ctx context.Context, jti string) (ConsumeResult, e
 // Blacklist revokes the refresh token jti as of now (a token blacklisted
 // before keeps its first time); ErrNotFound if the jti was never recorded.
 func (s *SQLite) Blacklist(ctx context.Context, jti string, now time.Time) error {
+	if err := s.ready(); err != nil {
+		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", err)
+	}
 	res, err := s.db.ExecContext(ctx, `
 		UPDATE refresh_tokens SET blacklisted_at = COALESCE(blacklisted_at, ?)
 		WHERE jti = ?`,
 		now.Unix(), jti)
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", sqliteError(err))
+		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", s.fail(err))
 	}
 	rows, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", sqliteError(err))
+		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", s.fail(err))
 	}
 	if rows == 0 {
 		return fmt.Errorf("auth: sqlite: blacklist refresh token: %w", ErrNotFound)
@@ -607,12 +955,15 @@ func (s *SQLite) Blacklist(ctx context.Context, jti string, now time.Time) error
 // again changes nothing. The revocation lasts while the store holds a token
 // of the family: FlushExpired drops it with the family's last token.
 func (s *SQLite) RevokeFamily(ctx context.Context, family string, now time.Time) error {
+	if err := s.ready(); err != nil {
+		return fmt.Errorf("auth: sqlite: revoke token family: %w", err)
+	}
 	_, err := s.db.ExecContext(ctx, `
 		INSERT INTO revoked_families (family, revoked_at) VALUES (?, ?)
 		ON CONFLICT (family) DO NOTHING`,
 		family, now.Unix())
 	if err != nil {
-		return fmt.Errorf("auth: sqlite: revoke token family: %w", sqliteError(err))
+		return fmt.Errorf("auth: sqlite: revoke token family: %w", s.fail(err))
 	}
 	return nil
 }
@@ -620,9 +971,12 @@ func (s *SQLite) RevokeFamily(ctx context.Context, family string, now time.Time)
 // FlushExpired deletes, in one transaction, the refresh tokens that
 // expired before now (whatever their state: an expired token is refused
 // by its exp claim anyway), the revoked families left without a token, and
-// the failed logins older than now - LoginFailureRetention. It returns how
-// many tokens went.
+// the login attempts older than now - LoginFailureRetention. It returns
+// how many tokens went.
 func (s *SQLite) FlushExpired(ctx context.Context, now time.Time) (int, error) {
+	if err := s.ready(); err != nil {
+		return 0, fmt.Errorf("auth: sqlite: flush expired: %w", err)
+	}
 	var n int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE expires_at < ?`, now.Unix())
@@ -642,15 +996,65 @@ func (s *SQLite) FlushExpired(ctx context.Context, now time.Time) (int, error) {
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("auth: sqlite: flush expired: %w", sqliteError(err))
+		return 0, fmt.Errorf("auth: sqlite: flush expired: %w", s.fail(err))
 	}
 	return int(n), nil
 }
 
-// LoginFailures counts the failed logins for username from addr at or
+// ReserveLogin counts a login attempt unless limit are counted since
+// since, in one BEGIN IMMEDIATE transaction (which serializes it with
+// every other writer, in any process); see Store. Times are to the
+// second.
+func (s *SQLite) ReserveLogin(ctx context.Context, username, addr string, now, since time.Time, limit int) (int64, time.Time, error) {
+	if err := s.ready(); err != nil {
+		return 0, time.Time{}, fmt.Errorf("auth: sqlite: reserve login: %w", err)
+	}
+	var (
+		id     int64
+		oldest time.Time
+	)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var (
+			n   int
+			min sql.NullInt64
+		)
+		if err := tx.QueryRowContext(ctx, `
+			SELECT COUNT(*), MIN(at) FROM login_failures
+			WHERE username = ? AND addr = ? AND at >= ?`,
+			username, addr, since.Unix()).Scan(&n, &min); err != nil {
+			return err
+		}
+		if n >= limit {
+			oldest = sqliteTime(min)
+			return nil
+		}
+		return tx.QueryRowContext(ctx, `INSERT INTO login_failures (username, addr, at) VALUES (?, ?, ?) RETURNING id`,
+			username, addr, now.Unix()).Scan(&id)
+	})
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("auth: sqlite: reserve login: %w", s.fail(err))
+	}
+	return id, oldest, nil
+}
+
+// ReleaseLogin forgets the attempt with id attempt; see Store.
+func (s *SQLite) ReleaseLogin(ctx context.Context, attempt int64) error {
+	if err := s.ready(); err != nil {
+		return fmt.Errorf("auth: sqlite: release login: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE id = ?`, attempt); err != nil {
+		return fmt.Errorf("auth: sqlite: release login: %w", s.fail(err))
+	}
+	return nil
+}
+
+// LoginFailures counts the login attempts for username from addr at or
 // after since (to the second), and returns the oldest of them (the zero
 // Time if none).
 func (s *SQLite) LoginFailures(ctx context.Context, username, addr string, since time.Time) (int, time.Time, error) {
+	if err := s.ready(); err != nil {
+		return 0, time.Time{}, fmt.Errorf("auth: sqlite: count login failures: %w", err)
+	}
 	var (
 		n      int
 		oldest sql.NullInt64
@@ -660,27 +1064,7 @@ func (s *SQLite) LoginFailures(ctx context.Context, username, addr string, since
 		WHERE username = ? AND addr = ? AND at >= ?`,
 		username, addr, since.Unix()).Scan(&n, &oldest)
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("auth: sqlite: count login failures: %w", sqliteError(err))
+		return 0, time.Time{}, fmt.Errorf("auth: sqlite: count login failures: %w", s.fail(err))
 	}
 	return n, sqliteTime(oldest), nil
-}
-
-// RecordLoginFailure records a failed login for username from addr at at.
-func (s *SQLite) RecordLoginFailure(ctx context.Context, username, addr string, at time.Time) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO login_failures (username, addr, at) VALUES (?, ?, ?)`,
-		username, addr, at.Unix())
-	if err != nil {
-		return fmt.Errorf("auth: sqlite: record login failure: %w", sqliteError(err))
-	}
-	return nil
-}
-
-// ResetLoginFailures forgets the failed logins for username from addr.
-func (s *SQLite) ResetLoginFailures(ctx context.Context, username, addr string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM login_failures WHERE username = ? AND addr = ?`,
-		username, addr)
-	if err != nil {
-		return fmt.Errorf("auth: sqlite: reset login failures: %w", sqliteError(err))
-	}
-	return nil
 }

@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/remuda/remuda/internal/pgtest"
 	"github.com/remuda/remuda/internal/proctest"
 )
@@ -104,6 +107,31 @@ func openTestSQLite(t *testing.T) *SQLite {
 
 func TestSQLiteStore(t *testing.T) {
 	testStore(t, func(t *testing.T) Store { return openTestSQLite(t) })
+	testStoreFaults(t, func(t *testing.T) (Store, storeFaults) {
+		s := openTestSQLite(t)
+		return s, sqliteFaults{s}
+	})
+}
+
+// sqliteFaults fails inserts with a trigger. SQLite's RAISE gives a
+// constraint error, not one of a full disk: the tests of sqliteError's
+// classes make those (TestSQLiteFaults).
+type sqliteFaults struct{ s *SQLite }
+
+func (f sqliteFaults) failRefreshInsert(t *testing.T, jti string) {
+	t.Helper()
+	_, err := f.s.db.ExecContext(t.Context(), `CREATE TRIGGER injected_fault BEFORE INSERT ON refresh_tokens
+		WHEN NEW.jti = '`+jti+`' BEGIN SELECT RAISE(ABORT, 'injected fault'); END`)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f sqliteFaults) heal(t *testing.T) {
+	t.Helper()
+	if _, err := f.s.db.ExecContext(t.Context(), `DROP TRIGGER injected_fault`); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestSQLiteFileMode(t *testing.T) {
@@ -217,9 +245,7 @@ func TestSQLiteReopen(t *testing.T) {
 	storeAdd(t, s, "consumed", "fam")
 	storeAdd(t, s, "outstanding", "fam")
 	storeConsume(t, s, "consumed", ConsumeOK)
-	if err := s.RecordLoginFailure(ctx, "alice", "192.0.2.1", storeNow); err != nil {
-		t.Fatalf("RecordLoginFailure: %v", err)
-	}
+	storeFail(t, s, "alice", "192.0.2.1", storeNow)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -467,4 +493,276 @@ func startChildren(t *testing.T, ctx context.Context, n int, env string) []*chil
 		}
 	}
 	return children
+}
+
+// sqliteOneConn makes every call of s use one connection, so that a
+// connection setting a test makes (a PRAGMA) holds for all of them.
+func sqliteOneConn(t *testing.T, s *SQLite, pragmas ...string) {
+	t.Helper()
+	s.db.SetMaxOpenConns(1)
+	for _, p := range pragmas {
+		if _, err := s.db.ExecContext(t.Context(), "PRAGMA "+p); err != nil {
+			t.Fatalf("PRAGMA %s: %v", p, err)
+		}
+	}
+}
+
+// sqliteFill makes s's database full: no page may be added to it
+// (max_page_count), and its pages are filled up, so that any write that
+// needs room fails with SQLITE_FULL, as on a full disk.
+func sqliteFill(t *testing.T, s *SQLite) {
+	t.Helper()
+	ctx := t.Context()
+	var pages int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	sqliteOneConn(t, s, "max_page_count = "+strconv.Itoa(pages+4))
+	if _, err := s.db.ExecContext(ctx, "CREATE TABLE filler (x TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	for size := 4096; size > 0; size /= 2 {
+		for {
+			_, err := s.db.ExecContext(ctx, "INSERT INTO filler VALUES (?)", strings.Repeat("x", size))
+			if err == nil {
+				continue
+			}
+			var e *sqlite.Error
+			if !errors.As(err, &e) || e.Code()&0xff != sqlite3.SQLITE_FULL {
+				t.Fatalf("filling the database: %v, want SQLITE_FULL", err)
+			}
+			break
+		}
+	}
+}
+
+// TestSQLiteFaults makes the database refuse writes as a full disk, a
+// read-only database and a lock held past the busy timeout do: every
+// write then fails with ErrUnavailable, and nothing is written.
+func TestSQLiteFaults(t *testing.T) {
+	tests := []struct {
+		name   string
+		inject func(t *testing.T, s *SQLite) (heal func())
+	}{
+		{"full (SQLITE_FULL)", func(t *testing.T, s *SQLite) func() { sqliteFill(t, s); return func() {} }},
+		{"read-only (SQLITE_READONLY)", func(t *testing.T, s *SQLite) func() { sqliteOneConn(t, s, "query_only = 1"); return func() {} }},
+		{"locked past the busy timeout (SQLITE_BUSY)", func(t *testing.T, s *SQLite) func() {
+			sqliteOneConn(t, s, "busy_timeout = 50")
+			other, err := sql.Open("sqlite", s.path+"?_txlock=immediate")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx, err := other.BeginTx(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func() { tx.Rollback(); other.Close() }
+		}},
+	}
+	big := func(c string) string { return strings.Repeat(c, 8000) } // more than a page: needs room
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTestSQLite(t)
+			ctx := t.Context()
+			u, err := s.CreateUser(ctx, "alice", "hash", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			storeAdd(t, s, "presented", "fam")
+			heal := tt.inject(t, s)
+
+			writes := []struct {
+				name string
+				call func() error
+			}{
+				{"CreateUser", func() error { _, err := s.CreateUser(ctx, big("b"), "hash", true); return err }},
+				{"ReserveLogin", func() error {
+					_, _, err := s.ReserveLogin(ctx, big("a"), "192.0.2.1", storeNow, storeNow.Add(-time.Hour), 5)
+					return err
+				}},
+				{"RecordLogin", func() error {
+					return s.RecordLogin(ctx, Login{UserID: u.ID, At: storeNow, PasswordHash: big("h"),
+						Refresh: RefreshToken{JTI: big("j"), Family: "f", UserID: u.ID, ExpiresAt: storeNow}})
+				}},
+				{"RotateRefresh", func() error {
+					_, _, err := s.RotateRefresh(ctx, RefreshToken{JTI: "presented", Family: "presented", UserID: "1", ExpiresAt: storeNow},
+						RefreshToken{JTI: big("n"), UserID: "1", ExpiresAt: storeNow}, storeNow)
+					return err
+				}},
+				{"AddRefresh", func() error {
+					return s.AddRefresh(ctx, RefreshToken{JTI: big("r"), Family: "f", UserID: "1", ExpiresAt: storeNow})
+				}},
+			}
+			for _, w := range writes {
+				err := w.call()
+				if !errors.Is(err, ErrUnavailable) {
+					t.Errorf("%s: got error %v, want ErrUnavailable", w.name, err)
+				}
+			}
+			t.Logf("e.g. %v", writes[0].call())
+			// Nothing was written.
+			heal()
+			s.db.Close()
+			s2, err := OpenSQLite(s.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			if got, err := s2.UserByID(ctx, u.ID); err != nil || got.PasswordHash != "hash" || !got.LastLogin.IsZero() {
+				t.Errorf("alice after the failed writes: %+v, %v; want as created", got, err)
+			}
+			if _, err := s2.UserByUsername(ctx, big("b")); !errors.Is(err, ErrNotFound) {
+				t.Errorf("the user of the failed CreateUser: got %v, want ErrNotFound", err)
+			}
+			if n, _, err := s2.LoginFailures(ctx, big("a"), "192.0.2.1", time.Time{}); err != nil || n != 0 {
+				t.Errorf("attempts after a failed ReserveLogin: %d, %v; want 0", n, err)
+			}
+			storeState(t, s2, "presented", ConsumeOK)
+			for _, jti := range []string{big("j"), big("n"), big("r")} {
+				storeState(t, s2, jti, ConsumeUnknown)
+			}
+		})
+	}
+}
+
+// TestSQLiteMustExist opens with MustExist a missing file, an empty file
+// and a database: only the database opens, and nothing is created.
+func TestSQLiteMustExist(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.db")
+	if _, err := OpenSQLiteConfig(SQLiteConfig{Path: missing, MustExist: true}); !errors.Is(err, ErrNoDatabase) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("MustExist on a missing file: got %v, want ErrNoDatabase naming %s", err, missing)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("MustExist on a missing file created it: stat %v", err)
+	}
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenSQLiteConfig(SQLiteConfig{Path: empty, MustExist: true}); !errors.Is(err, ErrNoDatabase) {
+		t.Errorf("MustExist on an empty file: got %v, want ErrNoDatabase", err)
+	}
+	db := filepath.Join(dir, "server.db")
+	s, err := OpenSQLite(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = OpenSQLiteConfig(SQLiteConfig{Path: db, MustExist: true})
+	if err != nil {
+		t.Fatalf("MustExist on a database: %v", err)
+	}
+	s.Close()
+}
+
+// TestSQLiteFileRemoved removes the database file under an open store,
+// then puts it back: the watcher reports both within its interval; while
+// the file is gone every call fails with ErrUnavailable naming the path,
+// and nothing creates a file at the path.
+func TestSQLiteFileRemoved(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "server.db")
+	changes := make(chan error, 10)
+	s, err := OpenSQLiteConfig(SQLiteConfig{Path: path, WatchInterval: 20 * time.Millisecond, OnFileChange: func(err error) { changes <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	if _, err := s.CreateUser(ctx, "alice", "hash", true); err != nil {
+		t.Fatal(err)
+	}
+	keep := filepath.Join(dir, "kept.db")
+	if err := os.Link(path, keep); err != nil {
+		t.Fatal(err)
+	}
+	removed := time.Now()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-changes:
+		t.Logf("removal reported after %v: %v", time.Since(removed), err)
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), path) {
+			t.Errorf("OnFileChange: got %v, want ErrUnavailable naming %s", err, path)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("removal not reported within 2s")
+	}
+	for range 10 { // more than the pool's connections
+		if _, err := s.UserByUsername(ctx, "alice"); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("UserByUsername with the file removed: got %v, want ErrUnavailable naming %s", err, path)
+		}
+		if _, err := s.CreateUser(ctx, "bob", "hash", true); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("CreateUser with the file removed: got %v, want ErrUnavailable", err)
+		}
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a file is at %s again: stat %v", path, err)
+	}
+	if err := os.Link(keep, path); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-changes:
+		if err != nil {
+			t.Errorf("OnFileChange with the file back: got %v, want nil", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the file's return not reported within 2s")
+	}
+	if _, err := s.UserByUsername(ctx, "alice"); err != nil {
+		t.Errorf("UserByUsername with the file back: %v", err)
+	}
+	if _, err := s.UserByUsername(ctx, "bob"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("bob, created while the file was gone: got %v, want ErrNotFound", err)
+	}
+}
+
+// TestSQLiteFileReplaced moves another database over the file of an open
+// store: its calls fail with ErrUnavailable and write nothing to either.
+func TestSQLiteFileReplaced(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "server.db")
+	s, err := OpenSQLiteConfig(SQLiteConfig{Path: path, WatchInterval: -1}) // each call checks
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	if _, err := s.CreateUser(ctx, "alice", "hash", true); err != nil {
+		t.Fatal(err)
+	}
+	other, err := OpenSQLite(filepath.Join(dir, "restored.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	if err := os.Rename(filepath.Join(dir, "restored.db"), path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, "bob", "hash", true); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "replaced") {
+		t.Errorf("CreateUser with the file replaced: got %v, want ErrUnavailable saying it was replaced", err)
+	}
+	// The file moved in, read apart from the -wal and -shm files of the
+	// one it replaced, which the store still holds open.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := filepath.Join(t.TempDir(), "check.db")
+	if err := os.WriteFile(check, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := OpenSQLite(check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	for _, name := range []string{"alice", "bob"} {
+		if _, err := s2.UserByUsername(ctx, name); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s in the database moved in: got %v, want ErrNotFound", name, err)
+		}
+	}
 }

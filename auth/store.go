@@ -31,9 +31,12 @@ type Store interface {
 	// written if one fails (ErrUserExists for a username that another id
 	// holds). It returns how many were created and updated.
 	ImportUsers(ctx context.Context, users []User) (created, updated int, err error)
-	// RecordLogin sets a user's last login time; ErrNotFound if no such
-	// user.
-	RecordLogin(ctx context.Context, id string, at time.Time) error
+	// RecordLogin records a successful login, in one transaction: the
+	// user's last login, a rehashed password if any, the login's refresh
+	// token, and the forgetting of its attempt and the earlier ones (see
+	// Login). Nothing is written if any of it fails; ErrNotFound if no
+	// such user.
+	RecordLogin(ctx context.Context, l Login) error
 
 	// AddRefresh records a refresh token as outstanding.
 	AddRefresh(ctx context.Context, t RefreshToken) error
@@ -43,6 +46,17 @@ type Store interface {
 	// ConsumeRevoked for a blacklisted token or a token of a revoked
 	// family; ConsumeUnknown when no such token was recorded.
 	ConsumeRefresh(ctx context.Context, jti string, now time.Time) (ConsumeResult, RefreshToken, error)
+	// RotateRefresh is a refresh with rotation, in one transaction:
+	// presented is recorded if the store has never seen it (adopted as the
+	// first token of the family presented.Family), then consumed as
+	// ConsumeRefresh does, and if that gives ConsumeOK, next is recorded
+	// as outstanding in the presented token's family (next.Family is
+	// ignored). It returns what ConsumeRefresh would, never
+	// ConsumeUnknown. Nothing is written unless the result is ConsumeOK
+	// and every write succeeds: a rotation that fails leaves the presented
+	// token as it was, so that the client's retry is not taken for a
+	// replay.
+	RotateRefresh(ctx context.Context, presented, next RefreshToken, now time.Time) (ConsumeResult, RefreshToken, error)
 	// Blacklist revokes one refresh token; ErrNotFound if unknown.
 	Blacklist(ctx context.Context, jti string, now time.Time) error
 	// RefreshState tells whether a refresh token is usable (ConsumeOK),
@@ -51,17 +65,29 @@ type Store interface {
 	// RevokeFamily revokes every token of a family.
 	RevokeFamily(ctx context.Context, family string, now time.Time) error
 	// FlushExpired deletes refresh tokens (and blacklist entries) expired
-	// before now, and failed-login records older than now - window; it
-	// returns how many tokens went.
+	// before now, and login attempts older than now -
+	// LoginFailureRetention; it returns how many tokens went.
 	FlushExpired(ctx context.Context, now time.Time) (int, error)
 
-	// LoginFailures counts the failed logins for username from addr at or
-	// after since, and returns the oldest of them.
+	// ReserveLogin counts an attempt to log in as username from addr at
+	// now, before its password is checked, atomically with the check of
+	// the limit: if fewer than limit attempts for username from addr are
+	// counted at or after since, it counts this one and returns its id
+	// (positive, increasing); otherwise it counts nothing and returns 0
+	// and the oldest of the attempts counted. Of concurrent calls, from
+	// any number of processes, at most limit get an id. An attempt stays
+	// counted (it is the record of a failed login) until RecordLogin or
+	// ReleaseLogin forgets it, or FlushExpired drops it.
+	ReserveLogin(ctx context.Context, username, addr string, now, since time.Time, limit int) (attempt int64, oldest time.Time, err error)
+	// ReleaseLogin forgets one attempt that ReserveLogin counted, one
+	// that must not count: it ended without a verdict on its password (no
+	// hashing slot came free, the store failed). Forgetting an attempt
+	// forgotten before is not an error.
+	ReleaseLogin(ctx context.Context, attempt int64) error
+	// LoginFailures counts the attempts for username from addr counted
+	// at or after since (failed logins, and attempts still being checked),
+	// and returns the oldest of them.
 	LoginFailures(ctx context.Context, username, addr string, since time.Time) (n int, oldest time.Time, err error)
-	// RecordLoginFailure records a failed login.
-	RecordLoginFailure(ctx context.Context, username, addr string, at time.Time) error
-	// ResetLoginFailures forgets the failed logins for username from addr.
-	ResetLoginFailures(ctx context.Context, username, addr string) error
 
 	// Close releases the store.
 	Close() error
@@ -78,6 +104,25 @@ type User struct {
 	// PasswordChangedAt is when ChangePassword last ran (zero if never):
 	// tokens issued before it are refused.
 	PasswordChangedAt time.Time
+}
+
+// Login is a successful login, as RecordLogin records it.
+type Login struct {
+	UserID string
+	At     time.Time // the user's last login from now on
+	// Username and Addr are the login's as ReserveLogin counted it, and
+	// Attempt the id it returned: the attempts for Username from Addr up
+	// to Attempt, this one and those counted before it, are forgotten.
+	// Attempts counted after it (logins still being checked) stay counted.
+	// If Attempt is 0, none is forgotten.
+	Username, Addr string
+	Attempt        int64
+	// PasswordHash, if not empty, replaces the user's password hash: a
+	// hash of the same password with current parameters (a rehash).
+	PasswordHash string
+	// Refresh, if its JTI is not empty, is recorded as outstanding, as
+	// AddRefresh does.
+	Refresh RefreshToken
 }
 
 // RefreshToken is the store's record of a refresh token: its jti and
@@ -104,9 +149,13 @@ const (
 var (
 	ErrNotFound   = errors.New("auth: not found")
 	ErrUserExists = errors.New("auth: user exists")
-	// ErrUnavailable means the database could not be reached (a refused or
-	// reset connection, a server shutting down, a connect timeout, a
-	// database locked past its busy timeout): the request may succeed if
-	// tried again later. The handlers answer it 503 with Retry-After.
+	// ErrUnavailable means the database could not be reached or cannot
+	// be written now: a refused or reset connection, a server shutting
+	// down, a connect timeout; a disk full, an I/O error, a read-only
+	// file, database or transaction, a missing privilege, a database
+	// locked past its busy timeout; an SQLite file removed or replaced
+	// under the running store. The request may succeed if tried again
+	// later, and the write that failed was not made: a store method that
+	// fails writes nothing. The handlers answer it 503 with Retry-After.
 	ErrUnavailable = errors.New("auth: store unavailable")
 )

@@ -26,6 +26,11 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("RefreshState", func(t *testing.T) { storeTestRefreshState(t, open(t)) })
 	t.Run("FlushExpired", func(t *testing.T) { storeTestFlushExpired(t, open(t)) })
 	t.Run("LoginFailures", func(t *testing.T) { storeTestLoginFailures(t, open(t)) })
+	t.Run("ReserveLogin", func(t *testing.T) { storeTestReserveLogin(t, open(t)) })
+	t.Run("ReserveLoginConcurrent", func(t *testing.T) { storeTestReserveLoginConcurrent(t, open(t)) })
+	t.Run("RecordLogin", func(t *testing.T) { storeTestRecordLogin(t, open(t), nil) })
+	t.Run("RotateRefresh", func(t *testing.T) { storeTestRotateRefresh(t, open(t)) })
+	t.Run("RotateRefreshConcurrent", func(t *testing.T) { storeTestRotateRefreshConcurrent(t, open(t)) })
 	t.Run("ConcurrentConsume", func(t *testing.T) { storeTestConcurrentConsume(t, open(t)) })
 }
 
@@ -166,7 +171,7 @@ func storeTestUserNotFound(t *testing.T, s Store) {
 		{"SetPassword unknown", func() error { return s.SetPassword(ctx, missing, "hash") }},
 		{"SetPassword non-numeric", func() error { return s.SetPassword(ctx, "alice", "hash") }},
 		{"SetActive unknown", func() error { return s.SetActive(ctx, missing, false) }},
-		{"RecordLogin unknown", func() error { return s.RecordLogin(ctx, missing, storeNow) }},
+		{"RecordLogin unknown", func() error { return s.RecordLogin(ctx, Login{UserID: missing, At: storeNow}) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,7 +199,7 @@ func storeTestUpdateUser(t *testing.T, s Store) {
 	if err := s.SetActive(ctx, u.ID, false); err != nil {
 		t.Fatalf("SetActive(false): %v", err)
 	}
-	if err := s.RecordLogin(ctx, u.ID, login); err != nil {
+	if err := s.RecordLogin(ctx, Login{UserID: u.ID, At: login}); err != nil {
 		t.Fatalf("RecordLogin: %v", err)
 	}
 	got, err := s.UserByID(ctx, u.ID)
@@ -404,9 +409,7 @@ func storeTestFlushExpired(t *testing.T, s Store) {
 	// Failed logins: those older than LoginFailureRetention go.
 	failures := []time.Duration{-LoginFailureRetention - time.Hour, -LoginFailureRetention - time.Second, -LoginFailureRetention, -time.Hour}
 	for _, ago := range failures {
-		if err := s.RecordLoginFailure(ctx, "alice", "192.0.2.1", storeNow.Add(ago)); err != nil {
-			t.Fatalf("RecordLoginFailure: %v", err)
-		}
+		storeFail(t, s, "alice", "192.0.2.1", storeNow.Add(ago))
 	}
 
 	n, err := s.FlushExpired(ctx, storeNow)
@@ -470,9 +473,7 @@ func storeTestLoginFailures(t *testing.T, s Store) {
 		{"bob", addr, 3 * time.Minute},
 	}
 	for _, r := range record {
-		if err := s.RecordLoginFailure(ctx, r.user, r.addr, storeNow.Add(-r.ago)); err != nil {
-			t.Fatalf("RecordLoginFailure(%s, %s): %v", r.user, r.addr, err)
-		}
+		storeFail(t, s, r.user, r.addr, storeNow.Add(-r.ago))
 	}
 	tests := []struct {
 		name       string
@@ -506,21 +507,313 @@ func storeTestLoginFailures(t *testing.T, s Store) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { check(t, tt.user, tt.addr, tt.since, tt.wantN, tt.wantOldest) })
 	}
-	t.Run("reset", func(t *testing.T) {
-		if err := s.ResetLoginFailures(ctx, "alice", addr); err != nil {
-			t.Fatalf("ResetLoginFailures: %v", err)
+	t.Run("release", func(t *testing.T) {
+		id := storeFail(t, s, "alice", addr, storeNow)
+		check(t, "alice", addr, time.Hour, 4, 10*time.Minute)
+		for i := range 2 { // forgetting again is no error
+			if err := s.ReleaseLogin(ctx, id); err != nil {
+				t.Fatalf("ReleaseLogin #%d: %v", i+1, err)
+			}
 		}
-		check(t, "alice", addr, time.Hour, 0, -1)
+		check(t, "alice", addr, time.Hour, 3, 10*time.Minute)
 		check(t, "alice", other, time.Hour, 1, 2*time.Minute)
-		check(t, "bob", addr, time.Hour, 1, 3*time.Minute)
-		if err := s.ResetLoginFailures(ctx, "alice", addr); err != nil {
-			t.Errorf("ResetLoginFailures again: %v", err)
-		}
-		if err := s.RecordLoginFailure(ctx, "alice", addr, storeNow); err != nil {
-			t.Fatalf("RecordLoginFailure after reset: %v", err)
-		}
-		check(t, "alice", addr, time.Hour, 1, 0)
 	})
+}
+
+// storeFail counts a failed login attempt at at, whatever the limit, and
+// returns its id.
+func storeFail(t *testing.T, s Store, user, addr string, at time.Time) int64 {
+	t.Helper()
+	id, _, err := s.ReserveLogin(t.Context(), user, addr, at, time.Time{}, 1<<30)
+	if err != nil || id <= 0 {
+		t.Fatalf("ReserveLogin(%s, %s, %v) without limit: got id %d, %v; want an id", user, addr, at, id, err)
+	}
+	return id
+}
+
+// storeTestReserveLogin checks the limit, the window and the ids.
+func storeTestReserveLogin(t *testing.T, s Store) {
+	ctx := t.Context()
+	const addr, limit = "192.0.2.1", 3
+	since := storeNow.Add(-15 * time.Minute)
+	storeFail(t, s, "alice", addr, since.Add(-time.Second)) // out of the window
+	var last int64
+	for i := range limit {
+		at := storeNow.Add(time.Duration(i-limit) * time.Minute)
+		id, oldest, err := s.ReserveLogin(ctx, "alice", addr, at, since, limit)
+		if err != nil || id <= last || !oldest.IsZero() {
+			t.Fatalf("ReserveLogin #%d: got id %d, oldest %v, %v; want an id above %d, zero oldest", i+1, id, oldest, err, last)
+		}
+		last = id
+	}
+	for i := range 2 { // a refused attempt is not counted
+		id, oldest, err := s.ReserveLogin(ctx, "alice", addr, storeNow, since, limit)
+		if want := storeNow.Add(-limit * time.Minute); err != nil || id != 0 || !oldest.Equal(want) {
+			t.Errorf("ReserveLogin past the limit #%d: got id %d, oldest %v, %v; want 0, oldest %v", i+1, id, oldest, err, want)
+		}
+	}
+	if n, _, err := s.LoginFailures(ctx, "alice", addr, since); err != nil || n != limit {
+		t.Errorf("LoginFailures after refusals: got %d, %v; want %d", n, err, limit)
+	}
+	for _, other := range []struct{ user, addr string }{{"bob", addr}, {"alice", "192.0.2.2"}} {
+		if id, _, err := s.ReserveLogin(ctx, other.user, other.addr, storeNow, since, limit); err != nil || id <= last {
+			t.Errorf("ReserveLogin(%s, %s) while alice from %s is at the limit: got id %d, %v; want an id above %d",
+				other.user, other.addr, addr, id, err, last)
+		}
+	}
+	// Once the oldest leaves the window, one more gets in.
+	later := storeNow.Add(-limit*time.Minute + 15*time.Minute + time.Second)
+	if id, _, err := s.ReserveLogin(ctx, "alice", addr, later, later.Add(-15*time.Minute), limit); err != nil || id == 0 {
+		t.Errorf("ReserveLogin once the oldest left the window: got id %d, %v; want an id", id, err)
+	}
+}
+
+// storeTestReserveLoginConcurrent races 16 attempts for one username and
+// address against a limit of 5: exactly 5 are counted.
+func storeTestReserveLoginConcurrent(t *testing.T, s Store) {
+	const n, limit = 16, 5
+	ids := make([]int64, n)
+	errs := storeRace(n, func(i int) (err error) {
+		ids[i], _, err = s.ReserveLogin(t.Context(), "alice", "192.0.2.1", storeNow, storeNow.Add(-time.Hour), limit)
+		return err
+	})
+	counted := map[int64]bool{}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("ReserveLogin #%d: %v", i, err)
+		}
+		if ids[i] != 0 {
+			counted[ids[i]] = true
+		}
+	}
+	if len(counted) != limit {
+		t.Errorf("%d concurrent ReserveLogin with limit %d: got %d distinct ids (%v), want %d", n, limit, len(counted), ids, limit)
+	}
+	if got, _, err := s.LoginFailures(t.Context(), "alice", "192.0.2.1", storeNow.Add(-time.Hour)); err != nil || got != limit {
+		t.Errorf("LoginFailures after the race: got %d, %v; want %d", got, err, limit)
+	}
+}
+
+// storeTestRecordLogin checks that a success writes everything and forgets
+// the attempts up to its own, and that a failed one writes nothing.
+func storeTestRecordLogin(t *testing.T, s Store, faults storeFaults) {
+	ctx := t.Context()
+	const addr = "192.0.2.1"
+	u, err := s.CreateUser(ctx, "alice", "old-hash", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := storeFail(t, s, "alice", addr, storeNow.Add(-time.Minute))
+	storeFail(t, s, "alice", "192.0.2.9", storeNow.Add(-time.Minute))
+	success := storeFail(t, s, "alice", addr, storeNow)
+	later := storeFail(t, s, "alice", addr, storeNow) // still being checked
+	if !(failed < success && success < later) {
+		t.Fatalf("attempt ids %d, %d, %d: want them increasing", failed, success, later)
+	}
+	login := Login{
+		UserID: u.ID, At: storeNow, Username: "alice", Addr: addr, Attempt: success, PasswordHash: "new-hash",
+		Refresh: RefreshToken{JTI: "login-jti", Family: "login-jti", UserID: u.ID, ExpiresAt: storeNow.Add(time.Hour)},
+	}
+
+	if faults != nil {
+		faults.failRefreshInsert(t, "login-jti")
+		if err := s.RecordLogin(ctx, login); err == nil {
+			t.Fatal("RecordLogin with the refresh token's insert failing: got no error")
+		}
+		got, _ := s.UserByID(ctx, u.ID)
+		if got.PasswordHash != "old-hash" || !got.LastLogin.IsZero() {
+			t.Errorf("after a failed RecordLogin: hash %q, last login %v; want old-hash, never (nothing written)", got.PasswordHash, got.LastLogin)
+		}
+		if n, _, _ := s.LoginFailures(ctx, "alice", addr, storeNow.Add(-time.Hour)); n != 3 {
+			t.Errorf("after a failed RecordLogin: %d attempts counted, want 3 (none forgotten)", n)
+		}
+		storeState(t, s, "login-jti", ConsumeUnknown)
+		faults.heal(t)
+	}
+
+	if err := s.RecordLogin(ctx, login); err != nil {
+		t.Fatalf("RecordLogin: %v", err)
+	}
+	got, err := s.UserByID(ctx, u.ID)
+	if err != nil || got.PasswordHash != "new-hash" || !got.LastLogin.Equal(storeNow) {
+		t.Errorf("after RecordLogin: got %+v, %v; want hash new-hash, last login %v", got, err, storeNow)
+	}
+	n, oldest, err := s.LoginFailures(ctx, "alice", addr, storeNow.Add(-time.Hour))
+	if err != nil || n != 1 || !oldest.Equal(storeNow) {
+		t.Errorf("attempts from %s after the success: got %d (oldest %v), %v; want 1, the attempt counted after it", addr, n, oldest, err)
+	}
+	if n, _, _ := s.LoginFailures(ctx, "alice", "192.0.2.9", storeNow.Add(-time.Hour)); n != 1 {
+		t.Errorf("attempts from another address after the success: got %d, want 1", n)
+	}
+	storeConsume(t, s, "login-jti", ConsumeOK)
+
+	// Without a hash, a token or an attempt, only the last login changes.
+	if err := s.RecordLogin(ctx, Login{UserID: u.ID, At: storeNow.Add(time.Hour)}); err != nil {
+		t.Fatalf("RecordLogin of the last login only: %v", err)
+	}
+	if got, _ := s.UserByID(ctx, u.ID); got.PasswordHash != "new-hash" || !got.LastLogin.Equal(storeNow.Add(time.Hour)) {
+		t.Errorf("after RecordLogin of the last login only: got %+v", got)
+	}
+	if n, _, _ := s.LoginFailures(ctx, "alice", addr, storeNow.Add(-time.Hour)); n != 1 {
+		t.Errorf("attempts after RecordLogin without an attempt: got %d, want 1", n)
+	}
+
+	// A user who is gone: nothing written.
+	gone := Login{UserID: "999999", At: storeNow, Username: "alice", Addr: addr, Attempt: later,
+		Refresh: RefreshToken{JTI: "gone-jti", Family: "gone-jti", UserID: "999999", ExpiresAt: storeNow.Add(time.Hour)}}
+	if err := s.RecordLogin(ctx, gone); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RecordLogin of no user: got %v, want ErrNotFound", err)
+	}
+	storeState(t, s, "gone-jti", ConsumeUnknown)
+	if n, _, _ := s.LoginFailures(ctx, "alice", addr, storeNow.Add(-time.Hour)); n != 1 {
+		t.Errorf("attempts after RecordLogin of no user: got %d, want 1", n)
+	}
+}
+
+// storeTestRotateRefresh checks rotation: the successor joins the family,
+// a replay or a revoked token records nothing, an unknown token is
+// adopted.
+func storeTestRotateRefresh(t *testing.T, s Store) {
+	ctx := t.Context()
+	presented := storeAdd(t, s, "r1", "fam")
+	next := func(jti string) RefreshToken {
+		return RefreshToken{JTI: jti, Family: "ignored", UserID: "1", ExpiresAt: storeNow.Add(2 * time.Hour)}
+	}
+	rotate := func(p RefreshToken, jti string, want ConsumeResult) RefreshToken {
+		t.Helper()
+		got, rec, err := s.RotateRefresh(ctx, p, next(jti), storeNow)
+		if err != nil {
+			t.Fatalf("RotateRefresh(%s → %s): %v", p.JTI, jti, err)
+		}
+		if got != want {
+			t.Fatalf("RotateRefresh(%s → %s) = %s, want %s", p.JTI, jti, storeResultName(got), storeResultName(want))
+		}
+		return rec
+	}
+	rec := rotate(presented, "r2", ConsumeOK)
+	storeSameToken(t, "RotateRefresh(r1)", rec, presented)
+	storeState(t, s, "r1", ConsumeReused)
+	storeState(t, s, "r2", ConsumeOK)
+	// The successor is of r1's family: revoking it revokes r2.
+	rec = rotate(presented, "r2-replay", ConsumeReused)
+	if rec.Family != "fam" {
+		t.Errorf("replay of r1: got family %q, want fam", rec.Family)
+	}
+	storeState(t, s, "r2-replay", ConsumeUnknown)
+	r3 := rotate(RefreshToken{JTI: "r2", Family: "r2", UserID: "1", ExpiresAt: storeNow.Add(2 * time.Hour)}, "r3", ConsumeOK)
+	if r3.Family != "fam" || !r3.ExpiresAt.Equal(storeNow.Add(2*time.Hour)) {
+		t.Errorf("RotateRefresh(r2): got record %+v, want family fam (the successor's) and its expiry", r3)
+	}
+	if err := s.RevokeFamily(ctx, "fam", storeNow); err != nil {
+		t.Fatal(err)
+	}
+	storeState(t, s, "r3", ConsumeRevoked)
+	rotate(RefreshToken{JTI: "r3", Family: "r3", UserID: "1", ExpiresAt: storeNow.Add(time.Hour)}, "r4", ConsumeRevoked)
+	storeState(t, s, "r4", ConsumeUnknown)
+
+	// A blacklisted token is refused, its successor not recorded.
+	bl := storeAdd(t, s, "bl", "bl")
+	if err := s.Blacklist(ctx, "bl", storeNow); err != nil {
+		t.Fatal(err)
+	}
+	rotate(bl, "bl-next", ConsumeRevoked)
+	storeState(t, s, "bl-next", ConsumeUnknown)
+
+	// An unknown token is adopted as the first of its family, and rotated.
+	adopted := RefreshToken{JTI: "theirs", Family: "theirs", UserID: "1", ExpiresAt: storeNow.Add(time.Hour)}
+	rec = rotate(adopted, "ours", ConsumeOK)
+	storeSameToken(t, "RotateRefresh(adopted)", rec, adopted)
+	storeState(t, s, "theirs", ConsumeReused)
+	if got := storeConsume(t, s, "ours", ConsumeOK); got.Family != "theirs" {
+		t.Errorf("successor of an adopted token: family %q, want theirs", got.Family)
+	}
+}
+
+// storeTestRotateRefreshConcurrent races 16 rotations of one token, each
+// with its own successor: one wins, and only its successor is recorded.
+func storeTestRotateRefreshConcurrent(t *testing.T, s Store) {
+	const n = 16
+	presented := RefreshToken{JTI: "race", Family: "race", UserID: "1", ExpiresAt: storeNow.Add(time.Hour)}
+	results := make([]ConsumeResult, n)
+	errs := storeRace(n, func(i int) (err error) {
+		next := RefreshToken{JTI: fmt.Sprint("next-", i), UserID: "1", ExpiresAt: storeNow.Add(time.Hour)}
+		results[i], _, err = s.RotateRefresh(t.Context(), presented, next, storeNow)
+		return err
+	})
+	count := map[ConsumeResult]int{}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("RotateRefresh #%d: %v", i, err)
+		}
+		count[results[i]]++
+	}
+	if count[ConsumeOK] != 1 || count[ConsumeReused] != n-1 {
+		t.Errorf("%d concurrent RotateRefresh of an unknown token: got %v, want 1 ConsumeOK and %d ConsumeReused", n, count, n-1)
+	}
+	for i, res := range results {
+		want := ConsumeUnknown
+		if res == ConsumeOK {
+			want = ConsumeOK
+		}
+		storeState(t, s, fmt.Sprint("next-", i), want)
+	}
+}
+
+// storeTestRotateRefreshFails makes the successor's insert fail: the
+// rotation writes nothing, the presented token stays usable, and a retry
+// rotates it.
+func storeTestRotateRefreshFails(t *testing.T, s Store, faults storeFaults) {
+	presented := storeAdd(t, s, "p", "fam")
+	next := RefreshToken{JTI: "n", UserID: "1", ExpiresAt: storeNow.Add(time.Hour)}
+	faults.failRefreshInsert(t, "n")
+	res, _, err := s.RotateRefresh(t.Context(), presented, next, storeNow)
+	if err == nil {
+		t.Fatalf("RotateRefresh with the successor's insert failing: got %s, no error", storeResultName(res))
+	}
+	t.Logf("RotateRefresh with the successor's insert failing: %v", err)
+	storeState(t, s, "p", ConsumeOK) // not consumed
+	storeState(t, s, "n", ConsumeUnknown)
+	faults.heal(t)
+	res, rec, err := s.RotateRefresh(t.Context(), presented, next, storeNow)
+	if err != nil || res != ConsumeOK || rec.Family != "fam" {
+		t.Fatalf("RotateRefresh retried: got %s, %+v, %v; want ConsumeOK of family fam", storeResultName(res), rec, err)
+	}
+	storeState(t, s, "p", ConsumeReused)
+	storeState(t, s, "n", ConsumeOK)
+}
+
+// storeFaults makes a store's writes fail, for the tests that check that
+// a failed operation writes nothing.
+type storeFaults interface {
+	// failRefreshInsert makes every insert of the refresh token jti fail,
+	// as a full disk or a broken connection would.
+	failRefreshInsert(t *testing.T, jti string)
+	// heal undoes failRefreshInsert.
+	heal(t *testing.T)
+}
+
+// testStoreFaults runs the suite's fault tests; open returns a new, empty
+// store and a way to make its writes fail.
+func testStoreFaults(t *testing.T, open func(t *testing.T) (Store, storeFaults)) {
+	t.Run("RecordLoginAllOrNothing", func(t *testing.T) { s, f := open(t); storeTestRecordLogin(t, s, f) })
+	t.Run("RotateRefreshAllOrNothing", func(t *testing.T) { s, f := open(t); storeTestRotateRefreshFails(t, s, f) })
+}
+
+// storeRace runs f(0) … f(n-1) in goroutines released at once, and
+// returns their errors.
+func storeRace(n int, f func(i int) error) []error {
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
 }
 
 // storeTestConcurrentConsume races 16 goroutines adding one token (an

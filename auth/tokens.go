@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -71,7 +76,31 @@ type Claims struct {
 	UserID    string    // user_id; a JSON integer is read as its decimal string
 	Issuer    string    // iss, if any
 	Audience  string    // aud: the configured Audience, if any
+	// Custom are the token's other claims: those Config.Claims added at
+	// login, carried from a refresh token into the tokens a refresh mints,
+	// or those a simplejwt deployment's get_token added. Nil if none.
+	// Values are as encoding/json decodes them, numbers as json.Number.
+	// The map may be shared: do not modify it.
+	Custom map[string]any
 }
+
+// reservedClaim tells whether name is a claim that Issue writes or Parse
+// checks itself (token_type, exp, iat, jti, user_id, and the registered
+// iss, aud and nbf, configured or not), so that no custom claim may take
+// its place: Config.Claims cannot lengthen a token's life, change its type
+// or its user, or set an issuer or audience the verifier would then trust.
+func reservedClaim(name string) bool {
+	switch name {
+	case "token_type", "exp", "iat", "jti", "user_id", "iss", "aud", "nbf":
+		return true
+	}
+	return false
+}
+
+// ErrReservedClaim is returned (wrapped, with the claim's name) when custom
+// claims would override one of the claims Remuda sets or checks itself:
+// token_type, exp, iat, jti, user_id, iss, aud and nbf.
+var ErrReservedClaim = errors.New("auth: reserved claim")
 
 // TokenError is why a token was refused. Message is simplejwt's text, fit
 // for the API body ({"detail": Message, "code": "token_not_valid"}); the
@@ -245,6 +274,40 @@ type issuedClaims struct {
 	Issuer    string `json:"iss,omitempty"`
 }
 
+// withCustom are issuedClaims with custom claims, which go between user_id
+// and aud, sorted by name.
+type withCustom struct {
+	issuedClaims
+	custom map[string]any
+}
+
+func (c withCustom) MarshalJSON() ([]byte, error) {
+	head, err := json.Marshal(issuedClaims{TokenType: c.TokenType, ExpiresAt: c.ExpiresAt, IssuedAt: c.IssuedAt, JTI: c.JTI, UserID: c.UserID})
+	if err != nil {
+		return nil, err
+	}
+	b := bytes.NewBuffer(head[:len(head)-1]) // without its '}'
+	for _, name := range slices.Sorted(maps.Keys(c.custom)) {
+		k, _ := json.Marshal(name)
+		v, err := json.Marshal(c.custom[name])
+		if err != nil {
+			return nil, fmt.Errorf("claim %s: %w", k, err)
+		}
+		b.WriteByte(',')
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	for _, m := range [...]struct{ name, value string }{{"aud", c.Audience}, {"iss", c.Issuer}} {
+		if m.value != "" {
+			v, _ := json.Marshal(m.value)
+			fmt.Fprintf(b, ",%q:%s", m.name, v)
+		}
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
 // issuedClaims implements jwt.Claims only to be signed; we never validate
 // with it.
 func (c issuedClaims) GetExpirationTime() (*jwt.NumericDate, error) {
@@ -268,6 +331,14 @@ func (c issuedClaims) GetAudience() (jwt.ClaimStrings, error) {
 // expiring one lifetime later. The header is {"alg":…,"typ":"JWT"}, with
 // the signing key's kid for RS256, ES256 and EdDSA.
 func (t *Tokens) Issue(typ, userID string, now time.Time) (string, Claims, error) {
+	return t.issue(typ, userID, nil, now)
+}
+
+// issue is Issue with custom claims, written after user_id in the order
+// of their names. It refuses a reserved claim name (ErrReservedClaim), a
+// value JSON cannot encode, and claims that make the token longer than
+// MaxTokenBytes, which Parse would refuse.
+func (t *Tokens) issue(typ, userID string, custom map[string]any, now time.Time) (string, Claims, error) {
 	var life time.Duration
 	switch typ {
 	case accessType:
@@ -279,6 +350,12 @@ func (t *Tokens) Issue(typ, userID string, now time.Time) (string, Claims, error
 	}
 	if userID == "" {
 		return "", Claims{}, errors.New("auth: issue: empty user id")
+	}
+	if err := checkCustom(custom); err != nil {
+		return "", Claims{}, err
+	}
+	if len(custom) == 0 {
+		custom = nil
 	}
 	jti, err := newJTI()
 	if err != nil {
@@ -293,13 +370,20 @@ func (t *Tokens) Issue(typ, userID string, now time.Time) (string, Claims, error
 		Audience:  t.audience,
 		Issuer:    t.issuer,
 	}
-	tok := jwt.NewWithClaims(t.method, c)
+	var signed jwt.Claims = c
+	if custom != nil {
+		signed = withCustom{c, custom}
+	}
+	tok := jwt.NewWithClaims(t.method, signed)
 	if t.kid != "" {
 		tok.Header["kid"] = t.kid
 	}
 	raw, err := tok.SignedString(t.signKey)
 	if err != nil {
 		return "", Claims{}, fmt.Errorf("auth: issue: %w", err)
+	}
+	if len(raw) > MaxTokenBytes {
+		return "", Claims{}, fmt.Errorf("auth: issue: the token is %d bytes, over MaxTokenBytes (%d): its custom claims are too large", len(raw), MaxTokenBytes)
 	}
 	return raw, Claims{
 		TokenType: typ,
@@ -309,7 +393,24 @@ func (t *Tokens) Issue(typ, userID string, now time.Time) (string, Claims, error
 		UserID:    userID,
 		Issuer:    t.issuer,
 		Audience:  t.audience,
+		Custom:    custom,
 	}, nil
+}
+
+// checkCustom refuses custom claims that would take a reserved claim's
+// place, naming the first such claim in the order of names.
+func checkCustom(custom map[string]any) error {
+	var bad []string
+	for name := range custom {
+		if reservedClaim(name) {
+			bad = append(bad, name)
+		}
+	}
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		return fmt.Errorf("%w %q: custom claims cannot set it", ErrReservedClaim, bad[0])
+	}
+	return nil
 }
 
 // newJTI returns a random (version 4) UUID as 32 lowercase hex digits,
@@ -335,11 +436,16 @@ func newJTI() (string, error) {
 // exp is there and after now (exp == now is expired, as simplejwt's
 // check_exp), nbf and iat are not after now, all give or take the leeway;
 // iss and aud match when configured; jti, token_type and user_id are
-// there and non-empty. The error is then ErrTokenExpired for a token that
-// is good but for its exp, ErrTokenWrongType for a good token of another
-// type, and ErrTokenInvalid for anything else.
+// there and non-empty; the header and the payload are each one JSON
+// object of valid UTF-8 with nothing after it but white space, as PyJWT's
+// json.loads requires (golang-jwt alone would take a payload's first
+// value and ignore what follows, and read invalid UTF-8 as U+FFFD). The
+// claims other than Remuda's are returned in Custom. The error is then
+// ErrTokenExpired for a token that is good but for its exp,
+// ErrTokenWrongType for a good token of another type, and ErrTokenInvalid
+// for anything else.
 func (t *Tokens) Parse(raw, want string, now time.Time) (Claims, error) {
-	if !wellFormed(raw) {
+	if !wellFormed(raw) || !strictSegments(raw) {
 		return Claims{}, ErrTokenInvalid
 	}
 	opts := append(t.parseOpts[:len(t.parseOpts):len(t.parseOpts)], jwt.WithTimeFunc(func() time.Time { return now }))
@@ -386,6 +492,25 @@ func wellFormed(raw string) bool {
 		}
 	}
 	return dots == 2
+}
+
+// strictSegments tells whether the header and payload of a well-formed
+// raw each decode to one JSON value of valid UTF-8, with nothing after it
+// but JSON white space. It is Python's json.loads, which PyJWT runs, where
+// golang-jwt is lenient: with WithJSONNumber it decodes the payload with a
+// json.Decoder, which stops after the first value, and encoding/json turns
+// invalid UTF-8 into U+FFFD. That the values are objects is golang-jwt's
+// check.
+func strictSegments(raw string) bool {
+	header, rest, _ := strings.Cut(raw, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	for _, seg := range [...]string{header, payload} {
+		b, err := base64.RawURLEncoding.Strict().DecodeString(seg)
+		if err != nil || !utf8.Valid(b) || !json.Valid(b) {
+			return false
+		}
+	}
+	return true
 }
 
 // lookupKey is the jwt.Keyfunc: it refuses key-bearing headers and any
@@ -512,6 +637,14 @@ func (t *Tokens) claimsOf(mc jwt.MapClaims) (Claims, error) {
 		return Claims{}, ErrTokenInvalid // PyJWT: "Invalid audience" when none is expected
 	}
 	c.Audience = t.audience
+	for name, v := range mc {
+		if !reservedClaim(name) {
+			if c.Custom == nil {
+				c.Custom = make(map[string]any)
+			}
+			c.Custom[name] = v
+		}
+	}
 	return c, nil
 }
 

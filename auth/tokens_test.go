@@ -15,12 +15,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -445,7 +447,7 @@ func TestTokenInteropSimplejwt(t *testing.T) {
 				}
 				want := Claims{TokenType: tt.typ, ExpiresAt: time.Unix(iat+300, 0).UTC(), IssuedAt: time.Unix(iat, 0).UTC(),
 					JTI: "4c0ad5b3a6f94be7bb5d0e1f2a3b4c5d", UserID: tt.wantUserID}
-				if c != want {
+				if !reflect.DeepEqual(c, want) {
 					t.Fatalf("Parse(%s) = %+v, want %+v", raw, c, want)
 				}
 			})
@@ -506,7 +508,7 @@ func TestTokenInteropSimplejwt(t *testing.T) {
 					}
 				}
 				wantClaims := Claims{TokenType: typ, ExpiresAt: time.Unix(wantExp, 0).UTC(), IssuedAt: time.Unix(wantIat, 0).UTC(), JTI: c.JTI, UserID: "42"}
-				if c != wantClaims {
+				if !reflect.DeepEqual(c, wantClaims) {
 					t.Errorf("Issue claims = %+v, want %+v", c, wantClaims)
 				}
 			})
@@ -536,7 +538,7 @@ func TestTokenIssue(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse(Issue(%q)) = %s", typ, tokErrName(err))
 		}
-		if got != c {
+		if !reflect.DeepEqual(got, c) {
 			t.Errorf("Parse(Issue(%q)) = %+v, want %+v", typ, got, c)
 		}
 	}
@@ -597,7 +599,7 @@ func TestTokenIssuerAudience(t *testing.T) {
 	if string(payload) != want {
 		t.Errorf("payload = %s, want %s (simplejwt appends aud, then iss)", payload, want)
 	}
-	if got, err := tk.Parse(raw, "access", tokNow); err != nil || got != c {
+	if got, err := tk.Parse(raw, "access", tokNow); err != nil || !reflect.DeepEqual(got, c) {
 		t.Errorf("Parse(Issue) = %+v, %s; want %+v, nil", got, tokErrName(err), c)
 	}
 
@@ -736,7 +738,7 @@ func TestParseRefusals(t *testing.T) {
 			if err != tt.err {
 				t.Fatalf("Parse(%q, %q) = %s, want %s", tokShort(tt.raw), tt.want, tokErrName(err), tokErrName(tt.err))
 			}
-			if err != nil && c != (Claims{}) {
+			if err != nil && !reflect.DeepEqual(c, Claims{}) {
 				t.Fatalf("Parse(%q, %q) = %+v with an error, want zero Claims", tokShort(tt.raw), tt.want, c)
 			}
 			if err == nil && (c.JTI == "" || c.UserID == "" || c.TokenType == "" || !c.ExpiresAt.After(now)) {
@@ -894,7 +896,7 @@ func TestTokenAsymmetric(t *testing.T) {
 						t.Fatal(err)
 					}
 					got, err := tk.Parse(raw, typ, tokNow)
-					if err != nil || got != c {
+					if err != nil || !reflect.DeepEqual(got, c) {
 						t.Fatalf("Parse(Issue(%q)) = %+v, %s; want %+v, nil", typ, got, tokErrName(err), c)
 					}
 					if _, err := tk.Parse(raw, map[string]string{"access": "refresh", "refresh": "access"}[typ], tokNow); err != ErrTokenWrongType {
@@ -908,7 +910,7 @@ func TestTokenAsymmetric(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got, err := rotated.Parse(oldRaw, "access", tokNow); err != nil || got != oldClaims {
+				if got, err := rotated.Parse(oldRaw, "access", tokNow); err != nil || !reflect.DeepEqual(got, oldClaims) {
 					t.Fatalf("rotated.Parse(old key's token) = %+v, %s; want %+v, nil", got, tokErrName(err), oldClaims)
 				}
 				if _, err := tk.Parse(oldRaw, "access", tokNow); err != ErrTokenInvalid {
@@ -1035,7 +1037,7 @@ func TestTokensConcurrent(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if got, err := tk.Parse(raw, "refresh", tokNow); err != nil || got != c {
+				if got, err := tk.Parse(raw, "refresh", tokNow); err != nil || !reflect.DeepEqual(got, c) {
 					t.Errorf("Parse = %+v, %s; want %+v, nil", got, tokErrName(err), c)
 					return
 				}
@@ -1106,7 +1108,7 @@ func FuzzParse(f *testing.F) {
 					if err != ErrTokenInvalid && err != ErrTokenExpired && err != ErrTokenWrongType {
 						t.Fatalf("%s Parse(%q, %q) = %v, want one of the three sentinels", tk.alg, raw, want, err)
 					}
-					if c != (Claims{}) {
+					if !reflect.DeepEqual(c, Claims{}) {
 						t.Fatalf("%s Parse(%q, %q) = %+v with an error, want zero Claims", tk.alg, raw, want, c)
 					}
 					continue
@@ -1122,6 +1124,12 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("%s Parse(%q, %q) accepted exp %v at %v", tk.alg, raw, want, c.ExpiresAt, tokFuzzNow)
 				case c.IssuedAt.After(tokFuzzNow):
 					t.Fatalf("%s Parse(%q, %q) accepted iat %v at %v", tk.alg, raw, want, c.IssuedAt, tokFuzzNow)
+				}
+				for i, seg := range strings.Split(raw, ".")[:2] {
+					b, err := tokB64.DecodeString(seg)
+					if err != nil || !utf8.Valid(b) || !json.Valid(b) {
+						t.Fatalf("%s Parse(%q, %q) accepted segment %d %q, not one JSON value of valid UTF-8", tk.alg, raw, want, i, b)
+					}
 				}
 			}
 		}
@@ -1211,5 +1219,125 @@ func TestParseFuzzCorpus(t *testing.T) {
 				t.Fatalf("Parse(seed) = %s, want nil", tokErrName(err))
 			}
 		})
+	}
+	// The strict-* seeds are good tokens but for their JSON: refused.
+	strict, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzParse", "strict-*"))
+	if err != nil || len(strict) == 0 {
+		t.Fatalf("no strict seeds: %v", err)
+	}
+	for _, file := range strict {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+			raw, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[len(lines)-1], "string("), ")"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := hs.Parse(raw, "", tokFuzzNow); err != ErrTokenInvalid {
+				t.Fatalf("Parse(seed) = %s, want ErrTokenInvalid", tokErrName(err))
+			}
+		})
+	}
+}
+
+// TestParseStrictJSON checks that a token whose header or payload is not
+// exactly one JSON value of valid UTF-8 is invalid, though its signature
+// verifies, as PyJWT's json.loads refuses it ("Extra data", a
+// UnicodeDecodeError): golang-jwt alone stops after the payload's first
+// value and reads invalid UTF-8 as U+FFFD.
+func TestParseStrictJSON(t *testing.T) {
+	tk := tokHS256(t, TokenConfig{})
+	header := `{"alg":"HS256","typ":"JWT"}`
+	payload := fmt.Sprintf(`{"token_type":"access","exp":%d,"iat":%d,"jti":"0f8fad5bd9cb469fa16570867728950e","user_id":"42"}`, tokNow.Unix()+300, tokNow.Unix())
+	expired := fmt.Sprintf(`{"token_type":"access","exp":%d,"iat":%d,"jti":"0f8fad5bd9cb469fa16570867728950e","user_id":"42"}`, tokNow.Unix()-1, tokNow.Unix()-300)
+	tests := []struct {
+		name, header, payload string
+		want                  error
+	}{
+		{"good", header, payload, nil},
+		{"white space after both", header + " \r\n\t", payload + "\n", nil},
+		{"payload, then a brace", header, payload + "}", ErrTokenInvalid},
+		{"payload, then a bracket", header, payload + "]", ErrTokenInvalid},
+		{"payload, then another object", header, payload + `{"user_id":"1"}`, ErrTokenInvalid},
+		{"payload, then a word", header, payload + " x", ErrTokenInvalid},
+		{"expired payload, then a brace", header, expired + "}", ErrTokenInvalid},
+		{"header, then a brace", header + "}", payload, ErrTokenInvalid},
+		{"header, then another object", header + `{"alg":"none"}`, payload, ErrTokenInvalid},
+		{"invalid UTF-8 in a payload string", header, strings.Replace(payload, `"42"`, "\"4\xff2\"", 1), ErrTokenInvalid},
+		{"invalid UTF-8 in a custom claim", header, strings.TrimSuffix(payload, "}") + ",\"name\":\"al\xc0\x80ice\"}", ErrTokenInvalid},
+		{"a surrogate in UTF-8", header, strings.TrimSuffix(payload, "}") + ",\"name\":\"\xed\xa0\x80\"}", ErrTokenInvalid},
+		{"invalid UTF-8 after the payload", header, payload + "\xff", ErrTokenInvalid},
+		{"invalid UTF-8 in the header", "{\"alg\":\"HS256\",\"typ\":\"JW\xffT\"}", payload, ErrTokenInvalid},
+		{"a byte order mark", header, "\ufeff" + payload, ErrTokenInvalid},
+		{"valid UTF-8 beyond ASCII", header, strings.TrimSuffix(payload, "}") + `,"name":"ålice 😀"}`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw := tokSignHSRaw(t, tt.header, tt.payload)
+			if _, err := tk.Parse(raw, "access", tokNow); err != tt.want {
+				t.Errorf("Parse(%q.%q) = %s, want %s", tt.header, tt.payload, tokErrName(err), tokErrName(tt.want))
+			}
+		})
+	}
+}
+
+// TestIssueCustomClaims checks the custom claims of a token: after
+// user_id, sorted by name, before aud and iss; read back by Parse in
+// Custom (numbers as json.Number); and the claims Issue writes or Parse
+// checks cannot be set.
+func TestIssueCustomClaims(t *testing.T) {
+	tk := tokHS256(t, TokenConfig{Issuer: "https://remuda.example", Audience: "api"})
+	custom := map[string]any{"username": "alice", "roles": []string{"admin", "ops"}, "level": 3, "html": "<b>&</b>"}
+	raw, c, err := tk.issue("access", "7", custom, tokNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := keyB64(t, strings.Split(raw, ".")[1])
+	want := fmt.Sprintf(`{"token_type":"access","exp":%d,"iat":%d,"jti":%q,"user_id":"7","html":"\u003cb\u003e\u0026\u003c/b\u003e","level":3,"roles":["admin","ops"],"username":"alice","aud":"api","iss":"https://remuda.example"}`,
+		tokNow.Unix()+300, tokNow.Unix(), c.JTI)
+	if string(payload) != want {
+		t.Errorf("payload = %s\nwant      %s", payload, want)
+	}
+	got, err := tk.Parse(raw, "access", tokNow)
+	if err != nil {
+		t.Fatalf("Parse = %s", tokErrName(err))
+	}
+	wantCustom := map[string]any{"username": "alice", "roles": []any{"admin", "ops"}, "level": json.Number("3"), "html": "<b>&</b>"}
+	if !reflect.DeepEqual(got.Custom, wantCustom) {
+		t.Errorf("Parse Custom = %#v, want %#v", got.Custom, wantCustom)
+	}
+	if !reflect.DeepEqual(c.Custom, custom) {
+		t.Errorf("issue Claims.Custom = %#v, want the claims given", c.Custom)
+	}
+	// Round trip: the parsed claims issue the same payload again.
+	raw2, c2, err := tk.issue("access", "7", got.Custom, tokNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2 := keyB64(t, strings.Split(raw2, ".")[1]); string(p2) != strings.Replace(want, c.JTI, c2.JTI, 1) {
+		t.Errorf("re-issued payload = %s, want %s", p2, want)
+	}
+
+	plain, _, err := tk.Issue("access", "7", tokNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := tk.Parse(plain, "access", tokNow); c.Custom != nil {
+		t.Errorf("a token without custom claims: Custom = %#v, want nil", c.Custom)
+	}
+
+	for _, name := range []string{"token_type", "exp", "iat", "jti", "user_id", "iss", "aud", "nbf"} {
+		if raw, _, err := tk.issue("access", "7", map[string]any{"roles": "x", name: 1}, tokNow); !errors.Is(err, ErrReservedClaim) || !strings.Contains(err.Error(), strconv.Quote(name)) {
+			t.Errorf("issue with custom claim %q = %q, %v; want ErrReservedClaim naming it", name, raw, err)
+		}
+	}
+	if _, _, err := tk.issue("access", "7", map[string]any{"big": strings.Repeat("x", MaxTokenBytes)}, tokNow); err == nil {
+		t.Error("issue with claims over MaxTokenBytes: nil error, want one")
+	}
+	if _, _, err := tk.issue("access", "7", map[string]any{"f": func() {}}, tokNow); err == nil {
+		t.Error("issue with a claim JSON cannot encode: nil error, want one")
 	}
 }

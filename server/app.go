@@ -1,9 +1,12 @@
 package server
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"sync"
+
+	"github.com/remuda/remuda/auth"
 )
 
 // App is what an app developer builds: handlers on Go 1.22 ServeMux
@@ -21,6 +24,7 @@ type App struct {
 	mux        *http.ServeMux
 	middleware []func(http.Handler) http.Handler
 	authPrefix string // where MountAuth put the token endpoints; "" for none
+	authClaims func(context.Context, auth.User) (map[string]any, error)
 	once       sync.Once
 	handler    http.Handler
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/remuda/remuda/auth"
 	"github.com/remuda/remuda/internal/metrics"
+	"github.com/remuda/remuda/internal/serve"
 )
 
 // MountAuth serves simplejwt's token endpoints under prefix (the default
@@ -30,8 +31,19 @@ func (a *App) MountAuth(prefix string) {
 	a.authPrefix = prefix
 }
 
+// AuthClaims sets the hook that adds claims to the tokens MountAuth's
+// endpoints issue at login, as overriding simplejwt's
+// TokenObtainPairSerializer.get_token does (a username, roles): see
+// auth.Config.Claims. A refresh carries them into the new tokens; a
+// protected handler reads them with auth.CustomClaims.
+func (a *App) AuthClaims(claims func(ctx context.Context, u auth.User) (map[string]any, error)) {
+	a.authClaims = claims
+}
+
 // authConfig is the auth part of cfg, with log lines for its hooks; logins
-// are counted on counts, if non-nil (a prod worker's metrics).
+// are counted on counts, if non-nil (a prod worker's metrics). What a
+// client chose (the username, the path) is clipped in those lines
+// (serve.Clipped), so that no request makes the log grow by more than that.
 func authConfig(cfg Config, log *zap.Logger, counts *metrics.Set) auth.Config {
 	var public []string
 	for f := range strings.SplitSeq(cfg.JWTPublicKeys, ",") {
@@ -58,15 +70,15 @@ func authConfig(cfg Config, log *zap.Logger, counts *metrics.Set) auth.Config {
 				counts.Login(string(outcome))
 			}
 			if outcome == auth.LoginFailed {
-				log.Info("login failed", zap.String("username", username), zap.String("remote_addr", r.RemoteAddr))
+				log.Info("login failed", serve.Clipped("username", username), serve.Clipped("remote_addr", r.RemoteAddr))
 			}
 		},
 		OnTokenReuse: func(r *http.Request, userID, family string) {
 			log.Warn("refresh token reused: family revoked",
-				zap.String("user_id", userID), zap.String("family", family), zap.String("remote_addr", r.RemoteAddr))
+				serve.Clipped("user_id", userID), serve.Clipped("family", family), serve.Clipped("remote_addr", r.RemoteAddr))
 		},
 		OnError: func(r *http.Request, err error) {
-			log.Error("auth", zap.String("path", r.URL.Path), zap.Error(err))
+			log.Error("auth", serve.Clipped("path", r.URL.Path), zap.Error(err))
 		},
 	}
 }
@@ -98,9 +110,11 @@ func devSecretKey(cfg *Config, log *zap.Logger) {
 }
 
 // openStore opens the store named by cfg.Database: SQLite, or PostgreSQL
-// for any other URL (the config allows only postgres:// URLs). Opening a
-// PostgreSQL store connects and migrates: a worker that boots while the
-// database is down fails its boot, and the master retries it with backoff.
+// for any other URL (the config allows only postgres:// URLs). It is the
+// commands' (createuser, importusers, …): a missing SQLite file is
+// created. Opening a PostgreSQL store connects and migrates: a worker that
+// boots while the database is down fails its boot, and the master retries
+// it with backoff.
 func openStore(cfg Config) (auth.Store, error) {
 	if path, ok := strings.CutPrefix(cfg.Database, "sqlite:"); ok {
 		return auth.OpenSQLite(path)
@@ -108,14 +122,47 @@ func openStore(cfg Config) (auth.Store, error) {
 	return auth.OpenPostgres(context.Background(), cfg.Database)
 }
 
+// openServingStore opens the store of a serving process. A prod worker
+// never creates an SQLite database: the file must exist and hold the
+// schema (`server migrate` makes it), so that a database removed under a
+// running server is not replaced by an empty one at the next HUP; the
+// dev server creates it. The SQLite store checks that its path still names
+// the file it opened, and log hears at once when it does not (see
+// auth.SQLite): the auth endpoints then answer 503.
+func openServingStore(cfg Config, log *zap.Logger) (auth.Store, error) {
+	path, ok := strings.CutPrefix(cfg.Database, "sqlite:")
+	if !ok {
+		return openStore(cfg)
+	}
+	st, err := auth.OpenSQLiteConfig(auth.SQLiteConfig{
+		Path:      path,
+		MustExist: cfg.Prod,
+		OnFileChange: func(err error) {
+			if err != nil {
+				// Until a new process opens what path names: a HUP's
+				// workers, or a restart.
+				log.Error("database file removed or replaced", zap.String("path", path), zap.Error(err))
+				return
+			}
+			log.Warn("database file back", zap.String("path", path))
+		},
+	})
+	if errors.Is(err, auth.ErrNoDatabase) {
+		return nil, fmt.Errorf("%w; a production server does not create its database: create it with `server migrate --database %s` (or `server createuser`, `server importusers`)", err, cfg.Database)
+	}
+	return st, err
+}
+
 // bootAuth opens the store, mounts the endpoints on app and installs the
 // Auth for auth.Required. The caller closes the store.
 func bootAuth(app *App, cfg Config, log *zap.Logger, counts *metrics.Set) (auth.Store, error) {
-	store, err := openStore(cfg)
+	store, err := openServingStore(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	a, err := auth.New(authConfig(cfg, log, counts), store)
+	ac := authConfig(cfg, log, counts)
+	ac.Claims = app.authClaims
+	a, err := auth.New(ac, store)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -123,6 +170,37 @@ func bootAuth(app *App, cfg Config, log *zap.Logger, counts *metrics.Set) (auth.
 	a.Mount(app, app.authPrefix)
 	a.Install()
 	return store, nil
+}
+
+// migrate is `server migrate [flags]`: it creates the database named by
+// --database if it is an SQLite file that does not exist, and brings its
+// schema to this build's version (PostgreSQL: the database must exist).
+// It is idempotent. A production server never creates its SQLite
+// database: run this before its first start (systemd: ExecStartPre=).
+func migrate(args []string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(args, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "server migrate: %v\n", err)
+		return ExitUsage
+	}
+	what := "the PostgreSQL database"
+	if path, ok := strings.CutPrefix(cfg.Database, "sqlite:"); ok {
+		what = path
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			what = path + " (created)"
+		}
+	}
+	st, err := openStore(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "server migrate: %v\n", err)
+		return ExitError
+	}
+	if err := st.Close(); err != nil {
+		fmt.Fprintf(stderr, "server migrate: %v\n", err)
+		return ExitError
+	}
+	fmt.Fprintf(stdout, "migrated %s\n", what)
+	return ExitOK
 }
 
 // createUser is `server createuser --username NAME [--password-stdin]`.
@@ -226,58 +304,6 @@ func readPassword(stdin *os.File, fromStdin bool, prompt io.Writer) (string, err
 		return "", errors.New("the passwords differ")
 	}
 	return string(first), nil
-}
-
-// importUsers is `server importusers --from-django FILE`: the users of a
-// `manage.py dumpdata auth.user` file, with their ids and password hashes,
-// all or none.
-func importUsers(args []string, stdout, stderr io.Writer) int {
-	var file string
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "--from-django" && i+1 < len(args):
-			i++
-			file = args[i]
-		case strings.HasPrefix(a, "--from-django="):
-			file = strings.TrimPrefix(a, "--from-django=")
-		default:
-			rest = append(rest, a)
-		}
-	}
-	if file == "" {
-		fmt.Fprintln(stderr, "server importusers: --from-django FILE is required (the output of manage.py dumpdata auth.user)")
-		return ExitUsage
-	}
-	cfg, err := loadConfig(rest, os.Getenv)
-	if err != nil {
-		fmt.Fprintf(stderr, "server importusers: %v\n", err)
-		return ExitUsage
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		fmt.Fprintf(stderr, "server importusers: %v\n", err)
-		return ExitUsage
-	}
-	defer f.Close()
-	users, err := auth.ParseDjangoUsers(f)
-	if err != nil {
-		fmt.Fprintf(stderr, "server importusers: %s: %v\n", file, err)
-		return ExitError
-	}
-	st, err := openStore(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "server importusers: %v\n", err)
-		return ExitError
-	}
-	defer st.Close()
-	created, updated, err := st.ImportUsers(context.Background(), users)
-	if err != nil {
-		fmt.Fprintf(stderr, "server importusers: %s: %v (nothing imported)\n", file, err)
-		return ExitError
-	}
-	fmt.Fprintf(stdout, "imported %d users from %s: %d created, %d updated\n", len(users), file, created, updated)
-	return ExitOK
 }
 
 // flushExpiredTokens is `server flushexpiredtokens`.

@@ -66,6 +66,8 @@ func run(app *App, args []string, stdout, stderr io.Writer) int {
 			return check(cfg, app.authPrefix != "", stdout, stderr)
 		}
 		return runServer(app, cfg, args)
+	case "migrate":
+		return migrate(args, stdout, stderr)
 	case "createuser":
 		return createUser(args, os.Stdin, stdout, stderr)
 	case "changepassword":
@@ -91,9 +93,10 @@ func mainUsage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   server run [--prod] [flags]     serve (dev: one process; --prod: master + workers)
   server check [--prod] [flags]   validate the config and print it
+  server migrate [flags]          create the database if missing (SQLite), migrate its schema
   server createuser --username NAME [--password-stdin] [flags]
   server changepassword --username NAME [--password-stdin] [flags]
-  server importusers --from-django FILE [flags]   users from manage.py dumpdata auth.user
+  server importusers --from-django FILE [flags]   users and simplejwt tokens from manage.py dumpdata auth.user token_blacklist
   server flushexpiredtokens [flags]   drop expired refresh tokens
   server version
 Run "server run -h" for the flags.

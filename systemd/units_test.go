@@ -61,7 +61,9 @@ func stageUnits(t *testing.T) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b = bytes.ReplaceAll(b, []byte("ExecStart="+installedBinary+" "), []byte("ExecStart="+self+" "))
+		for _, key := range []string{"ExecStartPre=", "ExecStart="} {
+			b = bytes.ReplaceAll(b, []byte(key+installedBinary+" "), []byte(key+self+" "))
+		}
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -384,6 +386,12 @@ func TestServerCommandLine(t *testing.T) {
 	}
 	if got, want := flag("--database"), "sqlite:%S/server/server.db"; got != want {
 		t.Errorf("--database %q: want %q, in StateDirectory=server, the only place the service can write", got, want)
+	}
+	// A production server never creates its database: the unit migrates it
+	// before each start, the same database.
+	pre := u["Service.ExecStartPre"]
+	if want := installedBinary + " migrate --database " + flag("--database"); len(pre) != 1 || pre[0] != want {
+		t.Errorf("ExecStartPre=%q: want one line %q, which creates and migrates the database", pre, want)
 	}
 	if slices.Contains(args, "--secret-key") {
 		t.Errorf("ExecStart= carries --secret-key: a key on the command line shows in ps; use the environment file")

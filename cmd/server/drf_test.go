@@ -165,9 +165,9 @@ func drfMissing() string {
 }
 
 // startDRF copies examples/drf into dir, migrates its database, creates
-// alice and carol there, dumps them to users.json and serves the project
-// with gunicorn. It returns the server's URL and the dump.
-func startDRF(t *testing.T, dir string) (string, string) {
+// alice and carol there and serves the project with gunicorn. It returns
+// the server's URL, and a func that runs manage.py there.
+func startDRF(t *testing.T, dir string) (string, func(args ...string)) {
 	t.Helper()
 	src, _ := filepath.Abs("../../examples/drf")
 	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
@@ -187,8 +187,6 @@ func startDRF(t *testing.T, dir string) (string, string) {
 	manage("shell", "-c", `from django.contrib.auth.models import User
 User.objects.create_user("alice", password="correct horse")
 User.objects.create_user("carol", password="correct horse", is_active=False)`)
-	users := filepath.Join(dir, "users.json")
-	manage("dumpdata", "auth.user", "--output", users)
 
 	addr := proctest.FreeAddr(t)
 	proctest.Start(t, "/usr/bin/gunicorn", env, "--chdir", dir, "--bind", addr, "--workers", "2", "tutorial.wsgi")
@@ -199,7 +197,43 @@ User.objects.create_user("carol", password="correct horse", is_active=False)`)
 	}) {
 		t.Fatal("gunicorn did not answer 401 at /hello/ within 20 s")
 	}
-	return u, users
+	return u, manage
+}
+
+// simplejwtSessions are refresh tokens simplejwt issued before the switch
+// to Remuda, in the states a migration must keep.
+type simplejwtSessions struct {
+	rotatedOut string // refreshed once: blacklisted after rotation
+	rotated    string // the token that refresh issued (5.2.2 records it nowhere)
+	loggedOut  string // sent to /blacklist/
+	live       string // logged in, never used
+}
+
+// makeSessions logs alice in at simplejwt three times and uses the tokens
+// as a client would before the switch.
+func makeSessions(t *testing.T, url string) simplejwtSessions {
+	t.Helper()
+	login := func() string {
+		t.Helper()
+		r := postJSON(t, url+"/api/token/", jsonBody("username", "alice", "password", "correct horse"))
+		if r.status != 200 {
+			t.Fatalf("simplejwt: login: %d %s", r.status, r.body)
+		}
+		return r.json(t)["refresh"].(string)
+	}
+	var s simplejwtSessions
+	s.rotatedOut = login()
+	r := postJSON(t, url+"/api/token/refresh/", jsonBody("refresh", s.rotatedOut))
+	if r.status != 200 {
+		t.Fatalf("simplejwt: refresh: %d %s", r.status, r.body)
+	}
+	s.rotated = r.json(t)["refresh"].(string)
+	s.loggedOut = login()
+	if r := postJSON(t, url+"/api/token/blacklist/", jsonBody("refresh", s.loggedOut)); r.status != 200 {
+		t.Fatalf("simplejwt: blacklist: %d %s", r.status, r.body)
+	}
+	s.live = login()
+	return s
 }
 
 // TestDifferentialDRF runs the same requests against the simplejwt
@@ -209,15 +243,24 @@ func TestDifferentialDRF(t *testing.T) {
 	if why := drfMissing(); why != "" {
 		t.Skipf("%s; install with: %s", why, aptDRF)
 	}
-	drfURL, users := startDRF(t, t.TempDir())
+	drfDir := t.TempDir()
+	drfURL, manage := startDRF(t, drfDir)
+	// The switch: sessions that began at simplejwt, then its users and
+	// token_blacklist tables dumped and imported.
+	sessions := makeSessions(t, drfURL)
+	dump := filepath.Join(drfDir, "dump.json")
+	manage("dumpdata", "auth.user", "token_blacklist", "--output", dump)
 
 	dir := t.TempDir()
 	db := filepath.Join(dir, "server.db")
-	cmd := exec.Command(os.Args[0], "importusers", "--from-django", users, "--database", "sqlite:"+db)
+	cmd := exec.Command(os.Args[0], "importusers", "--from-django", dump, "--database", "sqlite:"+db)
 	cmd.Env = append(append(os.Environ(), proctest.Env()...), envMain+"=1")
-	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "imported 2 users") {
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "imported 2 users") ||
+		!strings.Contains(string(out), "imported 3 refresh tokens from "+dump+": 3 added, 2 blacklisted") {
 		t.Fatalf("importusers: %v %s", err, out)
 	}
+	t.Logf("importusers: %s", out)
 	s := startSite(t, dir)
 	for name, id := range map[string]string{"alice": "1", "carol": "2"} {
 		u, err := s.store(t).UserByUsername(context.Background(), name)
@@ -246,6 +289,17 @@ func TestDifferentialDRF(t *testing.T) {
 		}
 		return forge(secret, hs256, c)
 	}
+
+	// After the switch, the sessions that began at simplejwt: those it had
+	// blacklisted stay refused, the others go on.
+	d.same("refresh with a token simplejwt blacklisted after rotation", exact, d.post("/api/token/refresh/", jsonBody("refresh", sessions.rotatedOut)))
+	d.same("refresh with a token logged out at simplejwt", exact, d.post("/api/token/refresh/", jsonBody("refresh", sessions.loggedOut)))
+	d.same("blacklist a token logged out at simplejwt", exact, d.post("/api/token/blacklist/", jsonBody("refresh", sessions.loggedOut)))
+	d.deviates("verify a token logged out at simplejwt", "401 token_not_valid, as the other endpoints",
+		d.post("/api/token/verify/", jsonBody("token", sessions.loggedOut)),
+		`400 {"non_field_errors":["Token is blacklisted"]}`, tnv("Token is blacklisted"))
+	d.same("refresh with a token simplejwt issued at login", exact, d.post("/api/token/refresh/", jsonBody("refresh", sessions.live)))
+	d.same("refresh with a token simplejwt issued by rotation", exact, d.post("/api/token/refresh/", jsonBody("refresh", sessions.rotated)))
 
 	// Obtain.
 	d.same("obtain", exact, d.post("/api/token/", alice("correct horse")))

@@ -65,8 +65,10 @@ func TestNginxInFront(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			bind, upstream := tt.upstream(dir)
+			database := "sqlite:" + filepath.Join(dir, "server.db")
+			migrateDatabase(t, database)
 			p := proctest.Start(t, os.Args[0], []string{envMain + "=1", "SERVER_SECRET_KEY=" + secret},
-				"run", "--prod", "--workers", "2", "--bind", bind, "--database", "sqlite:"+filepath.Join(dir, "server.db"), "--access-log", "-")
+				"run", "--prod", "--workers", "2", "--bind", bind, "--database", database, "--access-log", "-")
 			p.WaitReady(t, 1)
 			listen := nginxtest.Addr(t)
 			n := nginxtest.Start(t, listen, nginxSite(t, listen, upstream))

@@ -44,4 +44,3 @@ func TestAccessLineCapped(t *testing.T) {
 		t.Errorf("access line of %d bytes for an 8 KiB path and a 60 KiB user agent, want at most %d", n, 2*MaxLogValue+512)
 	}
 }
-

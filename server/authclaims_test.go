@@ -1,0 +1,57 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/remuda/remuda/auth"
+)
+
+// TestAuthClaims checks that App.AuthClaims reaches the tokens the mounted
+// endpoints issue.
+func TestAuthClaims(t *testing.T) {
+	cfg, err := loadConfig([]string{"--database", "sqlite:" + filepath.Join(t.TempDir(), "server.db")}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SecretKey = "remuda-test-secret-key-0123456789-abcdefghij"
+	app := NewApp()
+	app.MountAuth("/api/token")
+	app.AuthClaims(func(_ context.Context, u auth.User) (map[string]any, error) {
+		return map[string]any{"username": u.Username, "roles": []string{"editor"}}, nil
+	})
+	store, err := bootAuth(app, cfg, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := auth.CreateUser(context.Background(), store, "alice", "alice-password-1"); err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("POST", "/api/token/", strings.NewReader(`{"username":"alice","password":"alice-password-1"}`))
+	r.Header.Set("Content-Type", "application/json")
+	app.Handler().ServeHTTP(w, r)
+	var pair struct{ Access string }
+	if err := json.Unmarshal(w.Body.Bytes(), &pair); w.Code != http.StatusOK || err != nil {
+		t.Fatalf("login: %d %s", w.Code, w.Body)
+	}
+	parts := strings.Split(pair.Access, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	json.Unmarshal(payload, &claims)
+	if claims["username"] != "alice" || claims["roles"] == nil {
+		t.Errorf("access token claims %v, want the hook's username and roles", claims)
+	}
+}
