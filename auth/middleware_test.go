@@ -73,7 +73,13 @@ func protectedWith(tb testing.TB, cfg Config) (*Auth, http.Handler, string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tok, _, err := a.Tokens().Issue("access", u.ID, time.Now())
+	// Issued at the test's clock, if it has one: a token issued in a later
+	// second than that clock says would not be valid yet.
+	at := time.Now()
+	if cfg.Now != nil {
+		at = cfg.Now()
+	}
+	tok, _, err := a.Tokens().Issue("access", u.ID, at)
 	if err != nil {
 		tb.Fatal(err)
 	}
