@@ -129,6 +129,9 @@ func TestHUPUnderLoadFailsNothing(t *testing.T) {
 }
 
 func TestStuckRequestGets503AndWorkerIsRecycled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for seconds; go test without -short runs it")
+	}
 	const timeout, graceful = 2 * time.Second, 1 * time.Second
 	p, url := prod(t, nil, "--workers", "2", "--timeout", "2s", "--graceful-timeout", "1s", "--access-log", "-")
 	master := p.Pid()
@@ -300,6 +303,9 @@ func TestSilentWorkerIsAbortedWithStackDump(t *testing.T) {
 }
 
 func TestSlowBootIsNotATimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for seconds; go test without -short runs it")
+	}
 	p, url := prod(t, []string{envBootDelay + "=2500ms"}, "--workers", "2", "--timeout", "1s", "--boot-timeout", "10s")
 	if status, _, err := proctest.Get(url+"/healthz", 2*time.Second); status != 200 {
 		t.Errorf("GET /healthz %d %v, want 200", status, err)

@@ -18,6 +18,9 @@ import (
 // work under r.Context() (a database query) stops, besides the 503 and the
 // recycle.
 func TestTimeoutCancelsRequestContext(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for seconds; go test without -short runs it")
+	}
 	const timeout = 2 * time.Second
 	p, url := prod(t, nil, "--workers", "1", "--timeout", "2s")
 	sent := time.Now()
@@ -35,6 +38,9 @@ func TestTimeoutCancelsRequestContext(t *testing.T) {
 // A client that stalls sending a body is not a stuck worker: it gets 408,
 // and the worker keeps serving; it is not replaced.
 func TestStalledBodyGets408AndKeepsWorker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for seconds; go test without -short runs it")
+	}
 	const timeout = 2 * time.Second
 	p, url := prod(t, nil, "--workers", "1", "--timeout", "2s")
 	worker := proctest.Children(p.Pid())

@@ -189,12 +189,12 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	for {
 		select {
 		case <-masterGone:
-			log.Warn("master gone, draining")
+			log.Warn("master gone")
 			return drain(srv, cfg)
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGTERM:
-				log.Info("draining", zap.Stringer("signal", sig))
+				log.Info("signal", zap.Stringer("signal", sig))
 				return drain(srv, cfg)
 			case syscall.SIGUSR1:
 				if w.Reopen != nil {

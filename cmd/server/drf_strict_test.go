@@ -21,6 +21,9 @@ import (
 // invalid UTF-8; Authorization headers that are repeated or whose scheme
 // is followed by a non-ASCII space.
 func TestDifferentialDRFStrict(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for seconds; go test without -short runs it")
+	}
 	if why := drfMissing(); why != "" {
 		t.Skipf("%s; install with: %s", why, aptDRF)
 	}

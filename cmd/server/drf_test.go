@@ -240,6 +240,9 @@ func makeSessions(t *testing.T, url string) simplejwtSessions {
 // tutorial under gunicorn and against Remuda in prod, both signing HS256
 // with one key and holding the same users, and compares the answers.
 func TestDifferentialDRF(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for seconds; go test without -short runs it")
+	}
 	if why := drfMissing(); why != "" {
 		t.Skipf("%s; install with: %s", why, aptDRF)
 	}

@@ -15,6 +15,9 @@ import (
 // before any store write, hash or log line of the auth module; the access
 // log line remains, a few hundred bytes.
 func TestRefusedLoginGrowth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for seconds; go test without -short runs it")
+	}
 	const (
 		perRequest = 4 << 10
 		requests   = 10

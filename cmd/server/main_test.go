@@ -584,6 +584,9 @@ func TestLoginThrottleAcrossWorkers(t *testing.T) {
 // sent back to back and compared within each triple: load from other tests
 // then slows a whole triple, not one kind.
 func TestLoginTimingDoesNotTellUsersApart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for seconds; go test without -short runs it")
+	}
 	s := startSite(t, t.TempDir())
 	st := s.store(t)
 	const users, tries = 8, 4 // 4 tries per user stay under the throttle; 32 triples, so that a busy machine moves the medians little

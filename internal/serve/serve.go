@@ -206,18 +206,22 @@ func (s *Server) Active() int64 { return s.active.Load() }
 // not used: it closes idle connections at once, and drops (closes without
 // an answer) any request it reads after it began. Requests that timed out
 // are not waited for; connections the app hijacked (WebSockets) neither.
+//
+// Its first log line, "draining", is written once every later answer is
+// sure to carry "Connection: close".
 func (s *Server) Drain(ctx context.Context) error {
 	start := time.Now()
 	s.draining.Store(true)
 	close(s.drainStarted)
-	for _, l := range s.lns {
-		l.drain(start.Add(acceptDrainWindow))
-	}
-	s.serving.Wait()
 	grace := IdleGrace
 	if deadline, ok := ctx.Deadline(); ok {
 		grace = min(grace, time.Until(deadline)/2)
 	}
+	s.opts.Logger.Info("draining", zap.Duration("idle_grace", grace))
+	for _, l := range s.lns {
+		l.drain(start.Add(acceptDrainWindow))
+	}
+	s.serving.Wait()
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
 	for {
