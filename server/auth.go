@@ -122,10 +122,35 @@ func openStore(cfg Config) (auth.Store, error) {
 	return auth.OpenPostgres(context.Background(), cfg.Database)
 }
 
+// createDatabase is the prod master's, once at its start: it creates the
+// SQLite database if it is missing, logging so, and brings its schema to
+// this build's version, as `server migrate` does. A PostgreSQL database is
+// left to the workers, which migrate it as they open it.
+func createDatabase(cfg Config, log *zap.Logger) error {
+	path, ok := strings.CutPrefix(cfg.Database, "sqlite:")
+	if !ok {
+		return nil
+	}
+	_, err := os.Stat(path)
+	missing := errors.Is(err, os.ErrNotExist)
+	st, err := openStore(cfg)
+	if err != nil {
+		return err
+	}
+	if err := st.Close(); err != nil {
+		return err
+	}
+	if missing {
+		log.Warn("database created", zap.String("path", path))
+	}
+	return nil
+}
+
 // openServingStore opens the store of a serving process. A prod worker
 // never creates an SQLite database: the file must exist and hold the
-// schema (`server migrate` makes it), so that a database removed under a
-// running server is not replaced by an empty one at the next HUP; the
+// schema (the master makes it as it starts, see createDatabase; `server
+// migrate` too), so that a database removed under a running server is not
+// replaced by an empty one at the next HUP or by a replaced worker; the
 // dev server creates it. The SQLite store checks that its path still names
 // the file it opened, and log hears at once when it does not (see
 // auth.SQLite): the auth endpoints then answer 503.
@@ -148,7 +173,7 @@ func openServingStore(cfg Config, log *zap.Logger) (auth.Store, error) {
 		},
 	})
 	if errors.Is(err, auth.ErrNoDatabase) {
-		return nil, fmt.Errorf("%w; a production server does not create its database: create it with `server migrate --database %s` (or `server createuser`, `server importusers`)", err, cfg.Database)
+		return nil, fmt.Errorf("%w; a running production server does not create its database: restore it, or create an empty one with `server migrate --database %s`, then HUP", err, cfg.Database)
 	}
 	return st, err
 }

@@ -136,6 +136,12 @@ func runServer(app *App, cfg Config, args []string) int {
 			LogFile:     logOut.File,
 			Reopen:      logOut.Reopen,
 			MetricsBind: cfg.MetricsBind,
+			OnStart: func() error {
+				if app.authPrefix == "" {
+					return nil
+				}
+				return createDatabase(cfg, log)
+			},
 			// HUP: flags and environment are the master's own and cannot
 			// change; the config file is read again.
 			Reload: func() (workers.Config, error) {

@@ -102,6 +102,11 @@ type Master struct {
 	// and /status (JSON): "host:port" or "unix:/path". A master started by
 	// USR2 inherits the socket. If empty, neither is served.
 	MetricsBind string
+	// OnStart, if non-nil, runs once in the master, after its sockets are
+	// bound and its privileges dropped (files it creates belong to the
+	// workers' user), before the first worker starts; a master started by
+	// USR2 runs it too. An error stops Run. If nil, nothing runs.
+	OnStart func() error
 
 	log        *zap.Logger
 	path       string // the executable, as invoked
@@ -239,6 +244,11 @@ func (m *Master) Run() error {
 		m.queries = make(chan query)
 		srv := m.serveMetrics(ln)
 		defer srv.Close()
+	}
+	if m.OnStart != nil {
+		if err := m.OnStart(); err != nil {
+			return err
+		}
 	}
 	m.events = make(chan event, 64)
 	m.upgrades = make(chan error, 1)

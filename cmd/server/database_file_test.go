@@ -17,10 +17,10 @@ import (
 	"github.com/remuda/remuda/internal/proctest"
 )
 
-// The database of a prod server is created once, by `server migrate` (or
-// createuser, importusers), never by the server; removed or replaced
-// under a running server, it is reported within a second, and the auth
-// endpoints answer 503.
+// The database of a prod server is created once, by its master as it
+// starts (or by `server migrate`, createuser, importusers), never by a
+// worker; removed or replaced under a running server, it is reported
+// within a second, and the auth endpoints answer 503.
 
 // migrateDatabase runs `server migrate --database database`, as an operator
 // does before a first start, and returns its output.
@@ -52,23 +52,31 @@ func TestMigrateCommand(t *testing.T) {
 	}
 }
 
-// TestProdNeverCreatesItsDatabase starts prod on a path where no database
-// is: the workers fail to boot with an error that names the path and the
-// command that creates it, the master exits 3, and no file appears.
-func TestProdNeverCreatesItsDatabase(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "server.db")
-	p := proctest.Start(t, os.Args[0], []string{envMain + "=1", "SERVER_SECRET_KEY=" + secret},
-		"run", "--prod", "--workers", "2", "--bind", proctest.FreeAddr(t), "--database", "sqlite:"+db)
-	if code := p.Wait(t, 30*time.Second); code != 3 {
-		t.Errorf("prod on a missing database: exit %d, want 3", code)
+// TestProdMasterCreatesItsDatabase starts prod on a path where no
+// database is: the master creates it before the first worker starts, says
+// so once, and the workers serve from it; a HUP creates nothing.
+func TestProdMasterCreatesItsDatabase(t *testing.T) {
+	s := startSite(t, t.TempDir())
+	created := s.p.Find(proctest.Msg("database created"))
+	if len(created) != 1 || created[0].Fields["path"] != s.db || created[0].Fields["level"] != "warn" {
+		t.Fatalf("database created lines %v: want one warning naming %s", created, s.db)
 	}
-	last := p.Find(proctest.Msg("boot failed"))
-	if len(last) == 0 || !strings.Contains(last[0].Raw, db) || !strings.Contains(last[0].Raw, "server migrate") {
-		t.Errorf("boot failure line %v: want it to name %s and `server migrate`", last, db)
+	fi, err := os.Stat(s.db)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(db); !os.IsNotExist(err) {
-		t.Errorf("a file is at %s after prod ran: stat %v", db, err)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("database mode %v, want -rw-------", fi.Mode().Perm())
 	}
+	withUser(t, s)
+	login(t, s, "alice", "correct horse")
+
+	s.p.Signal(t, syscall.SIGHUP)
+	s.p.WaitReady(t, 2)
+	if n := len(s.p.Find(proctest.Msg("database created"))); n != 1 {
+		t.Errorf("%d database created lines after a HUP, want still 1", n)
+	}
+	login(t, s, "alice", "correct horse")
 }
 
 // withUser adds alice to the site's database through a store of the

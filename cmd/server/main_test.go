@@ -60,13 +60,11 @@ type site struct {
 }
 
 // startSite starts the binary in prod with 4 workers on the database in
-// dir, which `server migrate` creates first if it does not exist, as an
-// operator would: prod never creates its database.
+// dir, which the master creates if it does not exist.
 func startSite(t *testing.T, dir string, flags ...string) *site {
 	t.Helper()
 	addr := proctest.FreeAddr(t)
 	db := filepath.Join(dir, "server.db")
-	migrateDatabase(t, "sqlite:"+db)
 	args := append([]string{"run", "--prod", "--workers", "4", "--bind", addr, "--database", "sqlite:" + db, "--access-log", "-"}, flags...)
 	p := proctest.Start(t, os.Args[0], []string{envMain + "=1", "SERVER_SECRET_KEY=" + secret}, args...)
 	p.WaitReady(t, 1)
