@@ -9,9 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -207,7 +210,139 @@ func (m *Master) renderMetrics() []byte {
 	}
 	family("remuda_master_generation", "gauge", "The newest generation of workers (1, then one more per HUP).")
 	sample("remuda_master_generation", float64(m.gen))
+
+	bi := buildInfo()
+	family("remuda_build_info", "gauge", "Always 1: the labels say what the binary was built from.")
+	sample("remuda_build_info", 1, "app", bi.App, "version", bi.Version, "revision", bi.Revision, "goversion", bi.GoVersion)
+
+	m.renderWorkerFigures(family, sample)
+	renderProcess(family, sample)
+	renderGo(family, sample)
 	return b.Bytes()
+}
+
+// buildInfo is the binary's build, read once.
+var buildInfo = sync.OnceValue(metrics.ReadBuild)
+
+// renderWorkerFigures writes each live worker's process and Go runtime
+// figures, labelled with its number: the process ones read from
+// /proc/PID now, the runtime ones as of its last heartbeat. A worker that
+// exits goes out of the page with its series; sum() over them is the
+// whole server's.
+func (m *Master) renderWorkerFigures(family func(name, typ, help string), sample func(name string, v float64, labels ...string)) {
+	ws := slices.SortedFunc(maps.Values(m.workers), func(a, b *worker) int { return a.id - b.id })
+	procs := make([]*metrics.Process, len(ws))
+	for i, w := range ws {
+		if p, err := metrics.ReadProcess(w.pid); err == nil {
+			procs[i] = &p
+		} // else it is exiting: its reaping follows
+	}
+	procFamily := func(name, typ, help string, v func(*metrics.Process) float64) {
+		family(name, typ, help)
+		for i, w := range ws {
+			if procs[i] != nil {
+				sample(name, v(procs[i]), "worker", strconv.Itoa(w.id))
+			}
+		}
+	}
+	procFamily("remuda_worker_cpu_seconds_total", "counter", "User and system CPU time of each worker process, in seconds, by worker number.",
+		func(p *metrics.Process) float64 { return p.CPUSeconds })
+	procFamily("remuda_worker_resident_memory_bytes", "gauge", "Resident memory of each worker process, in bytes.",
+		func(p *metrics.Process) float64 { return float64(p.ResidentBytes) })
+	procFamily("remuda_worker_open_fds", "gauge", "Open file descriptors of each worker process.",
+		func(p *metrics.Process) float64 { return float64(p.OpenFDs) })
+	procFamily("remuda_worker_threads", "gauge", "OS threads of each worker process.",
+		func(p *metrics.Process) float64 { return float64(p.Threads) })
+	procFamily("remuda_worker_start_time_seconds", "gauge", "When each worker process started, in Unix seconds.",
+		func(p *metrics.Process) float64 { return p.StartTime })
+
+	rtFamily := func(name, typ, help string, v func(*metrics.Runtime) uint64) {
+		family(name, typ, help)
+		for _, w := range ws {
+			if w.runtime != nil {
+				sample(name, float64(v(w.runtime)), "worker", strconv.Itoa(w.id))
+			}
+		}
+	}
+	rtFamily("remuda_worker_goroutines", "gauge", "Goroutines in each worker, as of its last heartbeat.",
+		func(r *metrics.Runtime) uint64 { return r.Goroutines })
+	rtFamily("remuda_worker_heap_bytes", "gauge", "Bytes of heap objects in each worker, live or not yet swept, as of its last heartbeat.",
+		func(r *metrics.Runtime) uint64 { return r.HeapBytes })
+	rtFamily("remuda_worker_go_memory_bytes", "gauge", "Bytes the Go runtime of each worker has mapped from the OS, as of its last heartbeat.",
+		func(r *metrics.Runtime) uint64 { return r.MemoryBytes })
+	rtFamily("remuda_worker_gc_cycles_total", "counter", "Garbage collections each worker has run, as of its last heartbeat.",
+		func(r *metrics.Runtime) uint64 { return r.GCCycles })
+}
+
+// renderProcess writes the master's own process figures under the names
+// of Prometheus's process collector.
+func renderProcess(family func(name, typ, help string), sample func(name string, v float64, labels ...string)) {
+	p, err := metrics.ReadProcess(os.Getpid())
+	if err != nil {
+		return // no /proc: the page goes without them
+	}
+	family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.")
+	sample("process_cpu_seconds_total", p.CPUSeconds)
+	family("process_open_fds", "gauge", "Number of open file descriptors.")
+	sample("process_open_fds", float64(p.OpenFDs))
+	family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
+	sample("process_max_fds", float64(p.MaxFDs))
+	family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
+	sample("process_resident_memory_bytes", float64(p.ResidentBytes))
+	family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.")
+	sample("process_virtual_memory_bytes", float64(p.VirtualBytes))
+	family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.")
+	sample("process_start_time_seconds", p.StartTime)
+}
+
+// renderGo writes the master's Go runtime figures under the names of
+// Prometheus's Go collector. runtime.ReadMemStats stops the world for
+// some microseconds: once per scrape, in the master, which serves no
+// requests.
+func renderGo(family func(name, typ, help string), sample func(name string, v float64, labels ...string)) {
+	family("go_info", "gauge", "Information about the Go environment.")
+	sample("go_info", 1, "version", runtime.Version())
+	family("go_goroutines", "gauge", "Number of goroutines that currently exist.")
+	sample("go_goroutines", float64(runtime.NumGoroutine()))
+	threads, _ := runtime.ThreadCreateProfile(nil)
+	family("go_threads", "gauge", "Number of OS threads created.")
+	sample("go_threads", float64(threads))
+
+	gc := debug.GCStats{PauseQuantiles: make([]time.Duration, 5)}
+	debug.ReadGCStats(&gc)
+	family("go_gc_duration_seconds", "summary", "A summary of the wall-time pause (stop-the-world) duration in garbage collection cycles.")
+	for i, q := range []string{"0", "0.25", "0.5", "0.75", "1"} {
+		sample("go_gc_duration_seconds", gc.PauseQuantiles[i].Seconds(), "quantile", q)
+	}
+	sample("go_gc_duration_seconds_sum", gc.PauseTotal.Seconds())
+	sample("go_gc_duration_seconds_count", float64(gc.NumGC))
+
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	for _, f := range []struct {
+		name, typ, help string
+		v               float64
+	}{
+		{"go_memstats_alloc_bytes", "gauge", "Number of bytes allocated in heap and currently in use.", float64(ms.Alloc)},
+		{"go_memstats_alloc_bytes_total", "counter", "Total number of bytes allocated in heap until now, even if released already.", float64(ms.TotalAlloc)},
+		{"go_memstats_sys_bytes", "gauge", "Number of bytes obtained from system.", float64(ms.Sys)},
+		{"go_memstats_mallocs_total", "counter", "Total number of heap objects allocated.", float64(ms.Mallocs)},
+		{"go_memstats_frees_total", "counter", "Total number of heap objects frees.", float64(ms.Frees)},
+		{"go_memstats_heap_alloc_bytes", "gauge", "Number of heap bytes allocated and currently in use.", float64(ms.HeapAlloc)},
+		{"go_memstats_heap_sys_bytes", "gauge", "Number of heap bytes obtained from system.", float64(ms.HeapSys)},
+		{"go_memstats_heap_idle_bytes", "gauge", "Number of heap bytes waiting to be used.", float64(ms.HeapIdle)},
+		{"go_memstats_heap_inuse_bytes", "gauge", "Number of heap bytes that are in use.", float64(ms.HeapInuse)},
+		{"go_memstats_heap_released_bytes", "gauge", "Number of heap bytes released to OS.", float64(ms.HeapReleased)},
+		{"go_memstats_heap_objects", "gauge", "Number of currently allocated objects.", float64(ms.HeapObjects)},
+		{"go_memstats_stack_inuse_bytes", "gauge", "Number of bytes obtained from system for stack allocator in non-CGO environments.", float64(ms.StackInuse)},
+		{"go_memstats_stack_sys_bytes", "gauge", "Number of bytes obtained from system for stack allocator.", float64(ms.StackSys)},
+		{"go_memstats_gc_sys_bytes", "gauge", "Number of bytes used for garbage collection system metadata.", float64(ms.GCSys)},
+		{"go_memstats_next_gc_bytes", "gauge", "Number of heap bytes when next garbage collection will take place.", float64(ms.NextGC)},
+		{"go_memstats_last_gc_time_seconds", "gauge", "Number of seconds since 1970 of last garbage collection.", float64(ms.LastGC) / 1e9},
+	} {
+		family(f.name, f.typ, f.help)
+		sample(f.name, f.v)
+	}
 }
 
 // escapeLabel escapes a label value for the text format.
