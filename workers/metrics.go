@@ -281,17 +281,17 @@ func renderProcess(family func(name, typ, help string), sample func(name string,
 	if err != nil {
 		return // no /proc: the page goes without them
 	}
-	family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.")
+	family("process_cpu_seconds_total", "counter", "CPU time the master has used, user and system, in seconds.")
 	sample("process_cpu_seconds_total", p.CPUSeconds)
-	family("process_open_fds", "gauge", "Number of open file descriptors.")
+	family("process_open_fds", "gauge", "File descriptors the master has open.")
 	sample("process_open_fds", float64(p.OpenFDs))
-	family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
+	family("process_max_fds", "gauge", "The master's limit on open file descriptors (its soft RLIMIT_NOFILE).")
 	sample("process_max_fds", float64(p.MaxFDs))
-	family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
+	family("process_resident_memory_bytes", "gauge", "The master's resident memory, in bytes.")
 	sample("process_resident_memory_bytes", float64(p.ResidentBytes))
-	family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.")
+	family("process_virtual_memory_bytes", "gauge", "The master's virtual memory, in bytes.")
 	sample("process_virtual_memory_bytes", float64(p.VirtualBytes))
-	family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.")
+	family("process_start_time_seconds", "gauge", "When the master started, in Unix seconds.")
 	sample("process_start_time_seconds", p.StartTime)
 }
 
@@ -300,17 +300,17 @@ func renderProcess(family func(name, typ, help string), sample func(name string,
 // some microseconds: once per scrape, in the master, which serves no
 // requests.
 func renderGo(family func(name, typ, help string), sample func(name string, v float64, labels ...string)) {
-	family("go_info", "gauge", "Information about the Go environment.")
+	family("go_info", "gauge", "Always 1: the label is the Go release that built the binary.")
 	sample("go_info", 1, "version", runtime.Version())
-	family("go_goroutines", "gauge", "Number of goroutines that currently exist.")
+	family("go_goroutines", "gauge", "Goroutines in the master.")
 	sample("go_goroutines", float64(runtime.NumGoroutine()))
 	threads, _ := runtime.ThreadCreateProfile(nil)
-	family("go_threads", "gauge", "Number of OS threads created.")
+	family("go_threads", "gauge", "OS threads the master's Go runtime has created.")
 	sample("go_threads", float64(threads))
 
 	gc := debug.GCStats{PauseQuantiles: make([]time.Duration, 5)}
 	debug.ReadGCStats(&gc)
-	family("go_gc_duration_seconds", "summary", "A summary of the wall-time pause (stop-the-world) duration in garbage collection cycles.")
+	family("go_gc_duration_seconds", "summary", "How long the master's garbage collections stopped the world, in seconds.")
 	for i, q := range []string{"0", "0.25", "0.5", "0.75", "1"} {
 		sample("go_gc_duration_seconds", gc.PauseQuantiles[i].Seconds(), "quantile", q)
 	}
@@ -323,22 +323,22 @@ func renderGo(family func(name, typ, help string), sample func(name string, v fl
 		name, typ, help string
 		v               float64
 	}{
-		{"go_memstats_alloc_bytes", "gauge", "Number of bytes allocated in heap and currently in use.", float64(ms.Alloc)},
-		{"go_memstats_alloc_bytes_total", "counter", "Total number of bytes allocated in heap until now, even if released already.", float64(ms.TotalAlloc)},
-		{"go_memstats_sys_bytes", "gauge", "Number of bytes obtained from system.", float64(ms.Sys)},
-		{"go_memstats_mallocs_total", "counter", "Total number of heap objects allocated.", float64(ms.Mallocs)},
-		{"go_memstats_frees_total", "counter", "Total number of heap objects frees.", float64(ms.Frees)},
-		{"go_memstats_heap_alloc_bytes", "gauge", "Number of heap bytes allocated and currently in use.", float64(ms.HeapAlloc)},
-		{"go_memstats_heap_sys_bytes", "gauge", "Number of heap bytes obtained from system.", float64(ms.HeapSys)},
-		{"go_memstats_heap_idle_bytes", "gauge", "Number of heap bytes waiting to be used.", float64(ms.HeapIdle)},
-		{"go_memstats_heap_inuse_bytes", "gauge", "Number of heap bytes that are in use.", float64(ms.HeapInuse)},
-		{"go_memstats_heap_released_bytes", "gauge", "Number of heap bytes released to OS.", float64(ms.HeapReleased)},
-		{"go_memstats_heap_objects", "gauge", "Number of currently allocated objects.", float64(ms.HeapObjects)},
-		{"go_memstats_stack_inuse_bytes", "gauge", "Number of bytes obtained from system for stack allocator in non-CGO environments.", float64(ms.StackInuse)},
-		{"go_memstats_stack_sys_bytes", "gauge", "Number of bytes obtained from system for stack allocator.", float64(ms.StackSys)},
-		{"go_memstats_gc_sys_bytes", "gauge", "Number of bytes used for garbage collection system metadata.", float64(ms.GCSys)},
-		{"go_memstats_next_gc_bytes", "gauge", "Number of heap bytes when next garbage collection will take place.", float64(ms.NextGC)},
-		{"go_memstats_last_gc_time_seconds", "gauge", "Number of seconds since 1970 of last garbage collection.", float64(ms.LastGC) / 1e9},
+		{"go_memstats_alloc_bytes", "gauge", "Bytes of heap objects the master holds (runtime.MemStats.Alloc).", float64(ms.Alloc)},
+		{"go_memstats_alloc_bytes_total", "counter", "Bytes the master has allocated on the heap since it started, freed or not.", float64(ms.TotalAlloc)},
+		{"go_memstats_sys_bytes", "gauge", "Bytes the master's Go runtime has obtained from the OS.", float64(ms.Sys)},
+		{"go_memstats_mallocs_total", "counter", "Heap objects the master has allocated since it started.", float64(ms.Mallocs)},
+		{"go_memstats_frees_total", "counter", "Heap objects the master has freed since it started.", float64(ms.Frees)},
+		{"go_memstats_heap_alloc_bytes", "gauge", "Bytes of heap objects the master holds (runtime.MemStats.HeapAlloc).", float64(ms.HeapAlloc)},
+		{"go_memstats_heap_sys_bytes", "gauge", "Bytes of heap the master has obtained from the OS.", float64(ms.HeapSys)},
+		{"go_memstats_heap_idle_bytes", "gauge", "Bytes of the master's heap in spans holding no object.", float64(ms.HeapIdle)},
+		{"go_memstats_heap_inuse_bytes", "gauge", "Bytes of the master's heap in spans holding objects.", float64(ms.HeapInuse)},
+		{"go_memstats_heap_released_bytes", "gauge", "Bytes of the master's heap returned to the OS.", float64(ms.HeapReleased)},
+		{"go_memstats_heap_objects", "gauge", "Heap objects the master holds.", float64(ms.HeapObjects)},
+		{"go_memstats_stack_inuse_bytes", "gauge", "Bytes of goroutine stacks in use in the master.", float64(ms.StackInuse)},
+		{"go_memstats_stack_sys_bytes", "gauge", "Bytes the master has obtained from the OS for goroutine stacks.", float64(ms.StackSys)},
+		{"go_memstats_gc_sys_bytes", "gauge", "Bytes of the master's garbage collector metadata.", float64(ms.GCSys)},
+		{"go_memstats_next_gc_bytes", "gauge", "The heap size at which the master's next garbage collection starts, in bytes.", float64(ms.NextGC)},
+		{"go_memstats_last_gc_time_seconds", "gauge", "When the master's last garbage collection ended, in Unix seconds.", float64(ms.LastGC) / 1e9},
 	} {
 		family(f.name, f.typ, f.help)
 		sample(f.name, f.v)
