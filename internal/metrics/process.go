@@ -9,6 +9,7 @@ import (
 	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Process is what Linux reports of one process in /proc: the figures of
@@ -64,7 +65,7 @@ func ReadProcess(pid int) (Process, error) {
 	if err != nil {
 		return p, err
 	}
-	boot, err := bootTime()
+	boot, err := bootTimeOnce()
 	if err != nil {
 		return p, err
 	}
@@ -78,6 +79,10 @@ func ReadProcess(pid int) (Process, error) {
 	p.MaxFDs, err = maxFDs(dir + "/limits")
 	return p, err
 }
+
+// bootTimeOnce is bootTime, read once: a process's start time then stays
+// the same from one scrape to the next even if the clock is stepped.
+var bootTimeOnce = sync.OnceValues(bootTime)
 
 // bootTime is when the machine booted, in Unix seconds: /proc/stat's btime.
 func bootTime() (int64, error) {

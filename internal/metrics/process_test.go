@@ -103,3 +103,22 @@ func TestReadBuild(t *testing.T) {
 		t.Errorf("Version %q, Revision %q: want neither empty", b.Version, b.Revision)
 	}
 }
+
+// BenchmarkReadRuntime is what each heartbeat adds to a worker's second.
+func BenchmarkReadRuntime(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		metrics.ReadRuntime()
+	}
+}
+
+// BenchmarkReadProcess is what each worker costs the master per scrape.
+func BenchmarkReadProcess(b *testing.B) {
+	b.ReportAllocs()
+	pid := os.Getpid()
+	for b.Loop() {
+		if _, err := metrics.ReadProcess(pid); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
