@@ -114,7 +114,8 @@
 // 2 MiB of resident memory (measured idle: master 14.4 → 16.4 MiB,
 // workers 17.5 → 19.6 MiB), past the budget of an idle master (15 MiB),
 // for a format that is stable and a page of code. The tests read the page
-// with the Prometheus client's own parser (expfmt).
+// with the Prometheus client's own parser (expfmt), and cmd/server's
+// TestMetricsPassPromtool lints a real master's page with promtool.
 //
 //	remuda_requests_total{method,code}          counter  requests served; a method outside
 //	                                                     GET HEAD POST PUT PATCH DELETE OPTIONS

@@ -346,9 +346,11 @@ func renderGo(family func(name, typ, help string), sample func(name string, v fl
 }
 
 // escapeLabel escapes a label value for the text format.
-func escapeLabel(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v)
-}
+func escapeLabel(v string) string { return labelEscaper.Replace(v) }
+
+// labelEscaper is built once: a Replacer costs kilobytes to build, and a
+// page has a hundred labels.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 // acceptQueue is the state of one listening socket's accept queue.
 type acceptQueue struct {
