@@ -33,15 +33,22 @@ const MaxBodyBytes = 2 << 20
 //	POST prefix/refresh/    a new access token (and refresh token, rotating)
 //	POST prefix/verify/     check any token
 //	POST prefix/blacklist/  revoke a refresh token
+//
+// OPTIONS on each answers 200 with Allow: POST, OPTIONS and the view's
+// description in DRF's SimpleMetadata shape, as simplejwt does (see
+// viewMetadata); any other method gets 405.
 func (a *Auth) Mount(mux interface{ Handle(string, http.Handler) }, prefix string) {
 	prefix = strings.TrimSuffix(prefix, "/")
-	for path, h := range map[string]func(http.ResponseWriter, *http.Request, fields){
-		"":           a.obtain,
-		"/refresh":   a.refresh,
-		"/verify":    a.verify,
-		"/blacklist": a.blacklist,
+	for path, v := range map[string]struct {
+		h    func(http.ResponseWriter, *http.Request, fields)
+		meta []byte
+	}{
+		"":           {a.obtain, obtainMetadata},
+		"/refresh":   {a.refresh, refreshMetadata},
+		"/verify":    {a.verify, verifyMetadata},
+		"/blacklist": {a.blacklist, blacklistMetadata},
 	} {
-		handler := tokenView(h)
+		handler := tokenView(v.h, v.meta)
 		mux.Handle(prefix+path, handler)
 		mux.Handle(prefix+path+"/{$}", handler)
 	}
@@ -53,10 +60,22 @@ func (a *Auth) Mount(mux interface{ Handle(string, http.Handler) }, prefix strin
 }
 
 // tokenView is what every token endpoint shares: POST only, a capped
-// body in JSON, form or multipart encoding.
-func tokenView(h func(http.ResponseWriter, *http.Request, fields)) http.Handler {
+// body in JSON, form or multipart encoding; OPTIONS answered with meta.
+func tokenView(h func(http.ResponseWriter, *http.Request, fields), meta []byte) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
+		switch r.Method {
+		case http.MethodPost:
+		case http.MethodOptions:
+			// Neither the body nor the credentials are read: the answer
+			// is the same constant for every client, as simplejwt's
+			// (its token views authenticate no one).
+			w.Header().Set("Allow", "POST, OPTIONS")
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", strconv.Itoa(len(meta)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(meta)
+			return
+		default:
 			w.Header().Set("Allow", "POST, OPTIONS")
 			writeJSON(w, http.StatusMethodNotAllowed, detail{Detail: fmt.Sprintf("Method %q not allowed.", r.Method)})
 			return
@@ -68,6 +87,54 @@ func tokenView(h func(http.ResponseWriter, *http.Request, fields)) http.Handler 
 		}
 		h(w, r, f)
 	})
+}
+
+// The OPTIONS answers of the token endpoints: what DRF's SimpleMetadata
+// says of simplejwt's views (their name, their docstring, the renderers
+// and parsers, and the fields of their serializer for POST), byte for
+// byte as simplejwt 5.2.2 under DRF 3.14 sends them with JSON as its only
+// renderer (examples/drf; cmd/server/drf_test.go compares them). They are
+// constants: nothing of the configuration, the store or the request goes
+// into them, so they tell a client no more than simplejwt's source does.
+var (
+	obtainMetadata = viewMetadata("Token Obtain Pair",
+		"Takes a set of user credentials and returns an access and refresh JSON web\ntoken pair to prove the authentication of those credentials.",
+		metaField{"username", "Username", true, false}, metaField{"password", "Password", true, false})
+	refreshMetadata = viewMetadata("Token Refresh",
+		"Takes a refresh type JSON web token and returns an access type JSON web\ntoken if the refresh token is valid.",
+		metaField{"refresh", "Refresh", true, false}, metaField{"access", "Access", false, true})
+	verifyMetadata = viewMetadata("Token Verify",
+		"Takes a token and indicates if it is valid.  This view provides no\ninformation about a token's fitness for a particular use.",
+		metaField{"token", "Token", true, false})
+	blacklistMetadata = viewMetadata("Token Blacklist",
+		"Takes a token and blacklists it. Must be used with the\n`rest_framework_simplejwt.token_blacklist` app installed.",
+		metaField{"refresh", "Refresh", true, false})
+)
+
+// metaField is one serializer field in an OPTIONS answer: all are strings.
+type metaField struct {
+	name, label        string
+	required, readOnly bool
+}
+
+// viewMetadata writes an OPTIONS body in SimpleMetadata's member order,
+// which encoding/json's sorted maps would not keep.
+func viewMetadata(name, description string, fields ...metaField) []byte {
+	str := func(s string) string {
+		b, _ := json.Marshal(s) // a string always encodes
+		return string(b)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"name":%s,"description":%s,"renders":["application/json"],`, str(name), str(description))
+	b.WriteString(`"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"actions":{"POST":{`)
+	for i, f := range fields {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `%s:{"type":"string","required":%t,"read_only":%t,"label":%s}`, str(f.name), f.required, f.readOnly, str(f.label))
+	}
+	b.WriteString("}}}")
+	return []byte(b.String())
 }
 
 // fields are a request's top-level members: strings, or other JSON values

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -254,6 +255,48 @@ func TestTokenFieldNullCharacter(t *testing.T) {
 		want := `{"` + field + `":["Null characters are not allowed."]}`
 		if got := strings.TrimSpace(w.Body.String()); w.Code != http.StatusBadRequest || got != want {
 			t.Errorf("%s: got %d %s, want 400 %s", path, w.Code, got, want)
+		}
+	}
+}
+
+// TestOptions checks each token endpoint's OPTIONS answer: 200, Allow,
+// and the body simplejwt sends (captured from the simplejwt tutorial of
+// examples/drf under gunicorn: Debian 12's DRF 3.14, simplejwt 5.2.2),
+// whatever credentials and body the request carries.
+func TestOptions(t *testing.T) {
+	_, mux := mountTest(t, Config{})
+	const parses = `"renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"]`
+	want := map[string]string{
+		"/api/token/": `{"name":"Token Obtain Pair","description":"Takes a set of user credentials and returns an access and refresh JSON web\ntoken pair to prove the authentication of those credentials.",` + parses +
+			`,"actions":{"POST":{"username":{"type":"string","required":true,"read_only":false,"label":"Username"},"password":{"type":"string","required":true,"read_only":false,"label":"Password"}}}}`,
+		"/api/token/refresh/": `{"name":"Token Refresh","description":"Takes a refresh type JSON web token and returns an access type JSON web\ntoken if the refresh token is valid.",` + parses +
+			`,"actions":{"POST":{"refresh":{"type":"string","required":true,"read_only":false,"label":"Refresh"},"access":{"type":"string","required":false,"read_only":true,"label":"Access"}}}}`,
+		"/api/token/verify/": `{"name":"Token Verify","description":"Takes a token and indicates if it is valid.  This view provides no\ninformation about a token's fitness for a particular use.",` + parses +
+			`,"actions":{"POST":{"token":{"type":"string","required":true,"read_only":false,"label":"Token"}}}}`,
+		"/api/token/blacklist/": `{"name":"Token Blacklist","description":"Takes a token and blacklists it. Must be used with the\n` + "`rest_framework_simplejwt.token_blacklist`" + ` app installed.",` + parses +
+			`,"actions":{"POST":{"refresh":{"type":"string","required":true,"read_only":false,"label":"Refresh"}}}}`,
+	}
+	for path, body := range want {
+		for _, path := range []string{path, strings.TrimSuffix(path, "/")} {
+			for name, header := range map[string]string{"no credentials": "", "garbage bearer": "Bearer x.y.z", "bearer alone": "Bearer"} {
+				t.Run(path+" "+name, func(t *testing.T) {
+					r := httptest.NewRequest("OPTIONS", path, strings.NewReader(`{"username":"alice","password":"x"}`))
+					r.Header.Set("Content-Type", "application/json")
+					if header != "" {
+						r.Header.Set("Authorization", header)
+					}
+					w := httptest.NewRecorder()
+					mux.ServeHTTP(w, r)
+					if w.Code != 200 || w.Body.String() != body {
+						t.Errorf("OPTIONS %s: got %d %s, want 200 %s", path, w.Code, w.Body, body)
+					}
+					for k, v := range map[string]string{"Allow": "POST, OPTIONS", "Content-Type": "application/json", "Content-Length": strconv.Itoa(len(body))} {
+						if got := w.Header().Get(k); got != v {
+							t.Errorf("OPTIONS %s: %s %q, want %q", path, k, got, v)
+						}
+					}
+				})
+			}
 		}
 	}
 }

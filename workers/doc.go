@@ -114,7 +114,8 @@
 // 2 MiB of resident memory (measured idle: master 14.4 → 16.4 MiB,
 // workers 17.5 → 19.6 MiB), past the budget of an idle master (15 MiB),
 // for a format that is stable and a page of code. The tests read the page
-// with the Prometheus client's own parser (expfmt).
+// with the Prometheus client's own parser (expfmt), and cmd/server's
+// TestMetricsPassPromtool lints a real master's page with promtool.
 //
 //	remuda_requests_total{method,code}          counter  requests served; a method outside
 //	                                                     GET HEAD POST PUT PATCH DELETE OPTIONS
@@ -133,10 +134,33 @@
 //	remuda_reloads_total                        counter  generations started by HUP
 //	remuda_upgrades_total                       counter  master upgrades started by USR2
 //	remuda_logins_total{outcome}                counter  success, invalid, throttled,
-//	                                                     unavailable, error (metrics.Set.Login)
+//	                                                     unavailable, error, other (any
+//	                                                     other outcome, metrics.Set.Login)
 //	remuda_accept_queue_length{addr}            gauge    connections waiting in the kernel
 //	remuda_accept_queue_max{addr}               gauge    the listen backlog
 //	remuda_master_generation                    gauge    the newest generation
+//	remuda_build_info{app,version,revision,goversion}  gauge  always 1: the main module,
+//	                                                     Remuda's version, the VCS revision
+//	                                                     ("-dirty" if modified; "unknown" if
+//	                                                     not stamped) and the Go release
+//
+// Process and Go runtime figures come twice. The standard names of
+// Prometheus's process and Go collectors (process_cpu_seconds_total,
+// process_resident_memory_bytes, process_open_fds, process_max_fds,
+// process_virtual_memory_bytes, process_start_time_seconds, go_goroutines,
+// go_threads, go_info, go_gc_duration_seconds, go_memstats_*), unlabelled,
+// describe the master itself, the process that answers the scrape, as
+// they do for any other target: dashboards made for them work unchanged.
+// Each live worker has its own series, labelled with its number (as in the
+// logs and /status), under remuda_worker_*: cpu_seconds_total,
+// resident_memory_bytes, open_fds, threads and start_time_seconds, which
+// the master reads from /proc/PID at the scrape, and goroutines,
+// heap_bytes, go_memory_bytes and gc_cycles_total, which the worker's
+// heartbeats carry (internal/ipc). Per worker rather than summed, so that
+// one leaking worker stands out; sum() gives the whole server. A worker's
+// series leave the page when it exits, and its replacement's start from
+// zero under another number. They are not added into the master's process_*
+// figures: a sum of start times or of open-fd limits means nothing.
 //
 // The accept queue is the saturation signal. A connection the kernel has
 // accepted waits in the listening socket's queue until a worker takes it;

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/remuda/remuda/internal/ipc"
+	"github.com/remuda/remuda/internal/metrics"
 	"github.com/remuda/remuda/internal/sdnotify"
 )
 
@@ -168,6 +169,10 @@ type worker struct {
 	abortAt  time.Time // SIGABRT sent
 	killed   bool
 	bootErr  string // from a failed frame
+
+	// runtime is its Go runtime as of its last heartbeat; nil before one,
+	// or from a worker built before heartbeats carried it.
+	runtime *metrics.Runtime
 }
 
 // event is what a worker's goroutines tell the loop: a frame, or its exit.
@@ -403,6 +408,9 @@ func (m *Master) handle(ev event) error {
 // recycles it if its memory passed Config.MaxMemory.
 func (m *Master) heartbeat(w *worker, f ipc.Frame, now time.Time) {
 	w.requests, w.active, w.lastBeat = f.Requests, f.Active, now
+	if f.Runtime != nil {
+		w.runtime = f.Runtime
+	}
 	if f.Metrics != nil {
 		m.tally.add(f.Metrics)
 	}

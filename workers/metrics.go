@@ -9,9 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -207,13 +210,147 @@ func (m *Master) renderMetrics() []byte {
 	}
 	family("remuda_master_generation", "gauge", "The newest generation of workers (1, then one more per HUP).")
 	sample("remuda_master_generation", float64(m.gen))
+
+	bi := buildInfo()
+	family("remuda_build_info", "gauge", "Always 1: the labels say what the binary was built from.")
+	sample("remuda_build_info", 1, "app", bi.App, "version", bi.Version, "revision", bi.Revision, "goversion", bi.GoVersion)
+
+	m.renderWorkerFigures(family, sample)
+	renderProcess(family, sample)
+	renderGo(family, sample)
 	return b.Bytes()
 }
 
-// escapeLabel escapes a label value for the text format.
-func escapeLabel(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v)
+// buildInfo is the binary's build, read once.
+var buildInfo = sync.OnceValue(metrics.ReadBuild)
+
+// renderWorkerFigures writes each live worker's process and Go runtime
+// figures, labelled with its number: the process ones read from
+// /proc/PID now, the runtime ones as of its last heartbeat. A worker that
+// exits goes out of the page with its series; sum() over them is the
+// whole server's.
+func (m *Master) renderWorkerFigures(family func(name, typ, help string), sample func(name string, v float64, labels ...string)) {
+	ws := slices.SortedFunc(maps.Values(m.workers), func(a, b *worker) int { return a.id - b.id })
+	procs := make([]*metrics.Process, len(ws))
+	for i, w := range ws {
+		if p, err := metrics.ReadProcess(w.pid); err == nil {
+			procs[i] = &p
+		} // else it is exiting: its reaping follows
+	}
+	procFamily := func(name, typ, help string, v func(*metrics.Process) float64) {
+		family(name, typ, help)
+		for i, w := range ws {
+			if procs[i] != nil {
+				sample(name, v(procs[i]), "worker", strconv.Itoa(w.id))
+			}
+		}
+	}
+	procFamily("remuda_worker_cpu_seconds_total", "counter", "User and system CPU time of each worker process, in seconds, by worker number.",
+		func(p *metrics.Process) float64 { return p.CPUSeconds })
+	procFamily("remuda_worker_resident_memory_bytes", "gauge", "Resident memory of each worker process, in bytes.",
+		func(p *metrics.Process) float64 { return float64(p.ResidentBytes) })
+	procFamily("remuda_worker_open_fds", "gauge", "Open file descriptors of each worker process.",
+		func(p *metrics.Process) float64 { return float64(p.OpenFDs) })
+	procFamily("remuda_worker_threads", "gauge", "OS threads of each worker process.",
+		func(p *metrics.Process) float64 { return float64(p.Threads) })
+	procFamily("remuda_worker_start_time_seconds", "gauge", "When each worker process started, in Unix seconds.",
+		func(p *metrics.Process) float64 { return p.StartTime })
+
+	rtFamily := func(name, typ, help string, v func(*metrics.Runtime) uint64) {
+		family(name, typ, help)
+		for _, w := range ws {
+			if w.runtime != nil {
+				sample(name, float64(v(w.runtime)), "worker", strconv.Itoa(w.id))
+			}
+		}
+	}
+	rtFamily("remuda_worker_goroutines", "gauge", "Goroutines in each worker, as of its last heartbeat.",
+		func(r *metrics.Runtime) uint64 { return r.Goroutines })
+	rtFamily("remuda_worker_heap_bytes", "gauge", "Bytes of heap objects in each worker, live or not yet swept, as of its last heartbeat.",
+		func(r *metrics.Runtime) uint64 { return r.HeapBytes })
+	rtFamily("remuda_worker_go_memory_bytes", "gauge", "Bytes the Go runtime of each worker has mapped from the OS, as of its last heartbeat.",
+		func(r *metrics.Runtime) uint64 { return r.MemoryBytes })
+	rtFamily("remuda_worker_gc_cycles_total", "counter", "Garbage collections each worker has run, as of its last heartbeat.",
+		func(r *metrics.Runtime) uint64 { return r.GCCycles })
 }
+
+// renderProcess writes the master's own process figures under the names
+// of Prometheus's process collector.
+func renderProcess(family func(name, typ, help string), sample func(name string, v float64, labels ...string)) {
+	p, err := metrics.ReadProcess(os.Getpid())
+	if err != nil {
+		return // no /proc: the page goes without them
+	}
+	family("process_cpu_seconds_total", "counter", "CPU time the master has used, user and system, in seconds.")
+	sample("process_cpu_seconds_total", p.CPUSeconds)
+	family("process_open_fds", "gauge", "File descriptors the master has open.")
+	sample("process_open_fds", float64(p.OpenFDs))
+	family("process_max_fds", "gauge", "The master's limit on open file descriptors (its soft RLIMIT_NOFILE).")
+	sample("process_max_fds", float64(p.MaxFDs))
+	family("process_resident_memory_bytes", "gauge", "The master's resident memory, in bytes.")
+	sample("process_resident_memory_bytes", float64(p.ResidentBytes))
+	family("process_virtual_memory_bytes", "gauge", "The master's virtual memory, in bytes.")
+	sample("process_virtual_memory_bytes", float64(p.VirtualBytes))
+	family("process_start_time_seconds", "gauge", "When the master started, in Unix seconds.")
+	sample("process_start_time_seconds", p.StartTime)
+}
+
+// renderGo writes the master's Go runtime figures under the names of
+// Prometheus's Go collector. runtime.ReadMemStats stops the world for
+// some microseconds: once per scrape, in the master, which serves no
+// requests.
+func renderGo(family func(name, typ, help string), sample func(name string, v float64, labels ...string)) {
+	family("go_info", "gauge", "Always 1: the label is the Go release that built the binary.")
+	sample("go_info", 1, "version", runtime.Version())
+	family("go_goroutines", "gauge", "Goroutines in the master.")
+	sample("go_goroutines", float64(runtime.NumGoroutine()))
+	threads, _ := runtime.ThreadCreateProfile(nil)
+	family("go_threads", "gauge", "OS threads the master's Go runtime has created.")
+	sample("go_threads", float64(threads))
+
+	gc := debug.GCStats{PauseQuantiles: make([]time.Duration, 5)}
+	debug.ReadGCStats(&gc)
+	family("go_gc_duration_seconds", "summary", "How long the master's garbage collections stopped the world, in seconds.")
+	for i, q := range []string{"0", "0.25", "0.5", "0.75", "1"} {
+		sample("go_gc_duration_seconds", gc.PauseQuantiles[i].Seconds(), "quantile", q)
+	}
+	sample("go_gc_duration_seconds_sum", gc.PauseTotal.Seconds())
+	sample("go_gc_duration_seconds_count", float64(gc.NumGC))
+
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	for _, f := range []struct {
+		name, typ, help string
+		v               float64
+	}{
+		{"go_memstats_alloc_bytes", "gauge", "Bytes of heap objects the master holds (runtime.MemStats.Alloc).", float64(ms.Alloc)},
+		{"go_memstats_alloc_bytes_total", "counter", "Bytes the master has allocated on the heap since it started, freed or not.", float64(ms.TotalAlloc)},
+		{"go_memstats_sys_bytes", "gauge", "Bytes the master's Go runtime has obtained from the OS.", float64(ms.Sys)},
+		{"go_memstats_mallocs_total", "counter", "Heap objects the master has allocated since it started.", float64(ms.Mallocs)},
+		{"go_memstats_frees_total", "counter", "Heap objects the master has freed since it started.", float64(ms.Frees)},
+		{"go_memstats_heap_alloc_bytes", "gauge", "Bytes of heap objects the master holds (runtime.MemStats.HeapAlloc).", float64(ms.HeapAlloc)},
+		{"go_memstats_heap_sys_bytes", "gauge", "Bytes of heap the master has obtained from the OS.", float64(ms.HeapSys)},
+		{"go_memstats_heap_idle_bytes", "gauge", "Bytes of the master's heap in spans holding no object.", float64(ms.HeapIdle)},
+		{"go_memstats_heap_inuse_bytes", "gauge", "Bytes of the master's heap in spans holding objects.", float64(ms.HeapInuse)},
+		{"go_memstats_heap_released_bytes", "gauge", "Bytes of the master's heap returned to the OS.", float64(ms.HeapReleased)},
+		{"go_memstats_heap_objects", "gauge", "Heap objects the master holds.", float64(ms.HeapObjects)},
+		{"go_memstats_stack_inuse_bytes", "gauge", "Bytes of goroutine stacks in use in the master.", float64(ms.StackInuse)},
+		{"go_memstats_stack_sys_bytes", "gauge", "Bytes the master has obtained from the OS for goroutine stacks.", float64(ms.StackSys)},
+		{"go_memstats_gc_sys_bytes", "gauge", "Bytes of the master's garbage collector metadata.", float64(ms.GCSys)},
+		{"go_memstats_next_gc_bytes", "gauge", "The heap size at which the master's next garbage collection starts, in bytes.", float64(ms.NextGC)},
+		{"go_memstats_last_gc_time_seconds", "gauge", "When the master's last garbage collection ended, in Unix seconds.", float64(ms.LastGC) / 1e9},
+	} {
+		family(f.name, f.typ, f.help)
+		sample(f.name, f.v)
+	}
+}
+
+// escapeLabel escapes a label value for the text format.
+func escapeLabel(v string) string { return labelEscaper.Replace(v) }
+
+// labelEscaper is built once: a Replacer costs kilobytes to build, and a
+// page has a hundred labels.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 // acceptQueue is the state of one listening socket's accept queue.
 type acceptQueue struct {

@@ -66,12 +66,24 @@ func (s samples) sum(name string) float64 {
 	return n
 }
 
+// count is how many series of a metric there are.
+func (s samples) count(name string) int {
+	n := 0
+	for k := range s {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			n++
+		}
+	}
+	return n
+}
+
 // status is the part of /status the tests read.
 type status struct {
 	PID        int `json:"pid"`
 	Generation int `json:"generation"`
 	Workers    []struct {
 		PID        int     `json:"pid"`
+		Worker     int     `json:"worker"`
 		Generation int     `json:"generation"`
 		State      string  `json:"state"`
 		Requests   uint64  `json:"requests"`
@@ -179,14 +191,33 @@ func TestMetricsSurviveKilledWorker(t *testing.T) {
 	before := scrape(t, murl)
 
 	victim := proctest.Children(p.Pid())[0]
+	victimSeries := ""
+	for _, w := range getStatus(t, murl).Workers {
+		if w.PID == victim {
+			victimSeries = fmt.Sprintf(`remuda_worker_resident_memory_bytes{worker="%d"}`, w.Worker)
+		}
+	}
+	if _, ok := before[victimSeries]; !ok {
+		t.Errorf("before the kill: no series %q for worker pid %d", victimSeries, victim)
+	}
 	syscall.Kill(victim, syscall.SIGKILL)
 	p.WaitFor(t, 10*time.Second, 4, "a replacement ready", proctest.Msg("worker ready"))
 	time.Sleep(1500 * time.Millisecond)
 	after := scrape(t, murl)
 	for key, v := range before {
+		if strings.Contains(key, `{worker="`) {
+			continue // a worker's own series leave with it
+		}
 		if (strings.Contains(key, "_total") || strings.Contains(key, "_bucket") || strings.HasSuffix(key, "_count") || strings.HasSuffix(key, "_sum")) && after[key] < v {
 			t.Errorf("%s went down from %v to %v after a worker was killed", key, v, after[key])
 		}
+	}
+	// Each live worker has its own series; the killed one's left with it.
+	if _, ok := after[victimSeries]; ok {
+		t.Errorf("after the kill: %s still on the page", victimSeries)
+	}
+	if got := after.count("remuda_worker_resident_memory_bytes"); got != 3 {
+		t.Errorf("after the kill: %d remuda_worker_resident_memory_bytes series, want 3 (one per live worker)", got)
 	}
 	if got := after[`remuda_worker_exits_total{reason="crash"}`]; got != 1 {
 		t.Errorf(`remuda_worker_exits_total{reason="crash"} = %v, want 1`, got)

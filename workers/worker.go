@@ -264,7 +264,7 @@ func (m *idleMemory) tick(requests uint64, active int64) {
 // previous one. If the send fails those counts are lost: the channel is
 // broken for good and the master gone.
 func sendHeartbeat(ctrl *ipc.Conn, srv *serve.Server, counts *metrics.Set) error {
-	return ctrl.Send(ipc.Frame{Type: ipc.TypeHeartbeat, Requests: srv.Requests(), Active: srv.Active(), Metrics: counts.Delta()})
+	return ctrl.Send(ipc.Frame{Type: ipc.TypeHeartbeat, Requests: srv.Requests(), Active: srv.Active(), Metrics: counts.Delta(), Runtime: metrics.ReadRuntime()})
 }
 
 // maxRequests draws this worker's request budget: MaxRequests plus a

@@ -128,6 +128,22 @@ func (d *differ) deviates(what, why string, send func(p *peer) reply, wantDRF, w
 	d.t.Logf("deviation, intended: %s: simplejwt %s; Remuda %s (%s)", what, a, b, why)
 }
 
+// sameOptions sends OPTIONS path to both and wants the same status, Allow
+// and Content-Type headers, and the same body byte for byte.
+func (d *differ) sameOptions(what, path string, header ...string) {
+	d.t.Helper()
+	d.steps++
+	answer := func(p *peer) string {
+		r := do(d.t, "OPTIONS", p.url+path, "", "", header...)
+		return fmt.Sprintf("%d Allow=%s Content-Type=%s %s", r.status, r.header.Get("Allow"), r.header.Get("Content-Type"), r.body)
+	}
+	if a, b := answer(d.drf), answer(d.rem); a != b {
+		d.t.Errorf("%s:\n  simplejwt: %s\n  Remuda:    %s", what, a, b)
+		return
+	}
+	d.exact++
+}
+
 func (d *differ) post(path, body string) func(*peer) reply {
 	return func(p *peer) reply { return postJSON(d.t, p.url+path, body) }
 }
@@ -430,6 +446,21 @@ func TestDifferentialDRF(t *testing.T) {
 			return do(t, "POST", p.url+"/hello/", "application/json", `{}`, bearer(p.access)...)
 		},
 		`405 {"detail":"Method \"POST\" not allowed."}`, "405 not JSON: Method Not Allowed\n Content-Type=text/plain; charset=utf-8")
+
+	// OPTIONS, as DRF clients probe: simplejwt's token views authenticate
+	// no one, so the answer is the same with or without credentials.
+	d.login("alice", "correct horse")
+	for _, path := range []string{"/api/token/", "/api/token/refresh/", "/api/token/verify/", "/api/token/blacklist/"} {
+		d.sameOptions("OPTIONS "+path, path)
+		d.sameOptions("OPTIONS "+path+" with an access token", path, bearer(d.drf.access)...)
+		d.sameOptions("OPTIONS "+path+" with garbage", path, bearer("not.a.token")...)
+	}
+	// The app's own route: its GET pattern answers OPTIONS as Go's mux
+	// does; DRF's APIView describes the view to an authenticated client.
+	d.deviates("OPTIONS /hello/ with a token", "an app's routes are Go ServeMux patterns, whose 405 is plain text",
+		func(p *peer) reply { return do(t, "OPTIONS", p.url+"/hello/", "", "", bearer(p.access)...) },
+		`200 {"description":"","name":"Hello","parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"renders":["application/json"]}`,
+		"405 not JSON: Method Not Allowed\n Content-Type=text/plain; charset=utf-8")
 
 	// Intended deviations.
 	// RFC 9110 §11.1: the scheme is case-insensitive; simplejwt reads

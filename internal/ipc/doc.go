@@ -92,6 +92,17 @@
 // method × every code is about 5000 entries, under 100 KB), well within
 // MaxFrameSize.
 //
+// A heartbeat's optional "runtime" member carries the worker's Go runtime
+// as it is (a metrics.Runtime, read through runtime/metrics without
+// stopping the world), which the master shows per worker on /metrics:
+//
+//	{"type":"heartbeat","requests":1234,"active":3,"runtime":{
+//	  "goroutines":12,"heap_bytes":2097152,"memory_bytes":9437184,"gc_cycles":31}}
+//
+// Version 1 gained "runtime" without changing the version, as it gained
+// "log": an older master ignores the member, and a newer master shows no
+// runtime figures for an older worker that sends none.
+//
 // The master stops a worker with signals, not frames: SIGTERM drains it
 // (finish in-flight requests within the graceful timeout), SIGINT stops it
 // at once. SIGQUIT keeps the Go runtime's meaning (dump the goroutines and

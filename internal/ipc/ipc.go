@@ -52,9 +52,10 @@ type Frame struct {
 	Config     json.RawMessage `json:"config,omitempty"`
 
 	// heartbeat
-	Requests uint64         `json:"requests,omitempty"`
-	Active   int64          `json:"active,omitempty"`
-	Metrics  *metrics.Delta `json:"metrics,omitempty"` // counted since the previous heartbeat
+	Requests uint64           `json:"requests,omitempty"`
+	Active   int64            `json:"active,omitempty"`
+	Metrics  *metrics.Delta   `json:"metrics,omitempty"` // counted since the previous heartbeat
+	Runtime  *metrics.Runtime `json:"runtime,omitempty"` // the worker's Go runtime, now
 
 	// recycle
 	Reason string `json:"reason,omitempty"`

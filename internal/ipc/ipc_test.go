@@ -49,6 +49,11 @@ var (
 		DurationSum: 0.734,
 		Logins:      map[string]uint64{"success": 1},
 	}}
+	// runtimeLine is a heartbeat with the runtime member the doc shows.
+	runtimeLine  = `{"type":"heartbeat","requests":1234,"active":3,"runtime":{"goroutines":12,"heap_bytes":2097152,"memory_bytes":9437184,"gc_cycles":31}}`
+	runtimeFrame = ipc.Frame{Type: ipc.TypeHeartbeat, Requests: 1234, Active: 3, Runtime: &metrics.Runtime{
+		Goroutines: 12, HeapBytes: 2097152, MemoryBytes: 9437184, GCCycles: 31,
+	}}
 	recycleFrame = ipc.Frame{Type: ipc.TypeRecycle, Reason: "timeout"}
 	failedFrame  = ipc.Frame{Type: ipc.TypeFailed, Error: "open db: no such file"}
 )
@@ -71,6 +76,7 @@ var everyFrame = []struct {
 	{"heartbeat", heartbeatFrame},
 	{"heartbeat idle", ipc.Frame{Type: ipc.TypeHeartbeat}},
 	{"heartbeat with metrics", metricsFrame},
+	{"heartbeat with runtime", runtimeFrame},
 	{"heartbeat max requests", ipc.Frame{Type: ipc.TypeHeartbeat, Requests: 1<<64 - 1, Active: 1<<63 - 1}},
 	{"recycle", recycleFrame},
 	{"failed", failedFrame},
@@ -282,6 +288,10 @@ func TestDecode(t *testing.T) {
 		{"ready", readyLine, readyFrame},
 		{"heartbeat", heartbeatLine, heartbeatFrame},
 		{"heartbeat with metrics", metricsLine, metricsFrame},
+		{"heartbeat with runtime", runtimeLine, runtimeFrame},
+		// A worker from before "runtime" sends none: the master shows no
+		// runtime figures for it.
+		{"heartbeat without runtime", heartbeatLine, heartbeatFrame},
 		{"heartbeat with empty metrics", `{"type":"heartbeat","metrics":{"requests":{},"logins":{}}}`,
 			ipc.Frame{Type: ipc.TypeHeartbeat, Metrics: &metrics.Delta{}}},
 		{"heartbeat with unusual codes", `{"type":"heartbeat","metrics":{"requests":{"other other":2,"PATCH 599":1,"HEAD 100":3}}}`,

@@ -11,6 +11,12 @@
 // master only ever adds, its totals never go down when a worker exits or is
 // replaced; what a worker counted after its last heartbeat is lost only if
 // it dies without one more (SIGKILL, a crash): at most its last second.
+//
+// The package also reads what Prometheus's process and Go collectors
+// report, without their client: ReadProcess reads any process's figures
+// from /proc (the master reads its own and each worker's), ReadRuntime a
+// worker's Go runtime for its heartbeat, and ReadBuild the binary's build
+// for remuda_build_info.
 package metrics
 
 import (

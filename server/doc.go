@@ -1,0 +1,83 @@
+// Package server is what a Go app developer imports to serve an app with
+// Remuda: an App to register handlers on, and Main, the command line of
+// the binary the app becomes.
+//
+// # An app in one file
+//
+// An app is ordinary net/http code. Build an App, register handlers on it,
+// and hand it to Main:
+//
+//	func main() {
+//		app := server.NewApp()
+//		app.HandleFunc("GET /{$}", home)                        // Go 1.22 ServeMux patterns
+//		app.Handle("/static/", http.FileServerFS(staticFiles))  // any http.Handler
+//		app.Use(requestTimer)                                   // middleware around every route
+//		app.MountAuth("/api/token")                             // simplejwt's token endpoints
+//		app.Handle("GET /me/", auth.Required(http.HandlerFunc(me)))
+//		server.Main(app)
+//	}
+//
+// Handle and HandleFunc take http.ServeMux patterns (a method, a host, a
+// path, {wildcards} that r.PathValue reads). Since a route is any
+// http.Handler, another router (chi, gorilla/mux) mounts under a prefix
+// with Handle. Use wraps every route in middleware, the first added
+// outermost; register everything before Main, which builds the chain once.
+// App.Handler returns that chain: drive it with net/http/httptest in tests,
+// no process or socket needed.
+//
+// # Auth
+//
+// MountAuth serves djangorestframework-simplejwt's endpoints under a
+// prefix (obtain, refresh/, verify/, blacklist/, with simplejwt's bodies
+// and status codes) and makes auth.Required work: wrap a handler in it and
+// only requests with a valid access token of an active user reach it;
+// inside, auth.UserFrom(r.Context()) returns that user and true. The users
+// and refresh tokens live in the database of --database (SQLite by
+// default; PostgreSQL for several hosts), which `server createuser` and
+// `server importusers --from-django` fill. The store and keys are opened
+// when a serving process boots, so under httptest alone the token
+// endpoints do not exist yet; package auth's examples show them at work
+// with an Auth built by hand.
+//
+// # Main and the command line
+//
+// Main runs the command line and exits the process:
+//
+//	server run                   the development server
+//	server run --prod            the production runner: a master and its workers
+//	server check [--prod]        validate the configuration, print it, run the deploy checklist
+//	server migrate               create (SQLite) and migrate the database
+//	server createuser --username NAME
+//	server version
+//
+// Every setting is a flag, an environment variable SERVER_<NAME> and a key
+// of the TOML file given by --config, in that order of precedence, over
+// the mode's default (`server run -h` lists them).
+//
+// Main runs more than once per server. In prod the master re-executes the
+// same binary for each worker, which is told apart by its environment,
+// never by a flag: main runs in the master and in every worker, and Main
+// then does the right thing in each. So main must do no more than build
+// the App: open databases, read files and start goroutines in App.OnBoot,
+// which runs in every process that serves (the dev server, each worker)
+// before it serves, and whose error stops that process's boot.
+//
+// # Dev and prod
+//
+// `server run` is one process for a developer's machine: coloured logs,
+// an access log on stderr, a debug page for panics, a secret key made up at
+// each start (tokens die with the process), and a rebuild and re-exec of
+// itself when the main module's Go sources change, keeping its socket
+// open. It prints a banner saying it is not for production.
+//
+// `server run --prod` is Gunicorn's model: a master binds the sockets (or
+// takes them from systemd) and supervises --workers worker processes that
+// serve; it replaces a worker that dies, recycles one stuck past
+// --timeout, and on HUP starts a new generation from the binary on disk
+// before retiring the old one, losing no request. Prod needs a secret key
+// of at least 32 bytes (SERVER_SECRET_KEY) when the app mounts auth,
+// writes JSON logs, refuses malformed HTTP, and answers a panic with a 500
+// that carries a request id (the stack goes to the log). Package workers
+// holds the process model; the README has the operator's side (flags,
+// signals, systemd, metrics).
+package server
