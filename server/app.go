@@ -45,7 +45,9 @@ type App struct {
 	// deadline is what remains of --graceful-timeout, counted from the
 	// signal (or the reload): the drain and the hook share that budget, so
 	// that the process is gone within it, as Gunicorn's graceful_timeout
-	// promises. After a fast stop (INT, QUIT) the hook gets half a second.
+	// promises. After a fast stop in prod (INT or QUIT to the master) a
+	// worker's hook gets half a second; the dev server takes INT as a
+	// graceful stop.
 	// A hook still running at its deadline is abandoned: the process logs
 	// "shutdown hook abandoned" and exits without waiting for it. An error
 	// is logged. It does not run in a process whose OnBoot failed. If nil,

@@ -358,3 +358,54 @@ func TestDevHooks(t *testing.T) {
 		t.Errorf("dev server hooks %v, want %v", hooks, want)
 	}
 }
+
+// TestHooksUSR2 upgrades the master (USR2): the new master runs ready,
+// the old one does not run exit (the service goes on in the new master);
+// TERM to the new master then runs its exit. Workers of both masters run
+// boot, then shutdown.
+func TestHooksUSR2(t *testing.T) {
+	addr := proctest.FreeAddr(t)
+	p, path := startHooksApp(t, nil, "run", "--prod", "--workers", "1", "--bind", addr)
+	p.WaitReady(t, 1)
+	old := p.Pid()
+	p.Signal(t, syscall.SIGUSR2)
+	ready := p.WaitFor(t, 15*time.Second, 1, "the new master ready", func(l proctest.Line) bool {
+		return l.Msg() == "generation ready" && l.Int("pid") != old
+	})
+	master := ready[0].Int("pid")
+	if code := p.Wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("old master exit code %d, want 0", code)
+	}
+	p.WaitFor(t, 10*time.Second, 1, "the old worker exited", proctest.Msg("worker exited"))
+	syscall.Kill(master, syscall.SIGTERM)
+	if !proctest.WaitUntil(10*time.Second, func() bool { return !proctest.Alive(master) }) {
+		t.Fatalf("new master %d still runs 10s after TERM", master)
+	}
+	got := waitHooks(t, path, 7, "USR2 then TERM")
+	byPid := map[int][]string{}
+	for _, h := range got {
+		byPid[h.pid] = append(byPid[h.pid], h.hook)
+	}
+	if want := []string{"ready"}; !slices.Equal(byPid[old], want) {
+		t.Errorf("old master %d ran hooks %v, want %v (no exit after a handover)", old, byPid[old], want)
+	}
+	if want := []string{"ready", "exit"}; !slices.Equal(byPid[master], want) {
+		t.Errorf("new master %d ran hooks %v, want %v", master, byPid[master], want)
+	}
+	workers := 0
+	for pid, hooks := range byPid {
+		if pid == old || pid == master {
+			continue
+		}
+		workers++
+		if want := []string{"boot", "shutdown"}; !slices.Equal(hooks, want) {
+			t.Errorf("worker %d ran hooks %v, want %v", pid, hooks, want)
+		}
+	}
+	if workers != 2 {
+		t.Errorf("%d workers ran hooks, want 2 (one per master): %v", workers, got)
+	}
+	if len(got) != 7 {
+		t.Errorf("%d hook lines, want 7: %v", len(got), got)
+	}
+}
