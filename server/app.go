@@ -54,8 +54,9 @@ type App struct {
 	// nothing runs.
 	OnShutdown func(ctx context.Context, cfg Config) error
 	// OnReady, if non-nil, runs once in the prod master when its first
-	// generation of workers is whole and ready (Gunicorn's when_ready),
-	// after systemd was told READY=1; in dev, once the server listens. It
+	// generation of workers is whole and ready, after systemd was told
+	// READY=1 (Gunicorn's when_ready runs earlier, before any worker
+	// boots); in dev, once the server listens. It
 	// gets the effective Config. The master handles no signal and no
 	// worker while it runs: keep it short. An error is logged and changes
 	// nothing. If nil, nothing runs.
