@@ -10,8 +10,26 @@ import (
 )
 
 // App is what an app developer builds: handlers on Go 1.22 ServeMux
-// patterns, middleware, and a boot hook. Register everything before Main;
-// the handler chain is built once, at the first call to Handler.
+// patterns, middleware, and lifecycle hooks. Register everything before
+// Main; the handler chain is built once, at the first call to Handler.
+//
+// Main runs in the master and again in every worker (the same binary
+// re-executed), so every hook is set in every process; each runs only in
+// its process's role. Two hooks run in each process that serves requests
+// (each prod worker, the dev server):
+//
+//	OnBoot → serve → (TERM, HUP, TTOU, a recycle…) drain → OnShutdown → exit
+//
+// Three run in the prod master:
+//
+//	bind → OnReady (first generation ready) → OnReload (after each HUP, once
+//	the new generation is ready) … → TERM/INT/QUIT → workers gone → OnExit
+//
+// The dev server has no master and plays both roles in its one process:
+// OnBoot, OnReady once it listens, and at a stop its drain, OnShutdown,
+// OnExit. A code reload re-executes it: drain, OnShutdown, then in the
+// new code OnBoot and OnReload (not OnReady, not OnExit). See the README's
+// "Hooks" section.
 type App struct {
 	// OnBoot, if non-nil, runs in every process that serves requests (the
 	// dev server, each prod worker) before it serves, with the effective
@@ -20,6 +38,46 @@ type App struct {
 	// master retries the worker with backoff, and exits if its first
 	// generation cannot boot.
 	OnBoot func(cfg Config) error
+	// OnShutdown, if non-nil, runs in every process that served requests
+	// once it has stopped serving, before it exits: close here what OnBoot
+	// opened. It runs after the drain, when no request is in flight any
+	// more or when --graceful-timeout cut the drain short. Its context's
+	// deadline is what remains of --graceful-timeout, counted from the
+	// signal (or the reload): the drain and the hook share that budget, so
+	// that the process is gone within it, as Gunicorn's graceful_timeout
+	// promises. After a fast stop in prod (INT or QUIT to the master) a
+	// worker's hook gets half a second; the dev server takes INT as a
+	// graceful stop.
+	// A hook still running at its deadline is abandoned: the process logs
+	// "shutdown hook abandoned" and exits without waiting for it. An error
+	// is logged. It does not run in a process whose OnBoot failed. If nil,
+	// nothing runs.
+	OnShutdown func(ctx context.Context, cfg Config) error
+	// OnReady, if non-nil, runs once in the prod master when its first
+	// generation of workers is whole and ready, after systemd was told
+	// READY=1 (Gunicorn's when_ready runs earlier, before any worker
+	// boots); in dev, once the server listens. It
+	// gets the effective Config. The master handles no signal and no
+	// worker while it runs: keep it short. An error is logged and changes
+	// nothing. If nil, nothing runs.
+	OnReady func(cfg Config) error
+	// OnReload, if non-nil, runs in the prod master each time a HUP's new
+	// generation is whole and ready, with the Config it reloaded, just
+	// before the old generation is told to drain; not when the new one
+	// could not boot and the old keeps serving. In dev it runs once the
+	// new code listens after a code reload. An error is logged and changes
+	// nothing. If nil, nothing runs.
+	OnReload func(cfg Config) error
+	// OnExit, if non-nil, runs once in the prod master as it exits, after
+	// every worker has exited (Gunicorn's on_exit): after TERM, INT or
+	// QUIT, and when the first generation could not boot. It gets the
+	// Config of the generation that served last. It does not run in an
+	// old master after a USR2 upgrade: the service goes on in the new
+	// master, whose OnReady has run. In dev it runs as the server exits,
+	// after OnShutdown (not at a code reload). It has no deadline of its
+	// own (under systemd, TimeoutStopSec bounds it). An error is logged.
+	// If nil, nothing runs.
+	OnExit func(cfg Config) error
 
 	mux        *http.ServeMux
 	middleware []func(http.Handler) http.Handler

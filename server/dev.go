@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -25,6 +26,13 @@ const banner = `
 // runDev serves app in this one process until TERM or INT (graceful);
 // a second signal stops it at once. When the sources change it rebuilds
 // and replaces itself with the new binary (see reload.go).
+//
+// The dev server has no master: it runs App's hooks of both roles (see
+// App). A start runs OnBoot, then OnReady once it listens; a stop drains,
+// runs OnShutdown, then OnExit; a code reload drains and runs OnShutdown,
+// and the new code runs OnBoot, then OnReload once it listens. OnExit runs
+// at every exit once the sockets are bound (a failed OnBoot included), as
+// the prod master's does.
 func runDev(app *App, cfg Config, log *zap.Logger) error {
 	in, err := takeDevInherited()
 	if err != nil {
@@ -34,8 +42,16 @@ func runDev(app *App, cfg Config, log *zap.Logger) error {
 		fmt.Fprint(os.Stderr, banner)
 	}
 	rl := newReloader(log, in)
-	next, fds, err := serveDev(app, cfg, log, in, rl)
+	next, fds, bound, err := serveDev(app, cfg, log, in, rl)
+	exit := func() {
+		if bound && app.OnExit != nil {
+			if err := app.OnExit(cfg); err != nil {
+				log.Error("exit hook failed", zap.Error(err))
+			}
+		}
+	}
 	if next == "" {
+		exit()
 		rl.close()
 		return err
 	}
@@ -49,14 +65,16 @@ func runDev(app *App, cfg Config, log *zap.Logger) error {
 	for _, fd := range fds {
 		syscall.Close(fd)
 	}
+	exit()
 	rl.close()
 	return err
 }
 
 // serveDev serves until a signal stops it (it then returns "") or a reload
 // has built the binary next: it then returns next and the descriptors of
-// the listeners to pass on, once the requests in flight are done.
-func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reloader) (next string, fds []int, err error) {
+// the listeners to pass on, once the requests in flight are done and
+// OnShutdown has run. bound tells whether it got its sockets.
+func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reloader) (next string, fds []int, bound bool, err error) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
@@ -70,7 +88,7 @@ func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reload
 	if in.fds != nil {
 		lns, err = in.listeners()
 		if err != nil {
-			return "", nil, err
+			return "", nil, bound, err
 		}
 		if len(lns) != len(cfg.Bind) {
 			log.Warn("--bind changed: a reload keeps the old addresses; restart to bind the new ones")
@@ -79,33 +97,39 @@ func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reload
 		for _, addr := range cfg.Bind {
 			ln, err := serve.Listen(addr)
 			if err != nil {
-				return "", nil, err
+				return "", nil, bound, err
 			}
 			lns = append(lns, ln)
 		}
 	}
+	bound = true
 	access, _, err := newAccessLog(cfg)
 	if err != nil {
-		return "", nil, err
+		return "", nil, bound, err
 	}
 	if access != nil {
 		defer access.Sync()
 	}
+	abandoned := false // the shutdown hook overran its deadline
 	if app.authPrefix != "" {
 		store, err := bootAuth(app, cfg, log, nil)
 		if err != nil {
-			return "", nil, fmt.Errorf("boot: %w", err)
+			return "", nil, bound, fmt.Errorf("boot: %w", err)
 		}
-		defer store.Close()
+		defer func() {
+			if !abandoned { // it may still be using the store
+				store.Close()
+			}
+		}()
 	}
 	if app.OnBoot != nil {
 		if err := app.OnBoot(cfg); err != nil {
-			return "", nil, fmt.Errorf("boot: %w", err)
+			return "", nil, bound, fmt.Errorf("boot: %w", err)
 		}
 	}
 	proxies, err := serve.ParseProxies(cfg.ForwardedAllowIPs)
 	if err != nil {
-		return "", nil, err
+		return "", nil, bound, err
 	}
 	srv := serve.New(debugPage(log)(app.Handler()), serve.Options{
 		Timeout:   cfg.Timeout,
@@ -124,8 +148,18 @@ func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reload
 	}
 	if in.fds != nil {
 		log.Info("reloaded: listening", zap.Strings("addr", addrs))
+		if app.OnReload != nil {
+			if err := app.OnReload(cfg); err != nil {
+				log.Error("reload hook failed", zap.Error(err))
+			}
+		}
 	} else {
 		log.Info("listening", zap.Strings("addr", addrs))
+		if app.OnReady != nil {
+			if err := app.OnReady(cfg); err != nil {
+				log.Error("ready hook failed", zap.Error(err))
+			}
+		}
 	}
 
 	built := make(chan string)
@@ -148,13 +182,14 @@ func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reload
 				syscall.Close(fd)
 			}
 			os.Remove(next)
-			return "", nil, fmt.Errorf("reload: %w", err)
+			return "", nil, bound, fmt.Errorf("reload: %w", err)
 		}
 		log.Info("reloading: finishing the requests in flight")
 	}
-	// The deadline runs from the signal or the reload. A signal during a
-	// reload's drain stops the server instead; a second one during a stop
-	// ends the drain at once.
+	// The deadline of the drain and of OnShutdown after it runs from the
+	// signal or the reload. A signal during a reload's drain (or its
+	// OnShutdown) stops the server instead; a second one during a stop
+	// ends the drain, or abandons OnShutdown, at once.
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.GracefulTimeout)
 	defer cancel()
 	stopped := make(chan struct{})
@@ -178,6 +213,7 @@ func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reload
 	if err := srv.Drain(ctx); err != nil {
 		log.Warn("requests still running were dropped", zap.Error(err))
 	}
+	abandoned = !devShutdown(ctx, app, cfg, log)
 	cancel()
 	select {
 	case <-stopped:
@@ -185,8 +221,36 @@ func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reload
 			syscall.Close(fd)
 		}
 		os.Remove(next)
-		return "", nil, nil
+		return "", nil, bound, nil
 	default:
 	}
-	return next, fds, nil
+	return next, fds, bound, nil
+}
+
+// devShutdown runs App.OnShutdown, if set, with ctx, and waits for it
+// until ctx is done (its deadline, or a second signal). It reports false
+// if the hook was abandoned: its goroutine goes on until the process
+// exits or execs. A prod worker does the same (workers.Worker.Shutdown).
+func devShutdown(ctx context.Context, app *App, cfg Config, log *zap.Logger) bool {
+	if app.OnShutdown == nil {
+		return true
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- app.OnShutdown(ctx, cfg) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		select {
+		case err = <-done: // returned just as its deadline passed
+		default:
+			log.Error("shutdown hook abandoned", zap.Duration("duration", time.Since(start)))
+			return false
+		}
+	}
+	if err != nil {
+		log.Error("shutdown hook failed", zap.Error(err), zap.Duration("duration", time.Since(start)))
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -158,6 +159,9 @@ func runServer(app *App, cfg Config, args []string) int {
 				next.ErrorLog = cfg.ErrorLog
 				return workersConfig(next), nil
 			},
+			OnReady:  masterHook(app.OnReady),
+			OnReload: masterHook(app.OnReload),
+			OnExit:   masterHook(app.OnExit),
 		}
 		err = m.Run()
 	}
@@ -194,12 +198,37 @@ func workersConfig(cfg Config) workers.Config {
 	}
 }
 
+// appConfig is the Config a generation runs with, out of its
+// workers.Config (see workersConfig).
+func appConfig(wc workers.Config) (Config, error) {
+	var cfg Config
+	if err := json.Unmarshal(wc.App, &cfg); err != nil {
+		return Config{}, fmt.Errorf("decode config: %w", err)
+	}
+	return cfg, nil
+}
+
+// masterHook adapts one of App's master hooks to workers.Master's; nil
+// stays nil.
+func masterHook(hook func(Config) error) func(workers.Config) error {
+	if hook == nil {
+		return nil
+	}
+	return func(wc workers.Config) error {
+		cfg, err := appConfig(wc)
+		if err != nil {
+			return err
+		}
+		return hook(cfg)
+	}
+}
+
 // runWorker is Main in a worker process.
 func runWorker(app *App) int {
 	err := workers.RunWorker(func(wc workers.Config) (*workers.Worker, error) {
-		var cfg Config
-		if err := json.Unmarshal(wc.App, &cfg); err != nil {
-			return nil, fmt.Errorf("decode config: %w", err)
+		cfg, err := appConfig(wc)
+		if err != nil {
+			return nil, err
 		}
 		// The worker writes its lines to its master's log file itself,
 		// the access log's too when it is "-": none waits for a master
@@ -239,7 +268,12 @@ func runWorker(app *App) int {
 		if err != nil {
 			return nil, err
 		}
+		var shutdown func(context.Context) error
+		if app.OnShutdown != nil {
+			shutdown = func(ctx context.Context) error { return app.OnShutdown(ctx, cfg) }
+		}
 		return &workers.Worker{
+			Shutdown:       shutdown,
 			Handler:        harden(app.Handler(), int64(cfg.MaxBodySize), log),
 			Logger:         log,
 			AccessLog:      access,

@@ -194,4 +194,30 @@
 // connection is answered with "Connection: close", an idle connection is
 // closed after a grace with a FIN, never a reset, and the worker logs how
 // its connections ended ("drained").
+//
+// # Hooks
+//
+// Each process role has its hooks, func fields that do nothing when nil.
+// In the master, in this order:
+//
+//	Master.OnStart   once, after binding and the privilege drop, before the first worker
+//	Master.OnReady   once, when the first generation is whole and ready
+//	Master.OnReload  after each HUP, when the new generation is whole and ready,
+//	                 just before the old one is told to drain
+//	Master.OnExit    as Run returns, once every worker has exited (or been killed
+//	                 after a failure); not after handing over to a USR2 master
+//
+// In each worker: the boot function, then serving, then at TERM (or EOF on
+// the control channel) the drain, then Worker.Shutdown, then Worker.Close,
+// then the exit. The drain and Shutdown share one deadline, the graceful
+// timeout counted from the signal, which keeps the worker's exit within
+// that timeout and ahead of the master's SIGKILL one second later: a
+// Shutdown still running at its deadline is abandoned (logged as
+// "shutdown hook abandoned"), Close is skipped, and the worker exits 0 by
+// itself, an ordinary "worker exited" for the master. After INT, Shutdown
+// runs at once with FastStopShutdown.
+//
+// The master's hooks run on its loop: while one runs, no signal, frame or
+// exit is handled. Their errors are logged and change nothing (OnStart's
+// stops Run).
 package workers

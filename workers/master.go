@@ -108,6 +108,30 @@ type Master struct {
 	// workers' user), before the first worker starts; a master started by
 	// USR2 runs it too. An error stops Run. If nil, nothing runs.
 	OnStart func() error
+	// OnReady, if non-nil, runs once in the master when its first
+	// generation is whole and ready, with that generation's Config: after
+	// the pidfile is written and systemd (and, after a USR2, the old
+	// master) told. It runs on the master's loop, which handles no signal
+	// or worker meanwhile: keep it short, or start a goroutine. An error
+	// is logged and changes nothing. If nil, nothing runs.
+	OnReady func(cfg Config) error
+	// OnReload, if non-nil, runs in the master each time a generation
+	// started by HUP is whole and ready, with its Config, just before the
+	// old generation is told to drain; not when the new generation could
+	// not boot and was abandoned. (Gunicorn's on_reload runs at the HUP
+	// itself; this is when the reload took effect.) It runs on the
+	// master's loop, as OnReady; an error is logged and changes nothing.
+	// If nil, nothing runs.
+	OnReload func(cfg Config) error
+	// OnExit, if non-nil, runs once in the master as Run returns, after
+	// OnStart ran: after a stop by TERM, INT or QUIT once every worker has
+	// exited, and after a failure (the first generation could not boot;
+	// its workers were killed). It gets the Config of the generation that
+	// served last (Config if none did). It does not run in a master that
+	// handed over to a new one (USR2): the service goes on there, and what
+	// the new master's OnReady set up must stay. An error is logged. If
+	// nil, nothing runs.
+	OnExit func(cfg Config) error
 
 	log        *zap.Logger
 	path       string // the executable, as invoked
@@ -134,6 +158,7 @@ type Master struct {
 	nextSpawn  time.Time
 	lastTick   time.Time // when the loop last checked deadlines
 	stopping   bool
+	handedOff  bool // a master started by USR2 took over
 	started    time.Time
 	stderr     io.Writer
 	tally      tally      // the metrics, added up
@@ -255,6 +280,7 @@ func (m *Master) Run() error {
 			return err
 		}
 	}
+	defer m.exit()
 	m.events = make(chan event, 64)
 	m.upgrades = make(chan error, 1)
 	m.workers = make(map[int]*worker)
@@ -291,6 +317,7 @@ func (m *Master) Run() error {
 			}
 		case err := <-m.upgrades:
 			m.upgraded(err)
+			m.handedOff = m.handedOff || err == nil
 		case q := <-m.queries:
 			q.reply <- q.render(m)
 		case <-ticker.C:
@@ -357,8 +384,10 @@ func (m *Master) reconcile(now time.Time) error {
 		m.freeMemory()
 		if first {
 			m.ready()
+			m.hook("ready hook failed", m.OnReady, m.cfg)
 		} else {
 			m.reloaded()
+			m.hook("reload hook failed", m.OnReload, m.cfg)
 		}
 	}
 	for _, w := range m.workers {
@@ -371,6 +400,29 @@ func (m *Master) reconcile(now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// hook runs one of the master's hooks, if set, and logs its error as msg.
+func (m *Master) hook(msg string, hook func(Config) error, cfg Config) {
+	if hook == nil {
+		return
+	}
+	start := time.Now()
+	if err := hook(cfg); err != nil {
+		m.log.Error(msg, zap.Error(err), zap.Duration("duration", time.Since(start)))
+	}
+}
+
+// exit runs OnExit as Run returns, unless a new master took over.
+func (m *Master) exit() {
+	if m.handedOff {
+		return
+	}
+	cfg := m.Config
+	if m.servingGen != 0 {
+		cfg = m.servingCfg
+	}
+	m.hook("exit hook failed", m.OnExit, cfg)
 }
 
 // handle applies one worker event.

@@ -37,9 +37,22 @@ type Worker struct {
 	// Reopen, if non-nil, is called on SIGUSR1 to reopen log files after
 	// logrotate moved them.
 	Reopen func() error
+	// Shutdown, if non-nil, runs once the worker has stopped serving: after
+	// its drain, when no request is in flight any more (TERM, or its
+	// master gone), or when Config.GracefulTimeout cut the drain short; at
+	// once after a fast stop (INT). Its context's deadline is what remains
+	// of the graceful timeout, counted from the signal: the drain and the
+	// hook share that budget, and the master kills the worker one second
+	// after it. After a fast stop the deadline is FastStopShutdown away. A
+	// hook still running at its deadline is abandoned: the worker logs
+	// "shutdown hook abandoned" and exits without waiting for it, and
+	// without calling Close. An error it returns is logged. If nil,
+	// nothing runs.
+	Shutdown func(ctx context.Context) error
 	// Close, if non-nil, is called once the worker has stopped serving,
-	// before it exits: to close what boot opened, such as database
-	// connections, so that the database sees them end rather than break.
+	// after Shutdown, before it exits: to close what boot opened, such as
+	// database connections, so that the database sees them end rather than
+	// break.
 	Close func() error
 	// TrustedProxies are the peers whose X-Forwarded-For, -Proto and
 	// X-Request-ID headers are believed; a request from one gets the
@@ -132,8 +145,12 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	abandoned := false // the shutdown hook overran its deadline
 	if w.Close != nil {
 		defer func() {
+			if abandoned {
+				return // it may still be using what Close would close
+			}
 			if err := w.Close(); err != nil {
 				log.Warn("close after serving", zap.Error(err))
 			}
@@ -169,6 +186,10 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	srv.Serve(lns)
 	if err := ctrl.Send(ipc.Frame{Type: ipc.TypeReady}); err != nil {
 		srv.Close()
+		// Booted, so the hook closes what boot opened.
+		ctx, cancel := context.WithTimeout(context.Background(), FastStopShutdown)
+		defer cancel()
+		abandoned = !shutdown(ctx, w.Shutdown, log)
 		return fmt.Errorf("report ready: %w", err)
 	}
 
@@ -186,16 +207,20 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	// the master before the exit.
 	defer sendHeartbeat(ctrl, srv, counts)
 
-	for {
+	// The deadline of the drain and of the shutdown hook after it runs
+	// from the signal (or the master's death).
+	var ctx context.Context
+	var cancel context.CancelFunc
+	for ctx == nil {
 		select {
 		case <-masterGone:
 			log.Warn("master gone")
-			return drain(srv, cfg)
+			ctx, cancel = drain(srv, cfg)
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGTERM:
 				log.Info("signal", zap.Stringer("signal", sig))
-				return drain(srv, cfg)
+				ctx, cancel = drain(srv, cfg)
 			case syscall.SIGUSR1:
 				if w.Reopen != nil {
 					if err := w.Reopen(); err != nil {
@@ -204,20 +229,60 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 				}
 			default: // INT
 				log.Info("stopping now", zap.Stringer("signal", sig))
+				ctx, cancel = context.WithTimeout(context.Background(), FastStopShutdown)
 				srv.Close()
-				return nil
 			}
 		}
 	}
+	defer cancel()
+	abandoned = !shutdown(ctx, w.Shutdown, log)
+	return nil
 }
+
+// FastStopShutdown is the deadline of Worker.Shutdown after a fast stop
+// (INT): the master kills the worker a second after it sent INT.
+const FastStopShutdown = 500 * time.Millisecond
 
 // drain retires the worker without losing a request (serve.Server.Drain),
 // within the graceful timeout; the drain logs how its connections ended.
-func drain(srv *serve.Server, cfg Config) error {
+// It returns the context that bounded it, for the shutdown hook to use
+// what remains.
+func drain(srv *serve.Server, cfg Config) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.gracefulTimeout())
-	defer cancel()
 	srv.Drain(ctx)
-	return nil
+	return ctx, cancel
+}
+
+// shutdown runs hook, if any, with ctx, and waits for it until ctx's
+// deadline. It reports false if the hook was abandoned there: the hook's
+// goroutine then goes on until the process exits.
+func shutdown(ctx context.Context, hook func(context.Context) error, log *zap.Logger) bool {
+	if hook == nil {
+		return true
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- hook(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error("shutdown hook failed", zap.Error(err), zap.Duration("duration", time.Since(start)))
+		}
+		return true
+	case <-ctx.Done():
+		// A hook that returns just as its deadline passes is not
+		// abandoned.
+		select {
+		case err := <-done:
+			if err != nil {
+				log.Error("shutdown hook failed", zap.Error(err), zap.Duration("duration", time.Since(start)))
+			}
+			return true
+		default:
+		}
+		log.Error("shutdown hook abandoned", zap.Duration("duration", time.Since(start)))
+		return false
+	}
 }
 
 // heartbeat reports the counters every HeartbeatInterval until the channel

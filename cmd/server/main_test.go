@@ -49,6 +49,10 @@ func TestMain(m *testing.M) {
 		handoverApp()
 		return
 	}
+	if os.Getenv(envHooksApp) != "" {
+		hooksApp()
+		return
+	}
 	os.Exit(proctest.Run(m))
 }
 
