@@ -304,11 +304,11 @@ func TestLogsWithUser(t *testing.T) {
 	p.Signal(t, syscall.SIGUSR1)
 	if !proctest.WaitUntil(5*time.Second, func() bool {
 		b, _ := os.ReadFile(errorLog)
-		return bytes.Contains(b, []byte(`"msg":"logs reopened"`))
+		// The master reopens, then each of the 2 workers.
+		return bytes.Count(b, []byte(`"msg":"logs reopened"`)) == 3
 	}) {
-		t.Errorf("no \"logs reopened\" in the new %s", errorLog)
+		t.Errorf("no \"logs reopened\" of the master and its 2 workers in the new %s", errorLog)
 	}
-	time.Sleep(300 * time.Millisecond) // the workers reopen once the master has
 	for range 6 {
 		proctest.Get("http://"+addr+"/healthz", 2*time.Second)
 	}

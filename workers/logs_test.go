@@ -169,11 +169,13 @@ func TestUSR1WorkersWriteNewErrorLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Signal(t, syscall.SIGUSR1)
-	proctest.WaitUntil(2*time.Second, func() bool {
+	// The master reopens, then each of the 2 workers.
+	if !proctest.WaitUntil(5*time.Second, func() bool {
 		b, _ := os.ReadFile(logPath)
-		return bytes.Contains(b, []byte(`"msg":"logs reopened"`))
-	})
-	time.Sleep(300 * time.Millisecond) // the workers reopen once the master has
+		return bytes.Count(b, []byte(`"msg":"logs reopened"`)) == 3
+	}) {
+		t.Fatalf("no \"logs reopened\" of the master and its 2 workers in the new %s", logPath)
+	}
 	// Several connections, so that both workers answer some, most likely.
 	const n = 6
 	var want []string

@@ -332,8 +332,13 @@ func TestUSR1ReopensErrorLog(t *testing.T) {
 	}
 	os.Rename(logPath, logPath+".1")
 	p.Signal(t, syscall.SIGUSR1)
-	if !proctest.WaitUntil(5*time.Second, contains(logPath, `"msg":"logs reopened"`)) {
-		t.Fatalf("no \"logs reopened\" in a new %s", logPath)
+	// The master's line, then the worker's: it reopens once the master
+	// passed the signal on.
+	if !proctest.WaitUntil(5*time.Second, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Count(string(b), `"msg":"logs reopened"`) == 2
+	}) {
+		t.Fatalf("no \"logs reopened\" of the master and of the worker in a new %s", logPath)
 	}
 	proctest.Get("http://"+addr+"/pid", 2*time.Second)
 	if !proctest.WaitUntil(2*time.Second, contains(logPath, `"path":"/pid"`)) {

@@ -225,6 +225,8 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 				if w.Reopen != nil {
 					if err := w.Reopen(); err != nil {
 						log.Error("reopen logs", zap.Error(err))
+					} else {
+						log.Info("logs reopened")
 					}
 				}
 			default: // INT
