@@ -1,9 +1,11 @@
 package readmetest
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -90,5 +92,44 @@ func TestNamed(t *testing.T) {
 	}
 	if got, want := Named(blocks), []string{"PORT", "SOCKET", "DESTDIR"}; !slices.Equal(got, want) {
 		t.Errorf("Named: got %q, want %q", got, want)
+	}
+}
+
+// TestScriptFailsAsAReaderWould runs small READMEs through the runner's
+// bash: what a reader would see fail must fail the run, and what a reader's
+// terminal carries from one block to the next must carry over.
+func TestScriptFailsAsAReaderWould(t *testing.T) {
+	tests := []struct {
+		name   string
+		blocks []string
+		fails  bool
+		output string // in the output, if not empty
+	}{
+		{"a failing command", []string{"echo before", "false\necho after"}, true, "before"},
+		{"an unset variable", []string{"echo \"$README_TEST_UNSET\""}, true, "unbound variable"},
+		{"a failing pipe", []string{"false | cat"}, true, ""},
+		{"an HTTP error with --fail-with-body", []string{"curl -sS --fail-with-body http://127.0.0.1:1/"}, true, ""},
+		{"state carries over", []string{"x=kept; mkdir sub; cd sub", "echo \"$x in ${PWD##*/}\""}, false, "kept in sub"},
+		{"kill %1 stops the job", []string{"sleep 100 &\nkill %1; wait", "sleep 100 &\nkill %1; wait"}, false, ""},
+		{"a job left running is killed", []string{"sleep 100 &"}, false, "still running at the end: killed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var blocks []Block
+			for i, text := range tt.blocks {
+				blocks = append(blocks, Block{Line: i + 1, Lang: "sh", Text: text + "\n"})
+			}
+			start := time.Now()
+			out, err := execute(t, t.TempDir(), os.Environ(), script("x.md", blocks, 100*time.Millisecond), 20*time.Second)
+			if took := time.Since(start); took > 10*time.Second {
+				t.Errorf("took %s: a job was waited for", took)
+			}
+			if got := err != nil; got != tt.fails {
+				t.Errorf("got error %v, want failure %v; output:\n%s", err, tt.fails, out)
+			}
+			if !strings.Contains(out, tt.output) {
+				t.Errorf("output %q: want %q in it", out, tt.output)
+			}
+		})
 	}
 }

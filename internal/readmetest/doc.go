@@ -18,9 +18,12 @@
 // error; the test must too). It also runs with job control on (set -m -b),
 // as an interactive shell does: "kill %1" signals the whole job, a "go run"
 // and the program it started alike, and a job that has ended leaves the
-// job table at once, as it does before an interactive prompt. Jobs still
-// running at the end get 10 s to finish (a README that stopped its server
-// lets it drain), then are killed.
+// job table at once, as it does before an interactive prompt. A README
+// starts a server with a trailing "&", waits for it with
+// "until curl -fs …; do sleep 1; done", and stops it with "kill %1; wait":
+// the wait makes sure the job has ended, and freed its port and its job
+// number, before the next block starts another. Jobs still running at the
+// end get 10 s to finish, then are killed.
 //
 // # Ports and paths
 //

@@ -295,16 +295,21 @@ func environment(t *testing.T, names []string) (env, set []string) {
 	return append(env, set...), set
 }
 
+// jobGrace is how long jobs still running when a README ends get to end
+// by themselves (a server the README stopped drains first).
+const jobGrace = 10 * time.Second
+
 // script is the bash program that runs a README's shell blocks in order.
-func script(rel string, blocks []Block) string {
+func script(rel string, blocks []Block, grace time.Duration) string {
 	var s strings.Builder
+	fmt.Fprintf(&s, "readmetest_grace=%d\n", max(1, grace/(100*time.Millisecond)))
 	s.WriteString(`set -euo pipefail
 set -m -b
 readmetest_cleanup() {
 	set +x
 	local i p
-	# Jobs the README stopped may still be draining: give them 10 s.
-	for i in $(seq 100); do
+	# Jobs the README stopped may still be draining.
+	for i in $(seq "$readmetest_grace"); do
 		[ -z "$(jobs -pr)" ] && break
 		sleep 0.1
 	done
@@ -362,11 +367,23 @@ func runReadme(t *testing.T, root string, f readmeFile) {
 	}
 	dir := freshCopy(t, root)
 	env, set := environment(t, Named(run))
+	start := time.Now()
+	out, err := execute(t, dir, env, script(f.rel, run, jobGrace), readmeTimeout)
+	t.Logf("%s: %d shell blocks run in %s, with %q\n%s", f.rel, len(run), time.Since(start).Round(time.Millisecond), set, out)
+	if err != nil {
+		t.Fatalf("%s: %v (the output above ends at the failing command)", f.rel, err)
+	}
+}
+
+// execute runs a script with bash in dir and returns its output, stdout
+// and stderr interleaved.
+func execute(t *testing.T, dir string, env []string, program string, timeout time.Duration) (string, error) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "readme.sh")
-	if err := os.WriteFile(path, []byte(script(f.rel, run)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(program), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), readmeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", path)
 	cmd.Dir, cmd.Env = dir, env
@@ -377,13 +394,9 @@ func runReadme(t *testing.T, root string, f readmeFile) {
 	cmd.WaitDelay = 15 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
 	err := cmd.Run()
-	t.Logf("%s: %d shell blocks run in %s, with %q\n%s", f.rel, len(run), time.Since(start).Round(time.Millisecond), set, out.String())
 	if ctx.Err() != nil {
-		t.Fatalf("%s: still running after %s", f.rel, readmeTimeout)
+		err = fmt.Errorf("still running after %s: %w", timeout, err)
 	}
-	if err != nil {
-		t.Fatalf("%s: %v (the output above ends at the failing command)", f.rel, err)
-	}
+	return out.String(), err
 }
