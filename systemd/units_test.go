@@ -532,3 +532,36 @@ func TestReadmeRunsTheUnits(t *testing.T) {
 		t.Errorf("README.md: no line %q (ExecStartPre=) in:\n%s", want, text)
 	}
 }
+
+// TestReadmeDropIns installs each ini block of README.md (the drop-ins it
+// tells to write with systemctl edit) beside a staged server.service and
+// runs systemd-analyze verify: a drop-in the page shows must not draw a
+// warning.
+func TestReadmeDropIns(t *testing.T) {
+	analyze := systemdAnalyze(t)
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(string(b), "```ini\n")[1:]
+	if len(parts) == 0 {
+		t.Fatal("README.md: no ini block")
+	}
+	for i, part := range parts {
+		dropIn, _, _ := strings.Cut(part, "```")
+		t.Run(strconv.Itoa(i+1), func(t *testing.T) {
+			dir := stageUnits(t)
+			d := filepath.Join(dir, "server.service.d")
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, "readme.conf"), []byte(dropIn), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := run(t, dir, analyze, "verify", filepath.Join(dir, "server.service"))
+			if hits := linesNaming(stdout+stderr, dir); code != 0 || len(hits) > 0 {
+				t.Errorf("verify with README.md's drop-in\n%s: got exit %d and\n%s", dropIn, code, strings.Join(hits, "\n"))
+			}
+		})
+	}
+}
