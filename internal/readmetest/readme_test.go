@@ -341,6 +341,7 @@ func TestReadmes(t *testing.T) {
 	}
 	root := repoRoot(t)
 	lockCopyDir(t)
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(copyDir)) }) // before the unlock: cleanups run last in, first out
 	start := time.Now()
 	// One after the other, in one directory: see copyDir.
 	for _, f := range loadReadmes(t, root) {
