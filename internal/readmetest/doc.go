@@ -47,7 +47,8 @@
 //
 //	<!-- readme-test: skip needs systemd as PID 1 -->
 //
-// skip needs a reason; the runner logs every skipped block with it. A
+// skip needs a reason; the runner logs every skipped block with it, and
+// checks that the block is at least valid shell (bash -n). A
 // block that another script runs word for word says so instead, and the
 // runner checks the claim, each command line against the script's lines:
 //

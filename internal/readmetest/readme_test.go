@@ -78,7 +78,8 @@ func loadReadmes(t *testing.T, root string) []readmeFile {
 }
 
 // TestMarkers checks what the markers claim: a skipped block has a
-// reason, and a block said to be run by a script is, line for line.
+// reason and is at least valid shell (bash -n), and a block said to be run
+// by a script is, line for line.
 func TestMarkers(t *testing.T) {
 	root := repoRoot(t)
 	var shell, skipped int
@@ -91,6 +92,10 @@ func TestMarkers(t *testing.T) {
 			if b.Skip() != "" {
 				skipped++
 				t.Logf("%s:%d: not run: %s", f.rel, b.Line, b.Skip())
+				// Not run, but at least valid shell.
+				if out, err := exec.Command("bash", "-n", "-c", b.Text).CombinedOutput(); err != nil {
+					t.Errorf("%s:%d: bash -n: %v\n%s", f.rel, b.Line, err, out)
+				}
 			}
 			script := b.RanBy()
 			if script == "" {
