@@ -451,3 +451,117 @@ func systemdDuration(s string) (time.Duration, error) {
 	}
 	return total, nil
 }
+
+// TestReadmeRunsTheUnits checks that README.md's "Without systemd as PID
+// 1" block, which the README test runs in place of systemctl, runs what
+// the units say: server.socket's sockets and fd name, server.service's
+// ExecStartPre= and ExecStart= lines and Environment=, with its state and
+// runtime directories. Only the install root and the sockets' variables
+// differ, and they are put back here before comparing.
+func TestReadmeRunsTheUnits(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := strings.ReplaceAll(string(b), "\\\n", " ")
+	var block string
+	for _, part := range strings.Split(readme, "```sh\n")[1:] {
+		part, _, _ = strings.Cut(part, "```")
+		if strings.Contains(part, "systemd-socket-activate") {
+			block = part
+		}
+	}
+	if block == "" {
+		t.Fatal("README.md: no sh block runs systemd-socket-activate")
+	}
+	svc, sock := parseUnit(t, "server.service"), parseUnit(t, "server.socket")
+	last := func(u unitFile, k string) string {
+		if v := u[k]; len(v) > 0 {
+			return v[len(v)-1]
+		}
+		t.Fatalf("%s missing", k)
+		return ""
+	}
+	// The README's variables, as the units spell them.
+	state, runtime := "%S/"+last(svc, "Service.StateDirectory"), "/run/"+last(svc, "Service.RuntimeDirectory")
+	norm := strings.NewReplacer(
+		`"$DESTDIR`+installedBinary+`"`, installedBinary,
+		`$state`, state, `$runtime`, runtime,
+		`$PORT`, "8000", `$SOCKET`, "/run/server.sock",
+		`"`, "",
+	).Replace
+	var lines []string
+	for _, l := range strings.Split(block, "\n") {
+		if i := strings.Index(l, " #"); i >= 0 {
+			l = l[:i]
+		}
+		lines = append(lines, strings.Join(strings.Fields(norm(l)), " "))
+	}
+	text := strings.Join(lines, "\n")
+	for _, want := range []string{
+		"PORT=${PORT:-8000} SOCKET=${SOCKET:-/run/server.sock}",
+		"state=$DESTDIR/var/lib/" + last(svc, "Service.StateDirectory") + " runtime=$DESTDIR/run/" + last(svc, "Service.RuntimeDirectory"),
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("README.md: no %q: the variables the check below relies on", want)
+		}
+	}
+	var activate string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "systemd-socket-activate ") {
+			activate = l
+		}
+	}
+	var wantArgs []string
+	for _, l := range sock["Socket.ListenStream"] {
+		wantArgs = append(wantArgs, "-l "+l)
+	}
+	wantArgs = append(wantArgs, "--fdname="+last(sock, "Socket.FileDescriptorName"))
+	for _, e := range svc["Service.Environment"] {
+		wantArgs = append(wantArgs, "-E "+e)
+	}
+	for _, a := range wantArgs {
+		if !strings.Contains(activate, " "+a+" ") {
+			t.Errorf("README.md: systemd-socket-activate line %q: want %q, as the units say", activate, a)
+		}
+	}
+	if want := last(svc, "Service.ExecStart") + " &"; !strings.HasSuffix(activate, " "+want) {
+		t.Errorf("README.md: systemd-socket-activate line %q: want it to end with ExecStart=%q", activate, want)
+	}
+	if want := last(svc, "Service.ExecStartPre"); !slices.Contains(lines, want) {
+		t.Errorf("README.md: no line %q (ExecStartPre=) in:\n%s", want, text)
+	}
+}
+
+// TestReadmeDropIns installs each ini block of README.md (the drop-ins it
+// tells to write with systemctl edit) beside a staged server.service and
+// runs systemd-analyze verify: a drop-in the page shows must not draw a
+// warning.
+func TestReadmeDropIns(t *testing.T) {
+	analyze := systemdAnalyze(t)
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(string(b), "```ini\n")[1:]
+	if len(parts) == 0 {
+		t.Fatal("README.md: no ini block")
+	}
+	for i, part := range parts {
+		dropIn, _, _ := strings.Cut(part, "```")
+		t.Run(strconv.Itoa(i+1), func(t *testing.T) {
+			dir := stageUnits(t)
+			d := filepath.Join(dir, "server.service.d")
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, "readme.conf"), []byte(dropIn), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := run(t, dir, analyze, "verify", filepath.Join(dir, "server.service"))
+			if hits := linesNaming(stdout+stderr, dir); code != 0 || len(hits) > 0 {
+				t.Errorf("verify with README.md's drop-in\n%s: got exit %d and\n%s", dropIn, code, strings.Join(hits, "\n"))
+			}
+		})
+	}
+}

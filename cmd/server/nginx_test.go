@@ -17,7 +17,7 @@ import (
 // with real nginx in front of the real binary.
 
 const (
-	exampleUpstream = "    server unix:/run/remuda/remuda.sock max_fails=1 fail_timeout=10s;\n"
+	exampleUpstream = "    server unix:/run/server.sock max_fails=1 fail_timeout=10s;\n"
 	exampleListen   = "    listen 80;\n    listen [::]:80;\n"
 )
 
