@@ -194,7 +194,7 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGTERM:
-				log.Info("signal", zap.Stringer("signal", sig))
+				log.Info("signal", signalField(sig))
 				return drain(srv, cfg)
 			case syscall.SIGUSR1:
 				if w.Reopen != nil {
@@ -203,7 +203,7 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 					}
 				}
 			default: // INT
-				log.Info("stopping now", zap.Stringer("signal", sig))
+				log.Info("stopping now", signalField(sig))
 				srv.Close()
 				return nil
 			}
