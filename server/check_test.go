@@ -92,7 +92,7 @@ func TestCheckProd(t *testing.T) {
 	t.Run("4-byte key", func(t *testing.T) {
 		t.Setenv("SERVER_SECRET_KEY", "abcd")
 		var stdout, stderr bytes.Buffer
-		if code := run(app, args, &stdout, &stderr); code == 0 {
+		if code := run(app, "server", args, &stdout, &stderr); code == 0 {
 			t.Errorf("check with a 4-byte key: exit 0, want non-zero\n%s", stderr.String())
 		}
 		if out := stderr.String(); !strings.Contains(out, "error E002") || !strings.Contains(out, "at least 32") || strings.Contains(out, "abcd") {
@@ -102,7 +102,7 @@ func TestCheckProd(t *testing.T) {
 	t.Run("sound config", func(t *testing.T) {
 		t.Setenv("SERVER_SECRET_KEY", goodKey)
 		var stdout, stderr bytes.Buffer
-		if code := run(app, args, &stdout, &stderr); code != 0 {
+		if code := run(app, "server", args, &stdout, &stderr); code != 0 {
 			t.Errorf("check of a sound config: exit %d\n%s", code, stderr.String())
 		}
 		if strings.Contains(stderr.String(), "error") {

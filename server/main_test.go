@@ -59,7 +59,7 @@ func TestCommands(t *testing.T) {
 				t.Setenv("SERVER_TIMEOUT", "soon")
 			}
 			var stdout, stderr bytes.Buffer
-			code := run(NewApp(), tt.args, &stdout, &stderr)
+			code := run(NewApp(), "server", tt.args, &stdout, &stderr)
 			if code != tt.code {
 				t.Errorf("server %v: exit %d, want %d (stderr %q)", tt.args, code, tt.code, stderr.String())
 			}
