@@ -45,6 +45,12 @@ func TestDeployChecks(t *testing.T) {
 		{"E001", base, nil, true, "SERVER_SECRET_KEY"},
 		{"E002", base, map[string]string{"SERVER_SECRET_KEY": "abcd"}, true, "at least 32"},
 		{"E003", []string{"--prod", "--workers", "2", "--database", "sqlite:" + open}, map[string]string{"SERVER_SECRET_KEY": goodKey}, true, "chmod o-rwx"},
+		{"E004", []string{"--prod", "--workers", "2", "--database", "sqlite:" + filepath.Join(dir, "missing", "server.db")}, map[string]string{"SERVER_SECRET_KEY": goodKey}, true,
+			"directory " + filepath.Join(dir, "missing") + " does not exist"},
+		{"E004", []string{"--prod", "--workers", "2", "--database", "sqlite:" + filepath.Join(closed, "server.db")}, map[string]string{"SERVER_SECRET_KEY": goodKey}, true,
+			closed + " is not a directory"},
+		{"E005", append(base, "--jwt-algorithm", "RS256"), nil, true, "RS256 needs a private key file"},
+		{"E005", append(base, "--jwt-algorithm", "ES256", "--jwt-private-key", filepath.Join(dir, "nokey.pem")), nil, true, "jwt_private_key from flag --jwt-private-key"},
 	}
 	if os.Geteuid() == 0 {
 		tests = append(tests, struct {
