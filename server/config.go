@@ -68,6 +68,14 @@ const (
 	DefaultJWTAlgorithm = "HS256"
 	// MaxTokenLifetime caps both token lifetimes.
 	MaxTokenLifetime = 90 * 24 * time.Hour
+	// MaxAccessTokenLifetime caps AccessTokenLifetime (simplejwt has no
+	// cap). A protected request checks the access token's signature and
+	// its user's row, never a list of revoked tokens: a logout (/blacklist/)
+	// or a refresh token's detected reuse revokes refresh tokens only, and
+	// an access token already out works until it expires. The cap bounds
+	// that window. A password change or a deactivated user stops them at
+	// once (the user's row).
+	MaxAccessTokenLifetime = time.Hour
 
 	// DefaultErrorLog sends the server's own log to stderr in both modes.
 	DefaultErrorLog = "-"
@@ -165,7 +173,9 @@ type Config struct {
 	// in ps.
 	SecretKey string `json:"secret_key"`
 	// AccessTokenLifetime and RefreshTokenLifetime: simplejwt's
-	// ACCESS_TOKEN_LIFETIME (5m) and REFRESH_TOKEN_LIFETIME (24h).
+	// ACCESS_TOKEN_LIFETIME (5m) and REFRESH_TOKEN_LIFETIME (24h). The
+	// access lifetime is at most MaxAccessTokenLifetime (1h), the refresh
+	// lifetime at most MaxTokenLifetime (90 days) and longer than it.
 	AccessTokenLifetime  time.Duration `json:"access_token_lifetime"`
 	RefreshTokenLifetime time.Duration `json:"refresh_token_lifetime"`
 	// RotateRefreshTokens and BlacklistAfterRotation: simplejwt's settings
@@ -321,8 +331,8 @@ var settings = []setting{
 		want: "sqlite:PATH or postgres://…", field: func(c *Config) any { return &c.Database }},
 	{key: "secret_key", arg: "KEY", help: "HMAC signing key; prefer SERVER_SECRET_KEY (a flag shows in ps)",
 		want: "a key of at least 32 bytes", secret: true, field: func(c *Config) any { return &c.SecretKey }},
-	{key: "access_token_lifetime", arg: "DUR", help: "lifetime of access tokens",
-		want: "a duration above 0 and at most 1h", maxDur: time.Hour,
+	{key: "access_token_lifetime", arg: "DUR", help: "lifetime of access tokens, at most 1h: one cannot be revoked before it expires",
+		want: "a duration above 0 and at most 1h (an access token cannot be revoked before it expires: a logout revokes only its refresh token)", maxDur: MaxAccessTokenLifetime,
 		field: func(c *Config) any { return &c.AccessTokenLifetime }},
 	{key: "refresh_token_lifetime", arg: "DUR", help: "lifetime of refresh tokens",
 		want: "a duration above 0 and at most 90 days (2160h)", maxDur: MaxTokenLifetime,
