@@ -763,6 +763,7 @@ func TestConfigUsage(t *testing.T) {
 func FuzzLoadConfigFile(f *testing.F) {
 	f.Add([]byte("workers = 2\ntimeout = 30\n"))
 	f.Add([]byte("prod = true\nbind = [\"[::1]:80\", \"unix:/s\"]\nkeep_alive = \"1m15s\"\n"))
+	f.Add([]byte("max_body_size = \"10M\"\nmax_worker_memory = 536870912\n"))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(dir, "server.toml")
