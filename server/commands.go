@@ -179,14 +179,16 @@ func run(app *App, prog string, args []string, stdout, stderr io.Writer) int {
 	inv.own = flags.own
 	if cmd.settings {
 		inv.cfg, err = configFrom(flags, os.Getenv)
-		if err != nil {
-			inv.errorf("%v", err)
-			return ExitUsage
-		}
-		if cmd.name != "check" { // check lists them among its findings
+		// First, as a misspelled variable may explain a bad config; check
+		// lists them among its findings (W018) when it gets that far.
+		if err != nil || cmd.name != "check" {
 			for _, w := range unknownEnv(os.Environ()) {
 				inv.errorf("warning: %s", w)
 			}
+		}
+		if err != nil {
+			inv.errorf("%v", err)
+			return ExitUsage
 		}
 	}
 	return cmd.run(inv)

@@ -54,7 +54,12 @@ func TestCommands(t *testing.T) {
 			stderr: []string{"--workers", `"lots"`, "from 1 to 1024"}},
 		{name: "unknown flag", args: []string{"run", "--wokers", "2"}, code: ExitUsage, stderr: []string{"--wokers", "--workers"}},
 		{name: "bad env", args: []string{"check"}, code: ExitUsage, stderr: []string{"SERVER_TIMEOUT", `"soon"`, "duration"}},
-		{name: "help", args: []string{"run", "-h"}, code: ExitOK, stdout: []string{"--graceful-timeout", "--max-requests"}},
+		{name: "help", args: []string{"run", "-h"}, code: ExitOK, stdout: []string{"--graceful-timeout", "--max-requests",
+			"lifetime of access tokens, at most 1h: one cannot be revoked before it expires"}},
+		{name: "access cap", args: []string{"check", "--access-token-lifetime", "2h"}, code: ExitUsage,
+			stderr: []string{`--access-token-lifetime "2h"`, "at most 1h", "cannot be revoked"}},
+		{name: "body size", args: []string{"check", "--prod", "--max-body-size", "10M"}, code: ExitOK,
+			stdout: []string{"max_body_size = 10485760"}},
 		{name: "check", args: []string{"check", "--prod", "--workers", "3"}, code: ExitOK,
 			stdout: []string{"prod = true", "workers = 3", "# flag --workers", `timeout = "30s"`}},
 	}
@@ -334,10 +339,16 @@ func TestUnknownEnvWarned(t *testing.T) {
 		{[]string{"migrate", "--database", db}, "myapp migrate: warning: " + want},
 		{[]string{"check", "--database", db}, "warning W018: " + want},
 		{[]string{"flushexpiredtokens", "--database", db}, "myapp flushexpiredtokens: warning: " + want},
+		// A bad config still gets the warning, which may explain it.
+		{[]string{"check", "--workers", "0"}, "myapp check: warning: " + want},
 	} {
+		wantCode := ExitOK
+		if slices.Contains(tt.args, "0") {
+			wantCode = ExitUsage
+		}
 		var stdout, stderr bytes.Buffer
-		if code := run(NewApp(), "myapp", tt.args, &stdout, &stderr); code != ExitOK || !strings.Contains(stderr.String(), tt.line+"\n") {
-			t.Errorf("myapp %q with SERVER_WOKERS set: exit %d, stderr %q; want 0 and %q", tt.args, code, stderr.String(), tt.line)
+		if code := run(NewApp(), "myapp", tt.args, &stdout, &stderr); code != wantCode || !strings.Contains(stderr.String(), tt.line+"\n") {
+			t.Errorf("myapp %q with SERVER_WOKERS set: exit %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), wantCode, tt.line)
 		}
 	}
 }
