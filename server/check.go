@@ -124,7 +124,10 @@ func deployChecks(c Config, usesAuth bool) []finding {
 func keyProblem(c Config) (id, msg string) {
 	hs := strings.HasPrefix(c.JWTAlgorithm, "HS")
 	fix := "set SERVER_SECRET_KEY to a random key of at least 32 bytes (openssl rand -base64 48)"
-	if c.JWTAlgorithm == "HS384" || c.JWTAlgorithm == "HS512" {
+	switch c.JWTAlgorithm { // auth.CheckSecretKey's minimums: the hash's size
+	case "HS384":
+		fix = "set SERVER_SECRET_KEY to a random key of at least 48 bytes (openssl rand -base64 48)"
+	case "HS512":
 		fix = "set SERVER_SECRET_KEY to a random key of at least 64 bytes (openssl rand -base64 64)"
 	}
 	if hs && c.SecretKey == "" && c.JWTPrivateKey == "" && c.JWTPublicKeys == "" {
