@@ -105,6 +105,15 @@ func TestCheckProd(t *testing.T) {
 			t.Errorf("check with a 4-byte key says %q, want E002 saying what is wrong without the key", out)
 		}
 	})
+	t.Run("database directory missing", func(t *testing.T) {
+		t.Setenv("SERVER_SECRET_KEY", goodKey)
+		missing := filepath.Join(t.TempDir(), "var", "lib", "server")
+		var stdout, stderr bytes.Buffer
+		code := run(app, "server", []string{"check", "--prod", "--workers", "2", "--database", "sqlite:" + filepath.Join(missing, "server.db")}, &stdout, &stderr)
+		if code != ExitError || !strings.Contains(stderr.String(), "error E004") || !strings.Contains(stderr.String(), "mkdir -p "+missing) {
+			t.Errorf("check with the database's directory missing: exit %d, stderr %q; want %d and E004 saying mkdir -p %s", code, stderr.String(), ExitError, missing)
+		}
+	})
 	t.Run("sound config", func(t *testing.T) {
 		t.Setenv("SERVER_SECRET_KEY", goodKey)
 		var stdout, stderr bytes.Buffer
