@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,15 +86,10 @@ func authConfig(cfg Config, log *zap.Logger, counts *metrics.Set) auth.Config {
 
 // checkAuth tells, before anything serves, whether cfg can sign tokens:
 // prod needs a secret key of at least 32 bytes for HS*, or good key files.
+// Its error says what `server check` says (keyProblem).
 func checkAuth(cfg Config) error {
-	if cfg.SecretKey == "" && strings.HasPrefix(cfg.JWTAlgorithm, "HS") {
-		if cfg.Prod {
-			return errors.New("secret_key: prod needs a secret key of at least 32 bytes to sign tokens: set SERVER_SECRET_KEY (for example to the output of `openssl rand -base64 48`)")
-		}
-		return nil // dev makes one per start
-	}
-	if _, err := auth.NewTokens(authConfig(cfg, zap.NewNop(), nil).Tokens); err != nil {
-		return fmt.Errorf("secret_key or jwt keys (%s): %w", cfg.from("secret_key"), err)
+	if _, msg := keyProblem(cfg); msg != "" {
+		return errors.New(msg)
 	}
 	return nil
 }
@@ -200,37 +196,32 @@ func bootAuth(app *App, cfg Config, log *zap.Logger, counts *metrics.Set) (auth.
 // migrate is `server migrate [flags]`: it creates the database named by
 // --database if it is an SQLite file that does not exist, and brings its
 // schema to this build's version (PostgreSQL: the database must exist).
-// It is idempotent. A production server never creates its SQLite
-// database: run this before its first start (systemd: ExecStartPre=).
-func migrate(args []string, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig(args, os.Getenv)
-	if err != nil {
-		fmt.Fprintf(stderr, "server migrate: %v\n", err)
-		return ExitUsage
-	}
+// It is idempotent. The prod master does the same as it starts
+// (createDatabase); systemd units may run it as ExecStartPre= too.
+func migrate(inv *invocation) int {
 	what := "the PostgreSQL database"
-	if path, ok := strings.CutPrefix(cfg.Database, "sqlite:"); ok {
+	if path, ok := strings.CutPrefix(inv.cfg.Database, "sqlite:"); ok {
 		what = path
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			what = path + " (created)"
 		}
 	}
-	st, err := openStore(cfg)
+	st, err := openStore(inv.cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "server migrate: %v\n", err)
+		inv.errorf("%v", err)
 		return ExitError
 	}
 	if err := st.Close(); err != nil {
-		fmt.Fprintf(stderr, "server migrate: %v\n", err)
+		inv.errorf("%v", err)
 		return ExitError
 	}
-	fmt.Fprintf(stdout, "migrated %s\n", what)
+	fmt.Fprintf(inv.stdout, "migrated %s\n", what)
 	return ExitOK
 }
 
 // createUser is `server createuser --username NAME [--password-stdin]`.
-func createUser(args []string, stdin *os.File, stdout, stderr io.Writer) int {
-	return userCommand("createuser", args, stdin, stdout, stderr, func(st auth.Store, username, password string) (string, error) {
+func createUser(inv *invocation) int {
+	return userCommand(inv, func(st auth.Store, username, password string) (string, error) {
 		u, err := auth.CreateUser(context.Background(), st, username, password)
 		return fmt.Sprintf("created user %q with id %s", u.Username, u.ID), err
 	})
@@ -238,63 +229,48 @@ func createUser(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 
 // changePassword is `server changepassword --username NAME
 // [--password-stdin]`: the user's tokens stop working.
-func changePassword(args []string, stdin *os.File, stdout, stderr io.Writer) int {
-	return userCommand("changepassword", args, stdin, stdout, stderr, func(st auth.Store, username, password string) (string, error) {
+func changePassword(inv *invocation) int {
+	return userCommand(inv, func(st auth.Store, username, password string) (string, error) {
 		err := auth.ChangePassword(context.Background(), st, username, password)
 		return fmt.Sprintf("changed the password of %q; the tokens issued before are revoked", username), err
 	})
 }
 
-// userCommand runs a command that sets a user's password: it takes
-// --username and --password-stdin, gives the other arguments to the config
-// loader (for --database), reads the password, and calls do with the store.
-func userCommand(name string, args []string, stdin *os.File, stdout, stderr io.Writer,
-	do func(st auth.Store, username, password string) (string, error)) int {
-	var username string
-	var fromStdin bool
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "--username" || a == "-username":
-			if i+1 == len(args) {
-				fmt.Fprintf(stderr, "server %s: --username needs a value\n", name)
-				return ExitUsage
-			}
-			i++
-			username = args[i]
-		case strings.HasPrefix(a, "--username="):
-			username = strings.TrimPrefix(a, "--username=")
-		case a == "--password-stdin":
-			fromStdin = true
-		default:
-			rest = append(rest, a)
-		}
-	}
+// userCommand runs a command that sets a user's password (--username,
+// --password-stdin): it reads the password and calls do with the store.
+func userCommand(inv *invocation, do func(st auth.Store, username, password string) (string, error)) int {
+	username := inv.own["username"]
 	if username == "" {
-		fmt.Fprintf(stderr, "server %s: --username is required\n", name)
+		inv.errorf("--username is required")
+		fmt.Fprintf(inv.stderr, "Run %q for usage.\n", inv.prog+" "+inv.cmd.name+" --help")
 		return ExitUsage
 	}
-	cfg, err := loadConfig(rest, os.Getenv)
-	var password string
-	if err == nil {
-		password, err = readPassword(stdin, fromStdin, stderr)
+	fromStdin := false
+	if v, ok := inv.own["password-stdin"]; ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			inv.errorf("--password-stdin=%s: want true or false", v)
+			return ExitUsage
+		}
+		fromStdin = b
 	}
+	password, err := readPassword(inv.stdin, fromStdin, inv.stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "server %s: %v\n", name, err)
+		inv.errorf("%v", err)
 		return ExitUsage
 	}
-	st, err := openStore(cfg)
+	st, err := openStore(inv.cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "server %s: %v\n", name, err)
+		inv.errorf("%v", err)
 		return ExitError
 	}
 	defer st.Close()
 	done, err := do(st, username, password)
 	if err != nil {
-		fmt.Fprintf(stderr, "server %s: %v\n", name, err)
+		inv.errorf("%v", err)
 		return ExitError
 	}
-	fmt.Fprintln(stdout, done)
+	fmt.Fprintln(inv.stdout, done)
 	return ExitOK
 }
 
@@ -332,23 +308,18 @@ func readPassword(stdin *os.File, fromStdin bool, prompt io.Writer) (string, err
 }
 
 // flushExpiredTokens is `server flushexpiredtokens`.
-func flushExpiredTokens(args []string, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig(args, os.Getenv)
+func flushExpiredTokens(inv *invocation) int {
+	store, err := openStore(inv.cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "server flushexpiredtokens: %v\n", err)
-		return ExitUsage
-	}
-	store, err := openStore(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "server flushexpiredtokens: %v\n", err)
+		inv.errorf("%v", err)
 		return ExitError
 	}
 	defer store.Close()
 	n, err := store.FlushExpired(context.Background(), time.Now())
 	if err != nil {
-		fmt.Fprintf(stderr, "server flushexpiredtokens: %v\n", err)
+		inv.errorf("%v", err)
 		return ExitError
 	}
-	fmt.Fprintf(stdout, "flushed %d expired tokens\n", n)
+	fmt.Fprintf(inv.stdout, "flushed %d expired tokens\n", n)
 	return ExitOK
 }

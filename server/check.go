@@ -2,12 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/remuda/remuda/auth"
 )
@@ -72,7 +75,7 @@ func deployChecks(c Config, usesAuth bool) []finding {
 		warn("W005", "max_requests = %d without max_requests_jitter: workers started together are recycled together; set max_requests_jitter, such as %d.", c.MaxRequests, max(1, c.MaxRequests/20))
 	}
 	if c.MaxBodySize == 0 {
-		warn("W009", "max_body_size = 0: request bodies are not limited; set it, such as %d (10 MiB).", DefaultMaxBodySize)
+		warn("W009", "max_body_size = 0: request bodies are not limited; set it, such as %s.", tomlString(formatSize(DefaultMaxBodySize)))
 	}
 	if c.LogLevel == "debug" {
 		warn("W010", "log_level = debug in prod: logs grow fast and may carry request details; use info.")
@@ -91,26 +94,96 @@ func deployChecks(c Config, usesAuth bool) []finding {
 	if !usesAuth {
 		return fs
 	}
-	if !strings.HasPrefix(c.Database, "sqlite:") {
+	if path, ok := strings.CutPrefix(c.Database, "sqlite:"); ok {
+		if msg := sqliteDirProblem(c, path); msg != "" {
+			fail("E004", "%s", msg)
+		}
+	} else {
 		fs = append(fs, postgresChecks(c)...)
 	}
-	switch {
-	case !strings.HasPrefix(c.JWTAlgorithm, "HS"):
-	case c.SecretKey == "":
-		fail("E001", "secret_key is not set: tokens cannot be signed; set SERVER_SECRET_KEY to a random key of at least 32 bytes (openssl rand -base64 48).")
-	default:
-		if err := auth.CheckSecretKey(c.JWTAlgorithm, c.SecretKey); err != nil {
-			fail("E002", "secret_key (%s) is weak: %v; set SERVER_SECRET_KEY to a random key (openssl rand -base64 48).", c.sources["secret_key"], err)
-		}
-		if strings.HasPrefix(c.sources["secret_key"], "flag") {
-			warn("W013", "secret_key comes from a flag: every user of the host sees it in ps; set SERVER_SECRET_KEY or put it in the config file.")
-		}
+	if id, msg := keyProblem(c); id != "" {
+		fail(id, "%s", msg)
+	}
+	if strings.HasPrefix(c.JWTAlgorithm, "HS") && strings.HasPrefix(c.sources["secret_key"], "flag") {
+		warn("W013", "secret_key comes from a flag: every user of the host sees it in ps; set SERVER_SECRET_KEY or put it in the config file.")
 	}
 	if !c.RotateRefreshTokens || !c.BlacklistAfterRotation {
 		warn("W014", "rotate_refresh_tokens = %t, blacklist_after_rotation = %t: a stolen refresh token stays usable until it expires; turn both on.", c.RotateRefreshTokens, c.BlacklistAfterRotation)
 	}
 	if c.AccessTokenLifetime > 15*time.Minute {
 		warn("W015", "access_token_lifetime = %s: an access token cannot be revoked before it expires; keep it short, such as 5m.", formatDuration(c.AccessTokenLifetime))
+	}
+	return fs
+}
+
+// keyProblem says why c cannot sign tokens, where the key came from and
+// what to do, with the checklist's ID (E001 no secret key in prod, E002 a
+// weak one, E005 another key or token setting refused), or "" for a sound
+// config. check reports it as a finding; run refuses to start with it.
+// Dev makes a random key when there is none: no E001 there.
+func keyProblem(c Config) (id, msg string) {
+	hs := strings.HasPrefix(c.JWTAlgorithm, "HS")
+	fix := "set SERVER_SECRET_KEY to a random key of at least 32 bytes (openssl rand -base64 48)"
+	switch c.JWTAlgorithm { // auth.CheckSecretKey's minimums: the hash's size
+	case "HS384":
+		fix = "set SERVER_SECRET_KEY to a random key of at least 48 bytes (openssl rand -base64 48)"
+	case "HS512":
+		fix = "set SERVER_SECRET_KEY to a random key of at least 64 bytes (openssl rand -base64 64)"
+	}
+	if hs && c.SecretKey == "" && c.JWTPrivateKey == "" && c.JWTPublicKeys == "" {
+		if !c.Prod {
+			return "", ""
+		}
+		return "E001", fmt.Sprintf("secret_key is not set: the production server needs one to sign tokens (%s); %s.", c.JWTAlgorithm, fix)
+	}
+	_, err := auth.NewTokens(authConfig(c, zap.NewNop(), nil).Tokens)
+	if err == nil {
+		return "", ""
+	}
+	why := strings.TrimPrefix(err.Error(), "auth: ")
+	if hs && c.SecretKey != "" && auth.CheckSecretKey(c.JWTAlgorithm, c.SecretKey) != nil {
+		return "E002", fmt.Sprintf("secret_key%s is refused: %s; %s.", c.from("secret_key"), why, fix)
+	}
+	var from []string
+	for _, key := range []string{"jwt_algorithm", "jwt_private_key", "jwt_public_keys", "access_token_lifetime", "refresh_token_lifetime"} {
+		if src := c.sources[key]; src != "" && src != "default" {
+			from = append(from, key+" from "+src)
+		}
+	}
+	where := ""
+	if len(from) > 0 {
+		where = " (" + strings.Join(from, ", ") + ")"
+	}
+	fix = ""
+	if !hs {
+		fix = "; give the PEM key files with --jwt-private-key and --jwt-public-keys (SERVER_JWT_PRIVATE_KEY, SERVER_JWT_PUBLIC_KEYS), or sign with the secret key (HS256)"
+	}
+	return "E005", fmt.Sprintf("tokens cannot be signed or checked with these settings%s: %s%s.", where, why, fix)
+}
+
+// sqliteDirProblem says why the SQLite database at path cannot be created
+// or opened for its directory, and what to do, or "". The prod master
+// creates a missing database file as it starts, but not its directory.
+func sqliteDirProblem(c Config, path string) string {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Sprintf("database = %s%s: directory %s does not exist, and the server creates the database file, not its directory; create it, writable by the user the server runs as (mkdir -p %s; systemd: StateDirectory=, see systemd/README.md).",
+			tomlString(c.Database), c.from("database"), dir, dir)
+	case err != nil:
+		return fmt.Sprintf("database = %s%s: directory %s: %v.", tomlString(c.Database), c.from("database"), dir, err)
+	case !fi.IsDir():
+		return fmt.Sprintf("database = %s%s: %s is not a directory.", tomlString(c.Database), c.from("database"), dir)
+	}
+	return ""
+}
+
+// envFindings turns unknownEnv's warnings into the checklist's W018.
+func envFindings(warnings []string) []finding {
+	var fs []finding
+	for _, w := range warnings {
+		fs = append(fs, finding{"W018", false, w})
 	}
 	return fs
 }
@@ -135,15 +208,17 @@ func postgresChecks(c Config) []finding {
 		capacity.Limit, capacity.InUse, c.Workers, capacity.Pool, need)}}
 }
 
-// check prints the effective config, then the checklist; it exits
-// non-zero when a finding is an error.
-func check(cfg Config, usesAuth bool, stdout, stderr io.Writer) int {
+// check prints the effective config, then the checklist with a W018 for
+// each of env's warnings (unknownEnv); it exits non-zero when a finding is
+// an error.
+func check(inv *invocation, env []string) int {
+	cfg, usesAuth, stdout, stderr := inv.cfg, inv.app.authPrefix != "", inv.stdout, inv.stderr
 	if err := writeConfig(stdout, cfg); err != nil {
-		fmt.Fprintf(stderr, "server check: %v\n", err)
+		inv.errorf("%v", err)
 		return ExitError
 	}
 	code := ExitOK
-	for _, f := range deployChecks(cfg, usesAuth) {
+	for _, f := range append(envFindings(env), deployChecks(cfg, usesAuth)...) {
 		fmt.Fprintln(stderr, f)
 		if f.err {
 			code = ExitError

@@ -45,6 +45,12 @@ func TestDeployChecks(t *testing.T) {
 		{"E001", base, nil, true, "SERVER_SECRET_KEY"},
 		{"E002", base, map[string]string{"SERVER_SECRET_KEY": "abcd"}, true, "at least 32"},
 		{"E003", []string{"--prod", "--workers", "2", "--database", "sqlite:" + open}, map[string]string{"SERVER_SECRET_KEY": goodKey}, true, "chmod o-rwx"},
+		{"E004", []string{"--prod", "--workers", "2", "--database", "sqlite:" + filepath.Join(dir, "missing", "server.db")}, map[string]string{"SERVER_SECRET_KEY": goodKey}, true,
+			"directory " + filepath.Join(dir, "missing") + " does not exist"},
+		{"E004", []string{"--prod", "--workers", "2", "--database", "sqlite:" + filepath.Join(closed, "server.db")}, map[string]string{"SERVER_SECRET_KEY": goodKey}, true,
+			closed + " is not a directory"},
+		{"E005", append(base, "--jwt-algorithm", "RS256"), nil, true, "RS256 needs a private key file"},
+		{"E005", append(base, "--jwt-algorithm", "ES256", "--jwt-private-key", filepath.Join(dir, "nokey.pem")), nil, true, "jwt_private_key from flag --jwt-private-key"},
 	}
 	if os.Geteuid() == 0 {
 		tests = append(tests, struct {
@@ -92,17 +98,26 @@ func TestCheckProd(t *testing.T) {
 	t.Run("4-byte key", func(t *testing.T) {
 		t.Setenv("SERVER_SECRET_KEY", "abcd")
 		var stdout, stderr bytes.Buffer
-		if code := run(app, args, &stdout, &stderr); code == 0 {
+		if code := run(app, "server", args, &stdout, &stderr); code == 0 {
 			t.Errorf("check with a 4-byte key: exit 0, want non-zero\n%s", stderr.String())
 		}
 		if out := stderr.String(); !strings.Contains(out, "error E002") || !strings.Contains(out, "at least 32") || strings.Contains(out, "abcd") {
 			t.Errorf("check with a 4-byte key says %q, want E002 saying what is wrong without the key", out)
 		}
 	})
+	t.Run("database directory missing", func(t *testing.T) {
+		t.Setenv("SERVER_SECRET_KEY", goodKey)
+		missing := filepath.Join(t.TempDir(), "var", "lib", "server")
+		var stdout, stderr bytes.Buffer
+		code := run(app, "server", []string{"check", "--prod", "--workers", "2", "--database", "sqlite:" + filepath.Join(missing, "server.db")}, &stdout, &stderr)
+		if code != ExitError || !strings.Contains(stderr.String(), "error E004") || !strings.Contains(stderr.String(), "mkdir -p "+missing) {
+			t.Errorf("check with the database's directory missing: exit %d, stderr %q; want %d and E004 saying mkdir -p %s", code, stderr.String(), ExitError, missing)
+		}
+	})
 	t.Run("sound config", func(t *testing.T) {
 		t.Setenv("SERVER_SECRET_KEY", goodKey)
 		var stdout, stderr bytes.Buffer
-		if code := run(app, args, &stdout, &stderr); code != 0 {
+		if code := run(app, "server", args, &stdout, &stderr); code != 0 {
 			t.Errorf("check of a sound config: exit %d\n%s", code, stderr.String())
 		}
 		if strings.Contains(stderr.String(), "error") {

@@ -68,6 +68,14 @@ const (
 	DefaultJWTAlgorithm = "HS256"
 	// MaxTokenLifetime caps both token lifetimes.
 	MaxTokenLifetime = 90 * 24 * time.Hour
+	// MaxAccessTokenLifetime caps AccessTokenLifetime (simplejwt has no
+	// cap). A protected request checks the access token's signature and
+	// its user's row, never a list of revoked tokens: a logout (/blacklist/)
+	// or a refresh token's detected reuse revokes refresh tokens only, and
+	// an access token already out works until it expires. The cap bounds
+	// that window. A password change or a deactivated user stops them at
+	// once (the user's row).
+	MaxAccessTokenLifetime = time.Hour
 
 	// DefaultErrorLog sends the server's own log to stderr in both modes.
 	DefaultErrorLog = "-"
@@ -165,7 +173,9 @@ type Config struct {
 	// in ps.
 	SecretKey string `json:"secret_key"`
 	// AccessTokenLifetime and RefreshTokenLifetime: simplejwt's
-	// ACCESS_TOKEN_LIFETIME (5m) and REFRESH_TOKEN_LIFETIME (24h).
+	// ACCESS_TOKEN_LIFETIME (5m) and REFRESH_TOKEN_LIFETIME (24h). The
+	// access lifetime is at most MaxAccessTokenLifetime (1h), the refresh
+	// lifetime at most MaxTokenLifetime (90 days) and longer than it.
 	AccessTokenLifetime  time.Duration `json:"access_token_lifetime"`
 	RefreshTokenLifetime time.Duration `json:"refresh_token_lifetime"`
 	// RotateRefreshTokens and BlacklistAfterRotation: simplejwt's settings
@@ -254,6 +264,10 @@ type setting struct {
 	// say otherwise.
 	zeroOK bool
 	maxDur time.Duration
+	// size: a whole-number setting that is a number of bytes, given as
+	// parseSize reads it ("10M", or a TOML integer). *int64 settings
+	// always are.
+	size   bool
 	secret bool              // never printed
 	field  func(*Config) any // a pointer to the field
 }
@@ -270,6 +284,7 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 const (
 	wantDuration = "a duration such as 30s or a whole number of seconds, above 0 and at most 24h"
 	wantBind     = "host:port (port 0 to 65535), [IPv6]:port or unix:/absolute/path"
+	wantSize     = "a size in bytes from 0 to 1T, with an optional K, M, G or T suffix (powers of 1024)"
 )
 
 // settings are in the order of usage and writeConfig.
@@ -307,7 +322,7 @@ var settings = []setting{
 	{key: "metrics_bind", arg: "ADDR", help: "serve Prometheus /metrics and JSON /status here, from the master (prod; \"\": off)",
 		want: wantBind + `, or "" for off`, field: func(c *Config) any { return &c.MetricsBind }},
 	{key: "max_worker_memory", arg: "SIZE", help: "recycle a worker whose RSS passes SIZE bytes (K, M, G suffixes; 0: never)",
-		want:  "a size in bytes from 0 to 1T, with an optional K, M, G or T suffix (powers of 1024), as 512M",
+		want:  wantSize + ", as 512M",
 		field: func(c *Config) any { return &c.MaxWorkerMemory }},
 	{key: "worker_connections", arg: "N", help: "connections one worker holds at once; more wait in the kernel's queue",
 		want: fmt.Sprintf("a whole number from 1 to %d", MaxWorkerConnections), min: 1, max: MaxWorkerConnections,
@@ -316,8 +331,8 @@ var settings = []setting{
 		want: "sqlite:PATH or postgres://…", field: func(c *Config) any { return &c.Database }},
 	{key: "secret_key", arg: "KEY", help: "HMAC signing key; prefer SERVER_SECRET_KEY (a flag shows in ps)",
 		want: "a key of at least 32 bytes", secret: true, field: func(c *Config) any { return &c.SecretKey }},
-	{key: "access_token_lifetime", arg: "DUR", help: "lifetime of access tokens",
-		want: "a duration above 0 and at most 1h", maxDur: time.Hour,
+	{key: "access_token_lifetime", arg: "DUR", help: "lifetime of access tokens, at most 1h: one cannot be revoked before it expires",
+		want: "a duration above 0 and at most 1h (an access token cannot be revoked before it expires: a logout revokes only its refresh token)", maxDur: MaxAccessTokenLifetime,
 		field: func(c *Config) any { return &c.AccessTokenLifetime }},
 	{key: "refresh_token_lifetime", arg: "DUR", help: "lifetime of refresh tokens",
 		want: "a duration above 0 and at most 90 days (2160h)", maxDur: MaxTokenLifetime,
@@ -339,8 +354,8 @@ var settings = []setting{
 		want: "a string", field: func(c *Config) any { return &c.JWTAudience }},
 	{key: "forwarded_allow_ips", arg: "LIST", help: `proxies whose X-Forwarded-For/-Proto and X-Request-ID to believe ("*": all)`,
 		want: `IP addresses or CIDR prefixes, comma-separated, or "*"`, field: func(c *Config) any { return &c.ForwardedAllowIPs }},
-	{key: "max_body_size", arg: "BYTES", help: "larger request bodies get 413 in prod (0: no limit)",
-		want: "a whole number of bytes, 0 or more", min: 0, max: 1 << 40,
+	{key: "max_body_size", arg: "SIZE", help: "larger request bodies get 413 in prod (K, M, G suffixes; 0: no limit)",
+		want: wantSize + ", as 10M", min: 0, max: 1 << 40, size: true,
 		field: func(c *Config) any { return &c.MaxBodySize }},
 	{key: "certfile", arg: "PATH", help: "PEM certificate chain: serve HTTPS in prod (with --keyfile)",
 		want: "a file path", field: func(c *Config) any { return &c.CertFile }},
@@ -400,6 +415,13 @@ func (s setting) parseText(c *Config, v string) error {
 		*p = b
 	case *int:
 		n, err := strconv.Atoi(v)
+		if s.size {
+			n64, ok := parseSize(v)
+			if !ok || n64 > math.MaxInt {
+				return s.refuse("")
+			}
+			n, err = int(n64), nil
+		}
 		if err != nil {
 			return s.refuse("")
 		}
@@ -439,6 +461,9 @@ func (s setting) parseTOML(c *Config, v any) error {
 		*p = b
 	case *int:
 		n, ok := v.(int64)
+		if str, isString := v.(string); isString && s.size {
+			n, ok = parseSize(str)
+		}
 		if !ok || n < int64(s.min) || n > int64(s.max) {
 			return s.refuse("")
 		}
@@ -596,6 +621,20 @@ func parseSize(s string) (n int64, ok bool) {
 	return v << shift, true
 }
 
+// formatSize writes n as parseSize reads it, in the largest unit that
+// divides it: "10M", "1536K", "0".
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"T", 40}, {"G", 30}, {"M", 20}, {"K", 10}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // seconds converts n seconds to a duration; ok is false when n is not in
 // 0..MaxTokenLifetime (which also rules out overflow). The setting's own
 // range is left to check.
@@ -661,46 +700,69 @@ func isHostName(h string) bool {
 type flagValues struct {
 	text  map[string]string   // the last value of each flag given
 	lists map[string][]string // every value of a repeatable flag
+	own   map[string]string   // a command's own flags, by name ("true": a boolean given)
 }
 
-// parseFlags records the raw values of the flags in args; values are
-// checked later, in precedence order.
-func parseFlags(args []string) (flagValues, error) {
-	fv := flagValues{text: map[string]string{}, lists: map[string][]string{}}
+// parseFlags records the raw values of the flags in args: with settings,
+// those of every setting and --config; and own, a command's own flags.
+// Values are checked later, in precedence order. It returns flag.ErrHelp
+// itself for -h or --help, and an error naming the closest known flag for
+// an unknown one.
+func parseFlags(args []string, settingFlags bool, own []ownFlag) (flagValues, error) {
+	fv := flagValues{text: map[string]string{}, lists: map[string][]string{}, own: map[string]string{}}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Func("config", "TOML config file", func(v string) error {
-		fv.text["config"] = v
-		return nil
-	})
-	for _, s := range settings {
-		name := strings.TrimPrefix(s.flag(), "--")
-		switch s.field(&Config{}).(type) {
-		case *bool:
-			fs.BoolFunc(name, s.help, func(v string) error {
-				fv.text[s.key] = v
-				return nil
-			})
-		case *[]string:
-			fs.Func(name, s.help, func(v string) error {
-				fv.lists[s.key] = append(fv.lists[s.key], v)
-				return nil
-			})
-		default:
-			fs.Func(name, s.help, func(v string) error {
-				fv.text[s.key] = v
-				return nil
-			})
+	var names []string
+	if settingFlags {
+		names = flagNames()
+		fs.Func("config", "TOML config file", func(v string) error {
+			fv.text["config"] = v
+			return nil
+		})
+		for _, s := range settings {
+			name := strings.TrimPrefix(s.flag(), "--")
+			switch s.field(&Config{}).(type) {
+			case *bool:
+				fs.BoolFunc(name, s.help, func(v string) error {
+					fv.text[s.key] = v
+					return nil
+				})
+			case *[]string:
+				fs.Func(name, s.help, func(v string) error {
+					fv.lists[s.key] = append(fv.lists[s.key], v)
+					return nil
+				})
+			default:
+				fs.Func(name, s.help, func(v string) error {
+					fv.text[s.key] = v
+					return nil
+				})
+			}
+		}
+	}
+	for _, f := range own {
+		names = append(names, "--"+f.name)
+		set := func(v string) error {
+			fv.own[f.name] = v
+			return nil
+		}
+		if f.arg == "" {
+			fs.BoolFunc(f.name, f.help, set)
+		} else {
+			fs.Func(f.name, f.help, set)
 		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return fv, err
 		}
-		return fv, flagError(err)
+		return fv, flagError(err, names, own)
 	}
 	if fs.NArg() > 0 {
 		arg := fs.Arg(0)
+		if len(names) == 0 {
+			return fv, fmt.Errorf("unexpected argument %q: this command takes none", arg)
+		}
 		if _, err := strconv.ParseBool(arg); err == nil {
 			return fv, fmt.Errorf("unexpected argument %q: only flags are allowed (a boolean flag takes its value after =, as in --prod=%s)", arg, arg)
 		}
@@ -709,7 +771,7 @@ func parseFlags(args []string) (flagValues, error) {
 	return fv, nil
 }
 
-// flagNames lists every flag, with its dashes.
+// flagNames lists every setting's flag and --config, with their dashes.
 func flagNames() []string {
 	names := []string{"--config"}
 	for _, s := range settings {
@@ -718,25 +780,66 @@ func flagNames() []string {
 	return names
 }
 
-// flagError rewords the flag package's errors in our terms.
-func flagError(err error) error {
+// flagError rewords the flag package's errors in our terms; names are the
+// flags the command knows, own its own ones.
+func flagError(err error, names []string, own []ownFlag) error {
 	msg := err.Error()
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 		name = "--" + strings.TrimLeft(name, "-")
-		if near := nearest(name, flagNames()); near != "" {
+		switch near := nearest(name, names); {
+		case near != "":
 			return fmt.Errorf("unknown flag %s (did you mean %s?)", name, near)
+		case len(names) == 0:
+			return fmt.Errorf("unknown flag %s: this command takes no flags", name)
 		}
-		return fmt.Errorf("unknown flag %s; flags: %s", name, strings.Join(flagNames(), ", "))
+		return fmt.Errorf("unknown flag %s; flags: %s", name, strings.Join(names, ", "))
 	}
 	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
 		name = strings.TrimLeft(name, "-")
-		arg := "PATH"
+		arg := "VALUE"
 		if s, ok := lookupSetting(strings.ReplaceAll(name, "-", "_")); ok {
 			arg = s.arg
+		}
+		for _, f := range own {
+			if f.name == name {
+				arg = f.arg
+			}
 		}
 		return fmt.Errorf("flag --%s needs a value, as in --%s %s", name, name, arg)
 	}
 	return err
+}
+
+// knownEnv are SERVER_* variables that are not settings but are known:
+// SERVER_CONFIG, SERVER_RELOAD (the dev server's rebuilds), and the CGI
+// meta-variables of RFC 3875 §4.1, which another program on the host may
+// set.
+var knownEnv = []string{"SERVER_CONFIG", envReload, "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE"}
+
+// unknownEnv returns a warning for each SERVER_* variable of environ
+// ("KEY=value" entries) that names no setting, with the closest one when
+// one is near: a misspelled variable would otherwise be ignored in
+// silence, where a misspelled file key is refused. They are warnings, not
+// errors: other programs may use the prefix.
+func unknownEnv(environ []string) []string {
+	var known []string
+	for _, s := range settings {
+		known = append(known, s.env())
+	}
+	var warnings []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "SERVER_") || slices.Contains(known, name) || slices.Contains(knownEnv, name) {
+			continue
+		}
+		if near := nearest(name, append(known, "SERVER_CONFIG")); near != "" {
+			warnings = append(warnings, fmt.Sprintf("environment variable %s is not a setting and is ignored; did you mean %s?", name, near))
+		} else {
+			warnings = append(warnings, fmt.Sprintf("environment variable %s is not a setting and is ignored (the settings are in --help)", name))
+		}
+	}
+	sort.Strings(warnings)
+	return warnings
 }
 
 // nearest returns the candidate closest to s, for a "did you mean" hint:
@@ -814,18 +917,24 @@ func readConfigFile(path string) ([]fileEntry, error) {
 //
 // The mode (prod) is decided first, from the same sources, since it picks
 // the defaults. An empty environment variable counts as unset; unknown
-// SERVER_* variables are ignored, as other tools may set some. Repeated
+// SERVER_* variables are ignored here, as other tools may set some (Main
+// warns of them: unknownEnv). Repeated
 // --bind flags replace the addresses from lower sources. For -h or --help,
 // loadConfig returns flag.ErrHelp itself; the caller prints usage.
 //
 // Every error names where the value came from, the value and what is
 // allowed; all bad values are reported at once (joined by newlines).
 func loadConfig(args []string, getenv func(string) string) (Config, error) {
-	flags, err := parseFlags(args)
+	flags, err := parseFlags(args, true, nil)
 	if err != nil {
 		return Config{}, err
 	}
+	return configFrom(flags, getenv)
+}
 
+// configFrom is loadConfig once the flags are parsed.
+func configFrom(flags flagValues, getenv func(string) string) (Config, error) {
+	var err error
 	sources := map[string]string{}
 	path, pathSource := getenv("SERVER_CONFIG"), "env SERVER_CONFIG"
 	if v, ok := flags.text["config"]; ok {
@@ -1121,7 +1230,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `Flags. Each is also an environment variable SERVER_<NAME> (--keep-alive: SERVER_KEEP_ALIVE)
 and a key in the TOML file given by --config (keep_alive); a flag beats the environment,
 which beats the file, which beats the mode default. Durations are Go durations (1m30s)
-or whole seconds (90).
+or whole seconds (90); sizes are bytes with an optional K, M, G or T suffix (10M).
 
 `)
 	dev, prod := defaultConfig(false), defaultConfig(true)
@@ -1136,6 +1245,12 @@ or whole seconds (90).
 			return strings.Join(*v, ",")
 		case *time.Duration:
 			return formatDuration(*v)
+		case *int:
+			if s.size {
+				return formatSize(int64(*v))
+			}
+		case *int64:
+			return formatSize(*v)
 		}
 		return s.value(c)
 	}

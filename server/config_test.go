@@ -763,6 +763,7 @@ func TestConfigUsage(t *testing.T) {
 func FuzzLoadConfigFile(f *testing.F) {
 	f.Add([]byte("workers = 2\ntimeout = 30\n"))
 	f.Add([]byte("prod = true\nbind = [\"[::1]:80\", \"unix:/s\"]\nkeep_alive = \"1m15s\"\n"))
+	f.Add([]byte("max_body_size = \"10M\"\nmax_worker_memory = 536870912\n"))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(dir, "server.toml")
@@ -844,5 +845,106 @@ func TestParseSize(t *testing.T) {
 	c, err := loadConfig([]string{"--max-worker-memory", "256M"}, env(nil))
 	if err != nil || c.MaxWorkerMemory != 256<<20 {
 		t.Errorf("--max-worker-memory 256M: got %d, %v; want %d", c.MaxWorkerMemory, err, 256<<20)
+	}
+}
+
+// TestSizeSettings loads every byte-size setting from each source in each
+// form: the size syntax of max_worker_memory ("512M") holds for all of
+// them, and a TOML integer still works.
+func TestSizeSettings(t *testing.T) {
+	forms := []struct {
+		text, toml string
+		want       int64
+	}{
+		{"10M", `"10M"`, 10 << 20},
+		{"2GiB", `"2GiB"`, 2 << 30},
+		{"4096", "4096", 4096},
+		{"512k", `"512k"`, 512 << 10},
+		{"0", "0", 0},
+	}
+	var sizes int
+	for _, s := range settings {
+		if _, isInt64 := s.field(&Config{}).(*int64); !s.size && !isInt64 {
+			continue
+		}
+		sizes++
+		value := func(c Config) int64 {
+			switch p := s.field(&c).(type) {
+			case *int:
+				return int64(*p)
+			case *int64:
+				return *p
+			}
+			panic(s.key)
+		}
+		for _, f := range forms {
+			for _, src := range []struct {
+				name string
+				load func() (Config, error)
+			}{
+				{"flag " + s.flag() + " " + f.text, func() (Config, error) { return loadConfig([]string{s.flag(), f.text}, env(nil)) }},
+				{"env " + s.env() + "=" + f.text, func() (Config, error) {
+					return loadConfig(nil, env(map[string]string{s.env(): f.text}))
+				}},
+				{"file " + s.key + " = " + f.toml, func() (Config, error) {
+					return loadConfig([]string{"--config", writeFile(t, s.key+" = "+f.toml+"\n")}, env(nil))
+				}},
+			} {
+				c, err := src.load()
+				if err != nil {
+					t.Errorf("%s: %v", src.name, err)
+					continue
+				}
+				if got := value(c); got != f.want {
+					t.Errorf("%s: got %d, want %d", src.name, got, f.want)
+				}
+			}
+		}
+		if _, err := loadConfig([]string{s.flag(), "10X"}, env(nil)); err == nil || !strings.Contains(err.Error(), "K, M, G or T suffix") {
+			t.Errorf("%s 10X: got error %v, want one saying the suffixes", s.flag(), err)
+		}
+	}
+	if sizes < 2 {
+		t.Errorf("%d size settings, want max_body_size and max_worker_memory at least", sizes)
+	}
+}
+
+func TestFormatSize(t *testing.T) {
+	for n, want := range map[int64]string{0: "0", 10 << 20: "10M", 1536 << 10: "1536K", 1000: "1000", 1 << 40: "1T"} {
+		if got := formatSize(n); got != want {
+			t.Errorf("formatSize(%d) = %q, want %q", n, got, want)
+		}
+		if back, ok := parseSize(formatSize(n)); !ok || back != n {
+			t.Errorf("parseSize(formatSize(%d)) = %d, %v; want %d", n, back, ok, n)
+		}
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	got := unknownEnv([]string{
+		"SERVER_WOKERS=3", "SERVER_WORKERS=2", "SERVER_CONFIG=/etc/server.toml", "SERVER_RELOAD=0",
+		"SERVER_NAME=example.com", "SERVER_SECRET_KY=x", "SERVER_FROBNICATE=1", "HOME=/root", "server_workers=2",
+	})
+	want := []struct{ name, near string }{
+		{"SERVER_FROBNICATE", ""},
+		{"SERVER_SECRET_KY", "SERVER_SECRET_KEY"},
+		{"SERVER_WOKERS", "SERVER_WORKERS"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d warnings %q, want %d", len(got), got, len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(got[i], w.name+" is not a setting") {
+			t.Errorf("warning %d: got %q, want it to name %s", i, got[i], w.name)
+		}
+		if w.near != "" && !strings.Contains(got[i], "did you mean "+w.near+"?") {
+			t.Errorf("warning %d: got %q, want it to suggest %s", i, got[i], w.near)
+		}
+		if w.near == "" && strings.Contains(got[i], "did you mean") {
+			t.Errorf("warning %d: got %q, want no suggestion", i, got[i])
+		}
+		if strings.Contains(got[i], "=") {
+			t.Errorf("warning %d: got %q, want the name without the value (it may be a secret)", i, got[i])
+		}
 	}
 }

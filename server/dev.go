@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/remuda/remuda/internal/serve"
+	"github.com/remuda/remuda/workers"
 )
 
 // banner is printed at every dev start: a dev server has a single process,
@@ -171,7 +172,7 @@ func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reload
 
 	select {
 	case sig := <-sigs:
-		log.Info("stopping", zap.Stringer("signal", sig))
+		log.Info("stopping", zap.String("signal", workers.SignalName(sig)))
 	case next = <-built:
 		// Duplicate the sockets before the drain closes the listeners:
 		// they stay open, and connections made from now on wait in the

@@ -3,9 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/remuda/remuda/auth"
@@ -28,56 +26,40 @@ type refreshImporter interface {
 // completes it. Tokens already expired, beyond the leeway, are left out:
 // they are refused anyway. A dump without token_blacklist records imports
 // the users, with a warning.
-func importUsers(args []string, stdout, stderr io.Writer) int {
-	var file string
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "--from-django" && i+1 < len(args):
-			i++
-			file = args[i]
-		case strings.HasPrefix(a, "--from-django="):
-			file = strings.TrimPrefix(a, "--from-django=")
-		default:
-			rest = append(rest, a)
-		}
-	}
+func importUsers(inv *invocation) int {
+	stdout, cfg := inv.stdout, inv.cfg
+	file := inv.own["from-django"]
 	if file == "" {
-		fmt.Fprintln(stderr, "server importusers: --from-django FILE is required (the output of manage.py dumpdata auth.user token_blacklist)")
-		return ExitUsage
-	}
-	cfg, err := loadConfig(rest, os.Getenv)
-	if err != nil {
-		fmt.Fprintf(stderr, "server importusers: %v\n", err)
+		inv.errorf("--from-django FILE is required (the output of manage.py dumpdata auth.user token_blacklist)")
 		return ExitUsage
 	}
 	f, err := os.Open(file)
 	if err != nil {
-		fmt.Fprintf(stderr, "server importusers: %v\n", err)
+		inv.errorf("%v", err)
 		return ExitUsage
 	}
 	defer f.Close()
 	dump, err := auth.ParseDjangoDump(f)
 	if err != nil {
-		fmt.Fprintf(stderr, "server importusers: %s: %v\n", file, err)
+		inv.errorf("%s: %v", file, err)
 		return ExitError
 	}
 	st, err := openStore(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "server importusers: %v\n", err)
+		inv.errorf("%v", err)
 		return ExitError
 	}
 	defer st.Close()
 	ctx := context.Background()
 
 	if len(dump.Tokens) == 0 && dump.Orphans == 0 {
-		fmt.Fprintf(stderr, "server importusers: warning: %s holds no token_blacklist records: if the Django project "+
+		inv.errorf("warning: %s holds no token_blacklist records: if the Django project "+
 			"uses rest_framework_simplejwt.token_blacklist, the refresh tokens it blacklisted will be accepted here until "+
-			"they expire; dump with `manage.py dumpdata auth.user token_blacklist`\n", file)
+			"they expire; dump with `manage.py dumpdata auth.user token_blacklist`", file)
 	} else {
 		ti, ok := st.(refreshImporter)
 		if !ok {
-			fmt.Fprintf(stderr, "server importusers: %s: this store (%T) cannot import refresh tokens (nothing imported)\n", file, st)
+			inv.errorf("%s: this store (%T) cannot import refresh tokens (nothing imported)", file, st)
 			return ExitError
 		}
 		live := make([]auth.ImportedToken, 0, len(dump.Tokens))
@@ -89,7 +71,7 @@ func importUsers(args []string, stdout, stderr io.Writer) int {
 		}
 		added, blacklisted, err := ti.ImportRefreshTokens(ctx, live)
 		if err != nil {
-			fmt.Fprintf(stderr, "server importusers: %s: %v (nothing imported)\n", file, err)
+			inv.errorf("%s: %v (nothing imported)", file, err)
 			return ExitError
 		}
 		fmt.Fprintf(stdout, "imported %d refresh tokens from %s: %d added, %d blacklisted; %d expired and %d of deleted users left out\n",
@@ -98,7 +80,7 @@ func importUsers(args []string, stdout, stderr io.Writer) int {
 
 	created, updated, err := st.ImportUsers(ctx, dump.Users)
 	if err != nil {
-		fmt.Fprintf(stderr, "server importusers: %s: %v (no user imported)\n", file, err)
+		inv.errorf("%s: %v (no user imported)", file, err)
 		return ExitError
 	}
 	fmt.Fprintf(stdout, "imported %d users from %s: %d created, %d updated\n", len(dump.Users), file, created, updated)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -33,82 +31,21 @@ const (
 )
 
 // Main is the command line of a Remuda binary (`server run`, `check`,
-// `version`); it runs in the master and in every worker, and exits the
-// process. A worker is told apart by its environment (see package
-// workers), never by a flag.
+// `version`, …: see commands); it runs in the master and in every worker,
+// and exits the process. A worker is told apart by its environment (see
+// package workers), never by a flag.
 func Main(app *App) {
-	os.Exit(run(app, os.Args[1:], os.Stdout, os.Stderr))
-}
-
-func run(app *App, args []string, stdout, stderr io.Writer) int {
 	if workers.IsWorker() {
-		return runWorker(app)
+		os.Exit(runWorker(app))
 	}
-	if len(args) == 0 {
-		mainUsage(stderr)
-		return ExitUsage
-	}
-	cmd, args := args[0], args[1:]
-	switch cmd {
-	case "run", "check":
-		cfg, err := loadConfig(args, os.Getenv)
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdout)
-			return ExitOK
-		}
-		if err == nil && cmd == "run" && app.authPrefix != "" {
-			err = checkAuth(cfg)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "server %s: %v\n", cmd, err)
-			return ExitUsage
-		}
-		if cmd == "check" {
-			return check(cfg, app.authPrefix != "", stdout, stderr)
-		}
-		return runServer(app, cfg, args)
-	case "migrate":
-		return migrate(args, stdout, stderr)
-	case "createuser":
-		return createUser(args, os.Stdin, stdout, stderr)
-	case "changepassword":
-		return changePassword(args, os.Stdin, stdout, stderr)
-	case "importusers":
-		return importUsers(args, stdout, stderr)
-	case "flushexpiredtokens":
-		return flushExpiredTokens(args, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, version())
-		return ExitOK
-	case "help", "-h", "--help":
-		mainUsage(stdout)
-		return ExitOK
-	default:
-		fmt.Fprintf(stderr, "server: unknown command %q\n", cmd)
-		mainUsage(stderr)
-		return ExitUsage
-	}
-}
-
-func mainUsage(w io.Writer) {
-	fmt.Fprint(w, `usage:
-  server run [--prod] [flags]     serve (dev: one process; --prod: master + workers)
-  server check [--prod] [flags]   validate the config and print it
-  server migrate [flags]          create the database if missing (SQLite), migrate its schema
-  server createuser --username NAME [--password-stdin] [flags]
-  server changepassword --username NAME [--password-stdin] [flags]
-  server importusers --from-django FILE [flags]   users and simplejwt tokens from manage.py dumpdata auth.user token_blacklist
-  server flushexpiredtokens [flags]   drop expired refresh tokens
-  server version
-Run "server run -h" for the flags.
-`)
+	os.Exit(run(app, progName(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // runServer runs the dev server or the prod master until it stops.
 func runServer(app *App, cfg Config, args []string) int {
 	log, logOut, err := newErrorLog(cfg)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "server run: %v\n", err)
+		fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
 		return ExitUsage
 	}
 	defer log.Sync()
@@ -120,11 +57,11 @@ func runServer(app *App, cfg Config, args []string) int {
 	} else {
 		var cred *syscall.Credential
 		if cred, err = credential(cfg); err != nil {
-			fmt.Fprintf(os.Stderr, "server run: %v\n", err)
+			fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
 			return ExitUsage
 		}
 		if _, err = tlsConfig(cfg); err != nil {
-			fmt.Fprintf(os.Stderr, "server run: %v\n", err)
+			fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
 			return ExitUsage
 		}
 		m := &workers.Master{
@@ -171,6 +108,12 @@ func runServer(app *App, cfg Config, args []string) int {
 	case errors.Is(err, workers.ErrBootFailed):
 		log.Error("boot failed", zap.Error(err))
 		return ExitBootFailed
+	case !cfg.Prod:
+		// One line for the developer at the terminal, without the dev
+		// logger's stack trace of this call, which says nothing of the
+		// cause: a port in use, a log file refused, a boot that failed.
+		fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
+		return ExitError
 	default:
 		log.Error("server stopped", zap.Error(err))
 		return ExitError

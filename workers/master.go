@@ -491,7 +491,7 @@ func (m *Master) reap(w *worker, st *os.ProcessState) error {
 	default:
 		m.tally.exit(exitCrash)
 	}
-	fields := m.fields(w, zap.String("status", st.String()))
+	fields := m.fields(w, zap.String("status", exitStatus(st)))
 	switch {
 	case w.state == draining && !w.killed:
 		m.log.Info("worker exited", fields...)
@@ -520,7 +520,7 @@ func (m *Master) reap(w *worker, st *os.ProcessState) error {
 		if m.bootFails >= firstBootAttempts {
 			cause := w.bootErr
 			if cause == "" {
-				cause = st.String()
+				cause = exitStatus(st)
 			}
 			return fmt.Errorf("%w: the first generation of workers could not boot (%d attempts); last: worker %d: %s",
 				ErrBootFailed, m.bootFails, w.id, cause)
@@ -644,7 +644,7 @@ func (m *Master) noticeStop(now time.Time) {
 
 // signal handles one signal to the master.
 func (m *Master) signal(sig syscall.Signal) {
-	m.log.Info("signal", zap.Stringer("signal", sig))
+	m.log.Info("signal", signalField(sig))
 	switch sig {
 	case syscall.SIGTERM:
 		if !m.stopping {
@@ -742,7 +742,7 @@ func (m *Master) stopWorker(w *worker, sig syscall.Signal, why, exit string) {
 		}
 		wait = m.cfg.gracefulTimeout() + killGrace
 	}
-	m.log.Info("stopping worker", m.fields(w, zap.Stringer("signal", sig), zap.String("reason", why))...)
+	m.log.Info("stopping worker", m.fields(w, signalField(sig), zap.String("reason", why))...)
 	w.state, w.stopAt, w.stopWait = draining, time.Now(), wait
 	w.cmd.Process.Signal(sig)
 }

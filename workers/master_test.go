@@ -67,6 +67,9 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 	p.WaitFor(t, time.Second, 1, "ready replacement", func(l proctest.Line) bool {
 		return l.Msg() == "worker ready" && l.Int("worker") == 3
 	})
+	p.WaitFor(t, time.Second, 1, `the death logged with status "signal KILL"`, func(l proctest.Line) bool {
+		return l.Msg() == "worker died" && l.Int("worker_pid") == victim && l.Fields["status"] == "signal KILL"
+	})
 	if !replaced {
 		t.Fatalf("worker %d killed: not replaced within 1s (children %v)", victim, proctest.Children(p.Pid()))
 	}
@@ -95,6 +98,10 @@ func TestTTINTTOU(t *testing.T) {
 	p.Signal(t, syscall.SIGTTOU)
 	if !proctest.WaitUntil(5*time.Second, func() bool { return len(proctest.Children(master)) == 2 }) {
 		t.Fatalf("after TTOU: %d workers, want 2", len(proctest.Children(master)))
+	}
+	// Signals are logged by name, as the README writes them.
+	for _, name := range []string{"TTIN", "TTOU"} {
+		p.WaitFor(t, time.Second, 1, name+" logged", func(l proctest.Line) bool { return l.Msg() == "signal" && l.Fields["signal"] == name })
 	}
 }
 
@@ -221,7 +228,7 @@ func TestTERMServesQueuedAndInFlight(t *testing.T) {
 		conns[i] = c
 	}
 	p.Signal(t, syscall.SIGTERM)
-	p.WaitFor(t, 2*time.Second, 1, "TERM logged", func(l proctest.Line) bool { return l.Msg() == "signal" && l.Fields["signal"] == "terminated" })
+	p.WaitFor(t, 2*time.Second, 1, "TERM logged", func(l proctest.Line) bool { return l.Msg() == "signal" && l.Fields["signal"] == "TERM" })
 	syscall.Kill(worker, syscall.SIGCONT)
 
 	served := 0

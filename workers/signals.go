@@ -3,7 +3,12 @@ package workers
 import (
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // masterSignals are the signals the master acts on (README's table).
@@ -21,3 +26,37 @@ func notifySignals() chan os.Signal {
 }
 
 func stopSignals(c chan os.Signal) { signal.Stop(c) }
+
+// SignalName is sig's name as the README's signal tables, kill(1) and
+// Gunicorn's docs write it, without "SIG": "TERM", "HUP", "TTIN". Every
+// log line of the master and its workers names a signal so, in a field
+// "signal", never in the C library's words (syscall.Signal's String says
+// "stopped (tty input)" for TTIN). A signal without a name is its number.
+func SignalName(sig os.Signal) string {
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return sig.String()
+	}
+	if name := unix.SignalName(s); name != "" {
+		return strings.TrimPrefix(name, "SIG")
+	}
+	return strconv.Itoa(int(s))
+}
+
+// signalField is the log field naming sig.
+func signalField(sig os.Signal) zap.Field { return zap.String("signal", SignalName(sig)) }
+
+// exitStatus describes how a process ended, for the "status" field: "exit
+// status 3" as os.ProcessState says it, or "signal KILL" (with " (core
+// dumped)" when the kernel wrote one) in SignalName's words.
+func exitStatus(st *os.ProcessState) string {
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() {
+		return st.String()
+	}
+	s := "signal " + SignalName(ws.Signal())
+	if ws.CoreDump() {
+		s += " (core dumped)"
+	}
+	return s
+}

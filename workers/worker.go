@@ -219,7 +219,7 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGTERM:
-				log.Info("signal", zap.Stringer("signal", sig))
+				log.Info("signal", signalField(sig))
 				ctx, cancel = drain(srv, cfg)
 			case syscall.SIGUSR1:
 				if w.Reopen != nil {
@@ -230,7 +230,7 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 					}
 				}
 			default: // INT
-				log.Info("stopping now", zap.Stringer("signal", sig))
+				log.Info("stopping now", signalField(sig))
 				ctx, cancel = context.WithTimeout(context.Background(), FastStopShutdown)
 				srv.Close()
 			}
