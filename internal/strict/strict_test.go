@@ -60,7 +60,7 @@ func startServer(t testing.TB, wrap bool) (addr string, calls *atomic.Int64) {
 	}
 	serveOn := ln
 	if wrap {
-		serveOn = Listener(ln)
+		serveOn = Listener(ln, DefaultLimits)
 	}
 	go srv.Serve(serveOn)
 	t.Cleanup(func() { srv.Close() })

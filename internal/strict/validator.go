@@ -9,11 +9,9 @@ import (
 // is incomplete.
 const (
 	// DefaultMaxHeadBytes caps a request head (request line, fields, empty
-	// line) and a trailer section. Beyond it a request gets 431.
+	// line) and a trailer section, whatever the Limits. Beyond it a request
+	// gets 431.
 	DefaultMaxHeadBytes = 64 << 10
-	// DefaultMaxRequestLineBytes caps the request line. Beyond it a request
-	// gets 414.
-	DefaultMaxRequestLineBytes = 8 << 10
 	// maxChunkLineBytes caps a chunk-size line with its extensions.
 	maxChunkLineBytes = 4 << 10
 )
@@ -27,9 +25,13 @@ type violation struct {
 func bad(reason string) *violation { return &violation{status: 400, reason: reason} }
 
 var (
-	errURITooLong     = &violation{status: 414, reason: "request line too long"}
-	errHeadTooLarge   = &violation{status: 431, reason: "request header fields too large"}
-	errTrailerTooLong = &violation{status: 431, reason: "trailer section too large"}
+	errURITooLong      = &violation{status: 414, reason: "request line too long"}
+	errHeadTooLarge    = &violation{status: 431, reason: "request header fields too large"}
+	errTrailerTooLong  = &violation{status: 431, reason: "trailer section too large"}
+	errFieldTooLarge   = &violation{status: 431, reason: "request header field too large"}
+	errTooManyFields   = &violation{status: 431, reason: "too many request header fields"}
+	errTrailerTooLarge = &violation{status: 431, reason: "trailer field too large"}
+	errTooManyTrailers = &violation{status: 431, reason: "too many trailer fields"}
 )
 
 // state is where the validator stands in the request stream.
@@ -47,8 +49,9 @@ const (
 )
 
 // validator checks a stream of HTTP/1.1 requests one unit at a time. The zero
-// value expects the first request head.
+// value expects the first request head, with the zero Limits.
 type validator struct {
+	lim     Limits
 	state   state
 	remain  int64
 	upgrade bool // the current request may switch protocols
@@ -193,8 +196,8 @@ func (v *validator) blockEnd(b []byte, head bool) (int, *violation) {
 				}
 				return i + 2, nil
 			}
-			if head && v.lines == 0 && i > DefaultMaxRequestLineBytes {
-				return 0, errURITooLong
+			if err := v.lineLimits(i, head); err != nil {
+				return 0, err
 			}
 			v.lines++
 			i++
@@ -205,12 +208,44 @@ func (v *validator) blockEnd(b []byte, head bool) (int, *violation) {
 	return 0, v.blockLimits(len(b), head)
 }
 
+// blockLimits checks an incomplete block whose first n bytes have been
+// scanned: the line being received cannot end within the Limits any more,
+// or the block is already too large.
 func (v *validator) blockLimits(n int, head bool) *violation {
-	if head && v.lines == 0 && n > DefaultMaxRequestLineBytes {
-		return errURITooLong
+	if n > v.lineStart {
+		if err := v.lineLimits(n, head); err != nil {
+			return err
+		}
 	}
 	if n > DefaultMaxHeadBytes {
 		return v.tooLarge(head)
+	}
+	return nil
+}
+
+// lineLimits checks the line that starts at lineStart and has n-lineStart
+// bytes so far, CRLF excluded, against the Limits: the request line's
+// length, a field line's length and the number of field lines.
+func (v *validator) lineLimits(n int, head bool) *violation {
+	size, fields := n-v.lineStart, v.lines+1
+	if head {
+		if v.lines == 0 {
+			if size > v.lim.requestLine() {
+				return errURITooLong
+			}
+			return nil
+		}
+		fields--
+	}
+	switch {
+	case size+2 > v.lim.fieldSize() && head:
+		return errFieldTooLarge
+	case size+2 > v.lim.fieldSize():
+		return errTrailerTooLarge
+	case fields > v.lim.fields() && head:
+		return errTooManyFields
+	case fields > v.lim.fields():
+		return errTooManyTrailers
 	}
 	return nil
 }
@@ -396,6 +431,8 @@ func checkHead(b []byte) (head, *violation) {
 	}
 
 	var nLength, nEncoding, nHost int
+	var seen uint32 // singletons met, by index
+	var secure, insecure bool
 	fields := b[eol+2 : len(b)-2]
 	for len(fields) > 0 {
 		var field []byte
@@ -436,6 +473,25 @@ func checkHead(b []byte) (head, *violation) {
 			h.upgrade = true
 		case kindTwin:
 			return h, bad("underscore in framing field name")
+		case kindOther:
+			i := singleton(name)
+			if i < 0 {
+				break
+			}
+			if seen&(1<<i) != 0 {
+				return h, bad("duplicate " + singletons[i].canonical)
+			}
+			seen |= 1 << i
+			if s := singletons[i].secureIf; s != "" {
+				if asciiFold(value, s) {
+					secure = true
+				} else {
+					insecure = true
+				}
+				if secure && insecure {
+					return h, bad("conflicting X-Forwarded scheme fields")
+				}
+			}
 		}
 	}
 	switch {
@@ -559,6 +615,55 @@ func splitField(line []byte) (name, value []byte, err *violation) {
 		}
 	}
 	return name, value, nil
+}
+
+// singletons are the fields, besides Host, Content-Length and
+// Transfer-Encoding, that a request must not repeat (see the package
+// documentation). For the X-Forwarded scheme fields, secureIf is the value
+// that says https, as Gunicorn's secure_scheme_headers have it.
+var singletons = []struct {
+	lower, canonical, secureIf string
+}{
+	{"authorization", "Authorization", ""},
+	{"content-location", "Content-Location", ""},
+	{"content-range", "Content-Range", ""},
+	{"content-type", "Content-Type", ""},
+	{"if-modified-since", "If-Modified-Since", ""},
+	{"if-range", "If-Range", ""},
+	{"if-unmodified-since", "If-Unmodified-Since", ""},
+	{"max-forwards", "Max-Forwards", ""},
+	{"proxy-authorization", "Proxy-Authorization", ""},
+	{"range", "Range", ""},
+	{"x-forwarded-proto", "X-Forwarded-Proto", "https"},
+	{"x-forwarded-protocol", "X-Forwarded-Protocol", "ssl"},
+	{"x-forwarded-ssl", "X-Forwarded-Ssl", "on"},
+}
+
+// singleton returns the index of name in singletons, or -1.
+func singleton(name []byte) int {
+	for i, s := range singletons {
+		if len(name) == len(s.lower) && asciiFold(name, s.lower) {
+			return i
+		}
+	}
+	return -1
+}
+
+// asciiFold reports whether b equals the lower-case ASCII lower, ignoring
+// case.
+func asciiFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // kind sorts field names the validator cares about.
