@@ -199,6 +199,13 @@ func (v *validator) blockEnd(b []byte, head bool) (int, *violation) {
 			if err := v.lineLimits(i, head); err != nil {
 				return 0, err
 			}
+			if head && v.lines == 0 {
+				// Refused at once, not when a head that may never
+				// end is complete.
+				if _, _, err := checkRequestLine(b[:i]); err != nil {
+					return 0, err
+				}
+			}
 			v.lines++
 			i++
 			v.lineStart = i + 1
@@ -406,29 +413,11 @@ type head struct {
 func checkHead(b []byte) (head, *violation) {
 	var h head
 	eol := bytes.Index(b, crlf)
-	line := b[:eol]
-	method, rest, ok := bytes.Cut(line, sp)
-	if !ok || len(method) == 0 || tokenLen(method) != len(method) {
-		return h, bad("malformed request line")
-	}
-	target, version, ok := bytes.Cut(rest, sp)
-	if !ok || len(target) == 0 {
-		return h, bad("malformed request line")
-	}
-	http10 := string(version) == "HTTP/1.0"
-	if !http10 && string(version) != "HTTP/1.1" {
-		return h, bad("unsupported HTTP version")
-	}
-	for _, c := range target {
-		// A fragment is never sent (RFC 9112 section 3.2).
-		if c <= 0x20 || c >= 0x7f || c == '#' {
-			return h, bad("invalid request target")
-		}
-	}
-	h.connect = string(method) == "CONNECT"
-	if err := checkTarget(string(method), target); err != nil {
+	connect, http10, err := checkRequestLine(b[:eol])
+	if err != nil {
 		return h, err
 	}
+	h.connect = connect
 
 	var nLength, nEncoding, nHost int
 	var seen uint32 // singletons met, by index
@@ -503,6 +492,33 @@ func checkHead(b []byte) (head, *violation) {
 		return h, bad("missing Host")
 	}
 	return h, nil
+}
+
+// checkRequestLine validates a request line (without CRLF) and tells
+// whether it is a CONNECT and an HTTP/1.0 request.
+func checkRequestLine(line []byte) (connect, http10 bool, err *violation) {
+	method, rest, ok := bytes.Cut(line, sp)
+	if !ok || len(method) == 0 || tokenLen(method) != len(method) {
+		return false, false, bad("malformed request line")
+	}
+	target, version, ok := bytes.Cut(rest, sp)
+	if !ok || len(target) == 0 {
+		return false, false, bad("malformed request line")
+	}
+	http10 = string(version) == "HTTP/1.0"
+	if !http10 && string(version) != "HTTP/1.1" {
+		return false, false, bad("unsupported HTTP version")
+	}
+	for _, c := range target {
+		// A fragment is never sent (RFC 9112 section 3.2).
+		if c <= 0x20 || c >= 0x7f || c == '#' {
+			return false, false, bad("invalid request target")
+		}
+	}
+	if err := checkTarget(string(method), target); err != nil {
+		return false, false, err
+	}
+	return string(method) == "CONNECT", http10, nil
 }
 
 var (
