@@ -311,24 +311,33 @@ func parseChunkLine(line []byte) (int64, *violation) {
 	if size > math.MaxInt64 {
 		return 0, bad("chunk size too large")
 	}
+	first := true
 	for i < len(line) {
-		// chunk-ext = ";" token [ "=" ( token / quoted-string ) ]
-		if line[i] != ';' {
-			return 0, bad("invalid chunk size")
+		// chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ), the
+		// value a token or a quoted-string (RFC 9112 section 7.1.1): bad
+		// whitespace is parsed and ignored, as RFC 9110 section 5.6.3
+		// asks, but only around ';' and '=' ("0 " alone is refused).
+		i += bwsLen(line[i:])
+		if i == len(line) || line[i] != ';' {
+			if first {
+				return 0, bad("invalid chunk size")
+			}
+			return 0, bad("invalid chunk extension")
 		}
+		first = false
 		i++
+		i += bwsLen(line[i:])
 		n := tokenLen(line[i:])
 		if n == 0 {
 			return 0, bad("invalid chunk extension")
 		}
 		i += n
-		if i == len(line) || line[i] == ';' {
+		j := i + bwsLen(line[i:])
+		if j == len(line) || line[j] != '=' {
 			continue
 		}
-		if line[i] != '=' {
-			return 0, bad("invalid chunk extension")
-		}
-		i++
+		i = j + 1
+		i += bwsLen(line[i:])
 		if i < len(line) && line[i] == '"' {
 			n = quotedLen(line[i:])
 		} else {
@@ -340,6 +349,16 @@ func parseChunkLine(line []byte) (int64, *violation) {
 		i += n
 	}
 	return int64(size), nil
+}
+
+// bwsLen returns the length of the SP and HTAB at the front of b.
+func bwsLen(b []byte) int {
+	for i, c := range b {
+		if c != ' ' && c != '\t' {
+			return i
+		}
+	}
+	return len(b)
 }
 
 func unhex(c byte) int {
@@ -501,6 +520,9 @@ func checkRequestLine(line []byte) (connect, http10 bool, err *violation) {
 	if !ok || len(method) == 0 || tokenLen(method) != len(method) {
 		return false, false, bad("malformed request line")
 	}
+	if !conventionalMethod(method) {
+		return false, false, bad("unconventional method")
+	}
 	target, version, ok := bytes.Cut(rest, sp)
 	if !ok || len(target) == 0 {
 		return false, false, bad("malformed request line")
@@ -550,7 +572,24 @@ func checkTarget(method string, t []byte) *violation {
 	return bad("invalid request target form")
 }
 
-// isAbsolute reports whether t starts with scheme "://".
+// conventionalMethod reports whether a method (a token) is one Gunicorn
+// accepts without permit_unconventional_http_method: 3 to 20 characters,
+// no lower-case letter. Every registered method is; "get" is not GET.
+func conventionalMethod(m []byte) bool {
+	if len(m) < 3 || len(m) > 20 {
+		return false
+	}
+	for _, c := range m {
+		if 'a' <= c && c <= 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// isAbsolute reports whether t is absolute-form: scheme "://" authority,
+// then a path, query or nothing, the authority being [userinfo "@"] host
+// [":" port] with a reg-name, IPv4 or bracketed IP-literal host.
 func isAbsolute(t []byte) bool {
 	i := bytes.Index(t, []byte("://"))
 	if i <= 0 || !isAlpha(t[0]) {
@@ -561,7 +600,33 @@ func isAbsolute(t []byte) bool {
 			return false
 		}
 	}
-	return true
+	auth := t[i+3:]
+	if j := bytes.IndexAny(auth, "/?"); j >= 0 {
+		auth = auth[:j]
+	}
+	if j := bytes.LastIndexByte(auth, '@'); j >= 0 {
+		auth = auth[j+1:]
+	}
+	var host, port []byte
+	if len(auth) > 0 && auth[0] == '[' { // IP-literal
+		j := bytes.IndexByte(auth, ']')
+		if j < 2 {
+			return false
+		}
+		for _, c := range auth[1:j] {
+			if unhex(c) < 0 && c != ':' && c != '.' {
+				return false
+			}
+		}
+		port = auth[j+1:]
+	} else {
+		host, port, _ = bytes.Cut(auth, []byte(":"))
+		if len(host) == 0 || !validHost(host) || bytes.ContainsAny(host, "[]") {
+			return false
+		}
+		return len(port) == 0 || allDigits(port) // port = *DIGIT
+	}
+	return len(port) == 0 || port[0] == ':' && (len(port) == 1 || allDigits(port[1:]))
 }
 
 func isAlpha(c byte) bool { return 'a' <= c|0x20 && c|0x20 <= 'z' }
