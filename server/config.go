@@ -22,6 +22,7 @@ import (
 
 	"github.com/remuda/remuda/auth"
 	"github.com/remuda/remuda/internal/serve"
+	"github.com/remuda/remuda/internal/strict"
 )
 
 // Defaults and limits of the settings. A loaded Config holds a value for every
@@ -84,6 +85,15 @@ const (
 	// the largest accepted.
 	DefaultWorkerConnections = 1000
 	MaxWorkerConnections     = 1 << 20
+
+	// DefaultBacklog is the default Config.Backlog (Gunicorn's), and
+	// MaxBacklog the largest accepted. The kernel caps the backlog at
+	// net.core.somaxconn.
+	DefaultBacklog = 2048
+	MaxBacklog     = 65535
+	// MaxLimitRequestFieldSize is the largest limit_request_field_size
+	// accepted: a request head as a whole is capped at 64 KiB.
+	MaxLimitRequestFieldSize = strict.DefaultMaxHeadBytes
 	// MaxWorkerMemory is the largest Config.MaxWorkerMemory accepted: 1 TiB.
 	MaxWorkerMemory = 1 << 40
 
@@ -160,6 +170,20 @@ type Config struct {
 	// the kernel's accept queue for a less busy worker.
 	// Default: DefaultWorkerConnections.
 	WorkerConnections int `json:"worker_connections"`
+	// Backlog is the listen queue of the sockets the prod master binds
+	// (Gunicorn's backlog): connections the kernel has accepted that no
+	// worker has taken yet. The kernel caps it at net.core.somaxconn.
+	// Default: DefaultBacklog.
+	Backlog int `json:"backlog"`
+	// LimitRequestLine, LimitRequestFields and LimitRequestFieldSize bound
+	// each request head in prod, with Gunicorn's meanings (see
+	// strict.Limits): the request line's bytes (longer: 414; 0: up to the
+	// 64 KiB head cap), the header fields (more: 431; 0: 32768) and one
+	// field line's bytes (longer: 431; 0: 8190). Defaults:
+	// strict.DefaultRequestLine, DefaultFields, DefaultFieldSize.
+	LimitRequestLine      int `json:"limit_request_line"`
+	LimitRequestFields    int `json:"limit_request_fields"`
+	LimitRequestFieldSize int `json:"limit_request_field_size"`
 
 	// Database is where users and tokens live: "sqlite:PATH" for the
 	// workers of one host, or a PostgreSQL URL ("postgres://…" or
@@ -233,6 +257,11 @@ func defaultConfig(prod bool) Config {
 		ErrorLog:        DefaultErrorLog,
 
 		WorkerConnections: DefaultWorkerConnections,
+		Backlog:           DefaultBacklog,
+
+		LimitRequestLine:      strict.DefaultRequestLine,
+		LimitRequestFields:    strict.DefaultFields,
+		LimitRequestFieldSize: strict.DefaultFieldSize,
 
 		Database:               DefaultDatabase,
 		AccessTokenLifetime:    auth.DefaultAccessLifetime,
@@ -327,6 +356,9 @@ var settings = []setting{
 	{key: "worker_connections", arg: "N", help: "connections one worker holds at once; more wait in the kernel's queue",
 		want: fmt.Sprintf("a whole number from 1 to %d", MaxWorkerConnections), min: 1, max: MaxWorkerConnections,
 		field: func(c *Config) any { return &c.WorkerConnections }},
+	{key: "backlog", arg: "N", help: "listen queue of the sockets the master binds; the kernel caps it at net.core.somaxconn (prod)",
+		want: fmt.Sprintf("a whole number from 1 to %d", MaxBacklog), min: 1, max: MaxBacklog,
+		field: func(c *Config) any { return &c.Backlog }},
 	{key: "database", arg: "URL", help: "users and tokens: sqlite:PATH, or postgres://… for several hosts",
 		want: "sqlite:PATH or postgres://…", field: func(c *Config) any { return &c.Database }},
 	{key: "secret_key", arg: "KEY", help: "HMAC signing key; prefer SERVER_SECRET_KEY (a flag shows in ps)",
@@ -357,6 +389,15 @@ var settings = []setting{
 	{key: "max_body_size", arg: "SIZE", help: "larger request bodies get 413 in prod (K, M, G suffixes; 0: no limit)",
 		want: wantSize + ", as 10M", min: 0, max: 1 << 40, size: true,
 		field: func(c *Config) any { return &c.MaxBodySize }},
+	{key: "limit_request_line", arg: "BYTES", help: "a longer request line gets 414 in prod (0: up to the 64 KiB head cap)",
+		want: fmt.Sprintf("a whole number from 0 to %d", strict.MaxRequestLine), min: 0, max: strict.MaxRequestLine,
+		field: func(c *Config) any { return &c.LimitRequestLine }},
+	{key: "limit_request_fields", arg: "N", help: fmt.Sprintf("more header fields get 431 in prod (0: %d)", strict.MaxFields),
+		want: fmt.Sprintf("a whole number from 0 to %d", strict.MaxFields), min: 0, max: strict.MaxFields,
+		field: func(c *Config) any { return &c.LimitRequestFields }},
+	{key: "limit_request_field_size", arg: "BYTES", help: fmt.Sprintf("a longer header field line gets 431 in prod (0: %d)", strict.DefaultFieldSize),
+		want: fmt.Sprintf("a whole number from 0 to %d", MaxLimitRequestFieldSize), min: 0, max: MaxLimitRequestFieldSize,
+		field: func(c *Config) any { return &c.LimitRequestFieldSize }},
 	{key: "certfile", arg: "PATH", help: "PEM certificate chain: serve HTTPS in prod (with --keyfile)",
 		want: "a file path", field: func(c *Config) any { return &c.CertFile }},
 	{key: "keyfile", arg: "PATH", help: "PEM private key of --certfile",

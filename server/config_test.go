@@ -46,6 +46,8 @@ func withAuthDefaults(c Config) Config {
 	c.JWTAlgorithm = "HS256"
 	c.ForwardedAllowIPs, c.MaxBodySize = "127.0.0.1,::1", 10<<20
 	c.ErrorLog, c.WorkerConnections = "-", 1000
+	c.Backlog = 2048
+	c.LimitRequestLine, c.LimitRequestFields, c.LimitRequestFieldSize = 4094, 100, 8190
 	return c
 }
 
@@ -287,7 +289,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "env timeout not a duration", env: map[string]string{"SERVER_TIMEOUT": "ten"},
 			want: `SERVER_TIMEOUT "ten": want a duration such as 30s or a whole number of seconds, above 0 and at most 24h`},
 		{name: "file unknown key", file: "wokers = 2\n",
-			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, forwarded_allow_ips, max_body_size, certfile, keyfile, user, group, jwt_leeway`},
+			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, backlog, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, forwarded_allow_ips, max_body_size, limit_request_line, limit_request_fields, limit_request_field_size, certfile, keyfile, user, group, jwt_leeway`},
 		{name: "file unknown table", file: "[server]\nworkers = 2\n",
 			has: []string{`config file $FILE: unknown key "server"`, "known keys: prod, bind"}},
 		{name: "file config key", file: "config = \"/etc/other.toml\"\n",
@@ -426,6 +428,7 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"metrics_bind":        {"nowhere", `"localhost"`},
 		"max_worker_memory":   {"12X", `"-1"`},
 		"worker_connections":  {"0", "2000000"},
+		"backlog":             {"0", "65536"},
 
 		"database":                 {"mysql://db", `"sqlite:"`},
 		"secret_key":               {"", "42"},
@@ -441,6 +444,9 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"jwt_leeway":               {"2m", `"-1s"`},
 		"forwarded_allow_ips":      {"localhost", `"10.0.0.0/33"`},
 		"max_body_size":            {"-1", `"big"`},
+		"limit_request_line":       {"8191", "-1"},
+		"limit_request_fields":     {"32769", `"100"`},
+		"limit_request_field_size": {"-1", "65537"},
 		"certfile":                 {"", "[1]"},
 		"keyfile":                  {"", "1"},
 		"user":                     {"", "true"},
@@ -946,5 +952,31 @@ func TestUnknownEnv(t *testing.T) {
 		if strings.Contains(got[i], "=") {
 			t.Errorf("warning %d: got %q, want the name without the value (it may be a secret)", i, got[i])
 		}
+	}
+}
+
+// TestRequestLimitSettings checks that Gunicorn's request limits and backlog
+// are read from each source with Gunicorn's names, reach the workers'
+// Config, and that Gunicorn's spelling --limit-request-field_size is
+// answered with ours.
+func TestRequestLimitSettings(t *testing.T) {
+	file := writeFile(t, "backlog = 37\nlimit_request_fields = 2\n")
+	c, err := loadConfig([]string{"--config", file, "--limit-request-line", "0"},
+		env(map[string]string{"SERVER_LIMIT_REQUEST_FIELD_SIZE": "98"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := [4]int{c.Backlog, c.LimitRequestLine, c.LimitRequestFields, c.LimitRequestFieldSize}
+	if want := [4]int{37, 0, 2, 98}; got != want {
+		t.Errorf("got backlog and limits %v, want %v", got, want)
+	}
+	wc := workersConfig(c)
+	if got := [3]int{wc.LimitRequestLine, wc.LimitRequestFields, wc.LimitRequestFieldSize}; got != [3]int{0, 2, 98} {
+		t.Errorf("got workers.Config limits %v, want [0 2 98]", got)
+	}
+
+	_, err = loadConfig([]string{"--limit-request-field_size", "100"}, env(nil))
+	if err == nil || !strings.Contains(err.Error(), "did you mean --limit-request-field-size?") {
+		t.Errorf("got %v for Gunicorn's --limit-request-field_size, want an error naming --limit-request-field-size", err)
 	}
 }

@@ -67,6 +67,7 @@ func runServer(app *App, cfg Config, args []string) int {
 		m := &workers.Master{
 			Credential:  cred,
 			Binds:       cfg.Bind,
+			Backlog:     cfg.Backlog,
 			Config:      workersConfig(cfg),
 			PIDFile:     cfg.PIDFile,
 			Logger:      log,
@@ -138,6 +139,10 @@ func workersConfig(cfg Config) workers.Config {
 		MaxMemory:         cfg.MaxWorkerMemory,
 		Connections:       cfg.WorkerConnections,
 		App:               app,
+
+		LimitRequestLine:      cfg.LimitRequestLine,
+		LimitRequestFields:    cfg.LimitRequestFields,
+		LimitRequestFieldSize: cfg.LimitRequestFieldSize,
 	}
 }
 

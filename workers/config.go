@@ -48,6 +48,17 @@ type Config struct {
 	// measure of saturation (remuda_accept_queue_length). If zero,
 	// DefaultConnections.
 	Connections int
+	// LimitRequestLine, LimitRequestFields and LimitRequestFieldSize bound
+	// each request head as Gunicorn's settings of those names do, where
+	// requests are checked (Worker.Hardened, plain HTTP): a request line
+	// longer than LimitRequestLine bytes gets 414, more than
+	// LimitRequestFields header fields or a field line longer than
+	// LimitRequestFieldSize bytes get 431. Zero has Gunicorn's meaning of
+	// 0: no request-line cap below the 64 KiB head cap, 32768 fields, 8190
+	// bytes a field line. Gunicorn's defaults are 4094, 100 and 8190.
+	LimitRequestLine      int
+	LimitRequestFields    int
+	LimitRequestFieldSize int
 	// App is handed to every worker as it is; its meaning belongs to the
 	// Boot function (the server package puts its whole config here).
 	App json.RawMessage

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/cloudflare/tableflip"
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"github.com/remuda/remuda/internal/sdnotify"
@@ -31,9 +32,12 @@ type listener struct {
 // that a USR2 upgrade passes them on. They come, in this order of
 // preference, from the master this one replaces (every socket it had,
 // whatever the binds say now), from systemd (LISTEN_FDS), or are bound
-// here from addrs (unix sockets after stale-socket cleanup). On error it
-// closes what it had and names the address.
-func listen(upg *tableflip.Upgrader, addrs []string) ([]listener, error) {
+// here from addrs (unix sockets after stale-socket cleanup). Only sockets
+// bound here get backlog as their listen queue (when above zero): those
+// from systemd keep the socket unit's Backlog=, and inherited ones the
+// queue their first master gave them; log gets a warning when the kernel
+// caps backlog. On error it closes what it had and names the address.
+func listen(upg *tableflip.Upgrader, addrs []string, backlog int, log *zap.Logger) ([]listener, error) {
 	var ls []listener
 	fail := func(err error) ([]listener, error) {
 		closeListeners(ls)
@@ -92,10 +96,17 @@ func listen(upg *tableflip.Upgrader, addrs []string) ([]listener, error) {
 		return ls, nil
 	}
 
+	checkBacklog(log, backlog)
 	for _, addr := range addrs {
 		ln, err := serve.Listen(addr)
 		if err != nil {
 			return fail(err)
+		}
+		if backlog > 0 {
+			if err := serve.SetBacklog(ln, backlog); err != nil {
+				ln.Close()
+				return fail(fmt.Errorf("listen on %s: %w", addr, err))
+			}
 		}
 		network, a := "tcp", addr
 		if path, ok := strings.CutPrefix(addr, "unix:"); ok {
@@ -107,6 +118,18 @@ func listen(upg *tableflip.Upgrader, addrs []string) ([]listener, error) {
 		}
 	}
 	return ls, nil
+}
+
+// checkBacklog warns when the kernel caps backlog at net.core.somaxconn.
+func checkBacklog(log *zap.Logger, backlog int) {
+	if backlog <= 0 {
+		return
+	}
+	max, err := serve.Somaxconn()
+	if err == nil && backlog > max {
+		log.Warn("backlog above net.core.somaxconn: the kernel caps it; raise the sysctl to get it",
+			zap.Int("backlog", backlog), zap.Int("somaxconn", max))
+	}
 }
 
 // workerFile duplicates ln's socket as the file workers inherit.

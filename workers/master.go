@@ -67,6 +67,12 @@ const (
 type Master struct {
 	// Binds are the addresses to listen on ("host:port", "unix:/path").
 	Binds []string
+	// Backlog, if above zero, is the listen queue of the sockets bound from
+	// Binds (Gunicorn's backlog); the kernel caps it at net.core.somaxconn,
+	// and a warning says so. Sockets from systemd keep their unit's
+	// Backlog=, and a master started by USR2 keeps the sockets as they are.
+	// If zero, Go's default: net.core.somaxconn.
+	Backlog int
 	// Config is the first generation's.
 	Config Config
 	// Reload, if non-nil, is called on HUP for the next generation's
@@ -242,7 +248,7 @@ func (m *Master) Run() error {
 	}
 	defer m.upg.Stop()
 
-	m.listeners, err = listen(m.upg, m.Binds)
+	m.listeners, err = listen(m.upg, m.Binds, m.Backlog, m.log)
 	if err != nil {
 		return err
 	}

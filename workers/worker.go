@@ -21,6 +21,7 @@ import (
 	"github.com/remuda/remuda/internal/ipc"
 	"github.com/remuda/remuda/internal/metrics"
 	"github.com/remuda/remuda/internal/serve"
+	"github.com/remuda/remuda/internal/strict"
 )
 
 // Worker is what a worker process serves. Boot functions build it from the
@@ -179,9 +180,14 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		AccessLog: w.AccessLog,
 		Proxies:   w.TrustedProxies,
 		Hardened:  w.Hardened,
-		TLS:       w.TLS,
-		Metrics:   counts,
-		MaxConns:  cfg.connections(),
+		Limits: strict.Limits{
+			RequestLine: cfg.LimitRequestLine,
+			Fields:      cfg.LimitRequestFields,
+			FieldSize:   cfg.LimitRequestFieldSize,
+		},
+		TLS:      w.TLS,
+		Metrics:  counts,
+		MaxConns: cfg.connections(),
 	})
 	srv.Serve(lns)
 	if err := ctrl.Send(ipc.Frame{Type: ipc.TypeReady}); err != nil {

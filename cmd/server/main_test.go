@@ -389,7 +389,9 @@ func TestAuthContract(t *testing.T) {
 
 			{"HS512", forgeHS512(secret, valid)},
 			{"not.a.token", "not.a.token"},
-			{"20 kB token", parts[0] + "." + strings.Repeat("A", 20<<10) + "." + parts[2]},
+			// Within the 8190-byte field line of --limit-request-field-size:
+			// a longer Authorization gets 431 before the app.
+			{"7 kB token", parts[0] + "." + strings.Repeat("A", 7<<10) + "." + parts[2]},
 		} {
 			want(t, c.what, do(t, "GET", s.url+"/hello/", "", "", bearer(c.token)...), 401, notValid("Token is invalid"))
 		}

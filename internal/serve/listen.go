@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,7 +20,8 @@ const UnixSocketMode = 0o660
 // Listen binds addr: "host:port" (IPv4 or a bracketed IPv6 literal) or
 // "unix:/path". A unix socket file left behind by a process that died is
 // removed first; one that still answers is an error, as is any other kind of
-// file at that path (it is never deleted).
+// file at that path (it is never deleted), and so is a unix path whose
+// directory does not exist (the error says so, and how to create it).
 func Listen(addr string) (net.Listener, error) {
 	path, ok := strings.CutPrefix(addr, "unix:")
 	if !ok {
@@ -27,6 +30,9 @@ func Listen(addr string) (net.Listener, error) {
 			return nil, fmt.Errorf("listen on %s: %w", addr, err)
 		}
 		return ln, nil
+	}
+	if err := checkSocketDir(path); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	if err := removeStaleSocket(path); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
@@ -65,4 +71,63 @@ func removeStaleSocket(path string) error {
 		return fmt.Errorf("probe existing socket: %w", err)
 	}
 	return os.Remove(path)
+}
+
+// checkSocketDir explains a unix socket path whose directory is missing,
+// rather than leaving bind(2)'s bare "no such file or directory".
+func checkSocketDir(path string) error {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("directory %s does not exist: create it, owned by the user the server runs as "+
+			"(under systemd, RuntimeDirectory=%s in the service creates /run/%s at each start): %w",
+			dir, runtimeDirName(dir), runtimeDirName(dir), err)
+	case err != nil:
+		return fmt.Errorf("directory of the socket: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
+}
+
+// runtimeDirName is what RuntimeDirectory= would take for dir: its path
+// under /run, or a name of its own for a directory elsewhere.
+func runtimeDirName(dir string) string {
+	if rel, ok := strings.CutPrefix(dir, "/run/"); ok && rel != "" {
+		return rel
+	}
+	return filepath.Base(dir)
+}
+
+// SetBacklog makes n the listen queue of ln's socket (a TCP or unix
+// listener) by calling listen(2) on it again, which Linux allows on a
+// listening socket. The kernel silently caps n at net.core.somaxconn (see
+// Somaxconn); Go's own listen asks for somaxconn.
+func SetBacklog(ln net.Listener, n int) error {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("set backlog: %T has no socket", ln)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("set backlog: %w", err)
+	}
+	var lerr error
+	if err := rc.Control(func(fd uintptr) { lerr = syscall.Listen(int(fd), n) }); err != nil {
+		return fmt.Errorf("set backlog: %w", err)
+	}
+	if lerr != nil {
+		return fmt.Errorf("set backlog: listen: %w", lerr)
+	}
+	return nil
+}
+
+// Somaxconn reads net.core.somaxconn, the kernel's cap on a listen queue.
+func Somaxconn() (int, error) {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }

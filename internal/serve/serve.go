@@ -76,6 +76,11 @@ type Options struct {
 	// would have to sit above the TLS layer, which hides the connection
 	// state from net/http and so HTTP/2: TLS connections are not checked.)
 	Hardened bool
+	// Limits bound request heads as Gunicorn's limit_request_line,
+	// limit_request_fields and limit_request_field_size do, where
+	// internal/strict checks requests (Hardened, plain HTTP); see
+	// strict.Limits, whose zero value is Gunicorn's 0 in every field.
+	Limits strict.Limits
 	// TLS, if non-nil, serves HTTPS (HTTP/2 and HTTP/1.1) on every
 	// listener.
 	TLS *tls.Config
@@ -175,7 +180,7 @@ func (s *Server) Serve(lns []net.Listener) {
 			case s.opts.TLS != nil:
 				err = s.srv.ServeTLS(l, "", "")
 			case s.opts.Hardened:
-				err = s.srv.Serve(strict.Listener(l))
+				err = s.srv.Serve(strict.Listener(l, s.opts.Limits))
 			default:
 				err = s.srv.Serve(l)
 			}

@@ -21,6 +21,19 @@
 //
 // Per-connection memory is bounded by DefaultMaxHeadBytes plus one read.
 //
+// # Limits
+//
+// Limits are Gunicorn's limit_request_line, limit_request_fields and
+// limit_request_field_size, with Gunicorn's defaults (DefaultLimits: 4094,
+// 100, 8190), ranges and meanings of 0 (see Limits), measured as Gunicorn
+// measures them: the request line without its CRLF, a field line with it.
+// They also bound each trailer section. A request line past its limit gets
+// 414 URI Too Long (RFC 9112 section 3: a server that will not parse a
+// target that long answers 414; Gunicorn answers 400); too many fields, a
+// field line too long, or a head past DefaultMaxHeadBytes get 431 Request
+// Header Fields Too Large (RFC 6585 section 5, as Gunicorn does). A line is
+// refused as soon as it passes its limit, before it ends.
+//
 // # Refusal
 //
 // On a violation the connection stops releasing bytes. When net/http next
@@ -33,8 +46,7 @@
 //
 //	<reason>
 //
-// (414 when the request line exceeds DefaultMaxRequestLineBytes, 431 when a
-// head or trailer section exceeds DefaultMaxHeadBytes), closes the connection
+// (414 and 431 for the Limits, above), closes the connection
 // and returns io.EOF, so net/http never sees the refused request nor anything
 // after it.
 //
@@ -90,10 +102,15 @@
 //   - the request line is not exactly method SP request-target SP
 //     "HTTP/1.1" or "HTTP/1.0" CRLF, the method a token, the target visible
 //     ASCII without a fragment (empty lines before the request line are
-//     refused too);
+//     refused too); it is checked as soon as it ends;
+//   - the method is not one Gunicorn accepts by default (without its
+//     permit_unconventional_http_method): 3 to 20 characters, no lower-case
+//     letter ("get" is not GET, and a proxy may not see it so);
 //   - the request-target form does not fit the method: CONNECT needs
 //     authority-form (host:port), "*" is for OPTIONS only, other methods need
-//     origin-form ("/path") or absolute-form ("http://host/path");
+//     origin-form ("/path") or absolute-form ("http://host/path", whose
+//     authority must be [userinfo@]host[:port], the host a reg-name, IPv4
+//     or bracketed IP literal);
 //   - a line in the head ends with a bare LF, or a bare CR appears;
 //   - a field line starts with SP or HTAB (obs-fold);
 //   - a field name is empty or not a token, or is an "underscore twin" of
@@ -108,6 +125,19 @@
 //   - Content-Length and Transfer-Encoding are both present;
 //   - Host is missing in HTTP/1.1, appears twice, or holds characters that
 //     cannot be in a host;
+//   - a singleton field appears twice (RFC 9110 section 5.3: a field whose
+//     value is not a list cannot be combined, so two of them leave the
+//     request to be read differently by us and by a proxy or the app):
+//     besides Host, Content-Length and Transfer-Encoding above, those a
+//     server, proxy or app acts on: Authorization, Proxy-Authorization,
+//     Content-Type, Content-Location, Content-Range, Range, If-Range,
+//     If-Modified-Since, If-Unmodified-Since, Max-Forwards, and the
+//     scheme fields of Gunicorn's secure_scheme_headers (X-Forwarded-Proto,
+//     X-Forwarded-Protocol, X-Forwarded-Ssl), which must moreover agree
+//     (https, ssl, on) when several are given. Informational singletons
+//     (User-Agent, Referer, From, Date) are let through: a repeat misleads
+//     no decision, and refusing it would only break odd clients. Cookie is
+//     let through too: an HTTP/2 front end may pass it on split;
 //   - a chunk-size line is not 1*16HEXDIG followed by chunk extensions of the
 //     form ;name or ;name=token or ;name="quoted", then CRLF (no sign, no
 //     "0x", no whitespace);
@@ -118,4 +148,32 @@
 //     Content-Encoding, Content-Range, Trailer, Cookie, Set-Cookie, TE,
 //     Expect, Connection, Keep-Alive, Upgrade, Proxy-Authorization, Range,
 //     Cache-Control, Max-Forwards) or a malformed one.
+//
+// # Gunicorn's request corpus
+//
+// Gunicorn's tests/requests/invalid cases are all refused (4xx, connection
+// closed), each with its own limits; testdata/gunicorn holds our own
+// request for each of its cases, invalid and valid (TestRequestCorpus), and
+// TestGunicornCorpus replays Gunicorn's files themselves when
+// GUNICORN_REQUESTS names their directory. One invalid case, a chunked body
+// whose trailer section never ends, reaches the handler: its head and body
+// were valid as they came, and the handler's body read fails with
+// io.ErrUnexpectedEOF when the connection ends.
+//
+// Some of Gunicorn's valid cases are refused here, on purpose:
+//
+//   - HTTP/1.1 requests without Host (RFC 9112 section 3.2 requires a 400;
+//     net/http refuses them too);
+//   - Transfer-Encoding other than exactly chunked ("gzip, chunked",
+//     "identity", two fields): net/http answers them 501, and a coding
+//     list is where proxies disagree on framing;
+//   - a fragment in the target, or bytes outside visible ASCII in it (RFC
+//     9112 section 3.2; Gunicorn strips the fragment, net/http would route
+//     it as part of the query or path);
+//   - underscore twins of framing fields (Content_Length), which Gunicorn
+//     drops by default: refused, since a proxy may map them to dashes;
+//   - those that need a Gunicorn option Remuda does not have:
+//     permit_obsolete_folding, strip_header_spaces,
+//     permit_unconventional_http_method, header_map=dangerous and
+//     proxy_protocol (PROXY protocol belongs to the load balancer in front).
 package strict

@@ -10,20 +10,24 @@ import (
 )
 
 // Listener wraps ln so that every accepted connection's request stream is
-// checked before net/http reads it. A request that breaks the rules in the
-// package documentation gets a 400 (414, 431) response with Connection: close
-// and a one-line text reason, and the connection is closed; net/http never
-// sees it, nor anything after it on that connection.
-func Listener(ln net.Listener) net.Listener { return &listener{ln} }
+// checked before net/http reads it, request heads within lim. A request that
+// breaks the rules in the package documentation gets a 400 (414, 431)
+// response with Connection: close and a one-line text reason, and the
+// connection is closed; net/http never sees it, nor anything after it on
+// that connection.
+func Listener(ln net.Listener, lim Limits) net.Listener { return &listener{ln, lim} }
 
-type listener struct{ net.Listener }
+type listener struct {
+	net.Listener
+	lim Limits
+}
 
 func (l *listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &conn{Conn: c}, nil
+	return &conn{Conn: c, v: validator{lim: l.lim}}, nil
 }
 
 // errMalformedBody ends the body of a request whose head net/http already has.

@@ -60,7 +60,7 @@ func startServer(t testing.TB, wrap bool) (addr string, calls *atomic.Int64) {
 	}
 	serveOn := ln
 	if wrap {
-		serveOn = Listener(ln)
+		serveOn = Listener(ln, DefaultLimits)
 	}
 	go srv.Serve(serveOn)
 	t.Cleanup(func() { srv.Close() })
@@ -503,18 +503,21 @@ func drain(t testing.TB, c *conn) []byte {
 func FuzzStream(f *testing.F) {
 	for _, dir := range []string{"valid", "invalid"} {
 		for _, data := range corpus(f, dir) {
-			f.Add(data, []byte{3, 200, 0, 17})
+			f.Add(data, []byte{3, 200, 0, 17}, uint16(0), uint16(0), uint16(0))
+			f.Add(data, []byte{50}, uint16(DefaultRequestLine), uint16(DefaultFields), uint16(DefaultFieldSize))
+			f.Add(data, []byte{1}, uint16(20), uint16(2), uint16(16))
 		}
 	}
-	f.Fuzz(func(t *testing.T, in, sizes []byte) {
-		c := &conn{Conn: &fakeConn{in: in, sizes: sizes}}
+	f.Fuzz(func(t *testing.T, in, sizes []byte, line, fields, fieldSize uint16) {
+		lim := Limits{RequestLine: int(line), Fields: int(fields), FieldSize: int(fieldSize)}
+		c := &conn{Conn: &fakeConn{in: in, sizes: sizes}, v: validator{lim: lim}}
 		out := drain(t, c)
 		if !bytes.HasPrefix(in, out) {
 			t.Fatalf("released %q, not a prefix of the input %q", out, in)
 		}
 		// What was released must validate on its own, whole: at worst it
 		// ends inside a request.
-		again := &conn{Conn: &fakeConn{in: out}}
+		again := &conn{Conn: &fakeConn{in: out}, v: validator{lim: lim}}
 		drain(t, again)
 		if v := again.refused; v != nil && v.reason != "incomplete request" && !c.midBody {
 			t.Fatalf("released %q, which the validator refuses: %s", out, v.reason)

@@ -9,11 +9,9 @@ import (
 // is incomplete.
 const (
 	// DefaultMaxHeadBytes caps a request head (request line, fields, empty
-	// line) and a trailer section. Beyond it a request gets 431.
+	// line) and a trailer section, whatever the Limits. Beyond it a request
+	// gets 431.
 	DefaultMaxHeadBytes = 64 << 10
-	// DefaultMaxRequestLineBytes caps the request line. Beyond it a request
-	// gets 414.
-	DefaultMaxRequestLineBytes = 8 << 10
 	// maxChunkLineBytes caps a chunk-size line with its extensions.
 	maxChunkLineBytes = 4 << 10
 )
@@ -27,9 +25,13 @@ type violation struct {
 func bad(reason string) *violation { return &violation{status: 400, reason: reason} }
 
 var (
-	errURITooLong     = &violation{status: 414, reason: "request line too long"}
-	errHeadTooLarge   = &violation{status: 431, reason: "request header fields too large"}
-	errTrailerTooLong = &violation{status: 431, reason: "trailer section too large"}
+	errURITooLong      = &violation{status: 414, reason: "request line too long"}
+	errHeadTooLarge    = &violation{status: 431, reason: "request header fields too large"}
+	errTrailerTooLong  = &violation{status: 431, reason: "trailer section too large"}
+	errFieldTooLarge   = &violation{status: 431, reason: "request header field too large"}
+	errTooManyFields   = &violation{status: 431, reason: "too many request header fields"}
+	errTrailerTooLarge = &violation{status: 431, reason: "trailer field too large"}
+	errTooManyTrailers = &violation{status: 431, reason: "too many trailer fields"}
 )
 
 // state is where the validator stands in the request stream.
@@ -47,8 +49,9 @@ const (
 )
 
 // validator checks a stream of HTTP/1.1 requests one unit at a time. The zero
-// value expects the first request head.
+// value expects the first request head, with the zero Limits.
 type validator struct {
+	lim     Limits
 	state   state
 	remain  int64
 	upgrade bool // the current request may switch protocols
@@ -193,8 +196,15 @@ func (v *validator) blockEnd(b []byte, head bool) (int, *violation) {
 				}
 				return i + 2, nil
 			}
-			if head && v.lines == 0 && i > DefaultMaxRequestLineBytes {
-				return 0, errURITooLong
+			if err := v.lineLimits(i, head); err != nil {
+				return 0, err
+			}
+			if head && v.lines == 0 {
+				// Refused at once, not when a head that may never
+				// end is complete.
+				if _, _, err := checkRequestLine(b[:i]); err != nil {
+					return 0, err
+				}
 			}
 			v.lines++
 			i++
@@ -205,12 +215,44 @@ func (v *validator) blockEnd(b []byte, head bool) (int, *violation) {
 	return 0, v.blockLimits(len(b), head)
 }
 
+// blockLimits checks an incomplete block whose first n bytes have been
+// scanned: the line being received cannot end within the Limits any more,
+// or the block is already too large.
 func (v *validator) blockLimits(n int, head bool) *violation {
-	if head && v.lines == 0 && n > DefaultMaxRequestLineBytes {
-		return errURITooLong
+	if n > v.lineStart {
+		if err := v.lineLimits(n, head); err != nil {
+			return err
+		}
 	}
 	if n > DefaultMaxHeadBytes {
 		return v.tooLarge(head)
+	}
+	return nil
+}
+
+// lineLimits checks the line that starts at lineStart and has n-lineStart
+// bytes so far, CRLF excluded, against the Limits: the request line's
+// length, a field line's length and the number of field lines.
+func (v *validator) lineLimits(n int, head bool) *violation {
+	size, fields := n-v.lineStart, v.lines+1
+	if head {
+		if v.lines == 0 {
+			if size > v.lim.requestLine() {
+				return errURITooLong
+			}
+			return nil
+		}
+		fields--
+	}
+	switch {
+	case size+2 > v.lim.fieldSize() && head:
+		return errFieldTooLarge
+	case size+2 > v.lim.fieldSize():
+		return errTrailerTooLarge
+	case fields > v.lim.fields() && head:
+		return errTooManyFields
+	case fields > v.lim.fields():
+		return errTooManyTrailers
 	}
 	return nil
 }
@@ -269,24 +311,33 @@ func parseChunkLine(line []byte) (int64, *violation) {
 	if size > math.MaxInt64 {
 		return 0, bad("chunk size too large")
 	}
+	first := true
 	for i < len(line) {
-		// chunk-ext = ";" token [ "=" ( token / quoted-string ) ]
-		if line[i] != ';' {
-			return 0, bad("invalid chunk size")
+		// chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ), the
+		// value a token or a quoted-string (RFC 9112 section 7.1.1): bad
+		// whitespace is parsed and ignored, as RFC 9110 section 5.6.3
+		// asks, but only around ';' and '=' ("0 " alone is refused).
+		i += bwsLen(line[i:])
+		if i == len(line) || line[i] != ';' {
+			if first {
+				return 0, bad("invalid chunk size")
+			}
+			return 0, bad("invalid chunk extension")
 		}
+		first = false
 		i++
+		i += bwsLen(line[i:])
 		n := tokenLen(line[i:])
 		if n == 0 {
 			return 0, bad("invalid chunk extension")
 		}
 		i += n
-		if i == len(line) || line[i] == ';' {
+		j := i + bwsLen(line[i:])
+		if j == len(line) || line[j] != '=' {
 			continue
 		}
-		if line[i] != '=' {
-			return 0, bad("invalid chunk extension")
-		}
-		i++
+		i = j + 1
+		i += bwsLen(line[i:])
 		if i < len(line) && line[i] == '"' {
 			n = quotedLen(line[i:])
 		} else {
@@ -298,6 +349,16 @@ func parseChunkLine(line []byte) (int64, *violation) {
 		i += n
 	}
 	return int64(size), nil
+}
+
+// bwsLen returns the length of the SP and HTAB at the front of b.
+func bwsLen(b []byte) int {
+	for i, c := range b {
+		if c != ' ' && c != '\t' {
+			return i
+		}
+	}
+	return len(b)
 }
 
 func unhex(c byte) int {
@@ -371,31 +432,15 @@ type head struct {
 func checkHead(b []byte) (head, *violation) {
 	var h head
 	eol := bytes.Index(b, crlf)
-	line := b[:eol]
-	method, rest, ok := bytes.Cut(line, sp)
-	if !ok || len(method) == 0 || tokenLen(method) != len(method) {
-		return h, bad("malformed request line")
-	}
-	target, version, ok := bytes.Cut(rest, sp)
-	if !ok || len(target) == 0 {
-		return h, bad("malformed request line")
-	}
-	http10 := string(version) == "HTTP/1.0"
-	if !http10 && string(version) != "HTTP/1.1" {
-		return h, bad("unsupported HTTP version")
-	}
-	for _, c := range target {
-		// A fragment is never sent (RFC 9112 section 3.2).
-		if c <= 0x20 || c >= 0x7f || c == '#' {
-			return h, bad("invalid request target")
-		}
-	}
-	h.connect = string(method) == "CONNECT"
-	if err := checkTarget(string(method), target); err != nil {
+	connect, http10, err := checkRequestLine(b[:eol])
+	if err != nil {
 		return h, err
 	}
+	h.connect = connect
 
 	var nLength, nEncoding, nHost int
+	var seen uint32 // singletons met, by index
+	var secure, insecure bool
 	fields := b[eol+2 : len(b)-2]
 	for len(fields) > 0 {
 		var field []byte
@@ -436,6 +481,25 @@ func checkHead(b []byte) (head, *violation) {
 			h.upgrade = true
 		case kindTwin:
 			return h, bad("underscore in framing field name")
+		case kindOther:
+			i := singleton(name)
+			if i < 0 {
+				break
+			}
+			if seen&(1<<i) != 0 {
+				return h, bad("duplicate " + singletons[i].canonical)
+			}
+			seen |= 1 << i
+			if s := singletons[i].secureIf; s != "" {
+				if asciiFold(value, s) {
+					secure = true
+				} else {
+					insecure = true
+				}
+				if secure && insecure {
+					return h, bad("conflicting X-Forwarded scheme fields")
+				}
+			}
 		}
 	}
 	switch {
@@ -447,6 +511,36 @@ func checkHead(b []byte) (head, *violation) {
 		return h, bad("missing Host")
 	}
 	return h, nil
+}
+
+// checkRequestLine validates a request line (without CRLF) and tells
+// whether it is a CONNECT and an HTTP/1.0 request.
+func checkRequestLine(line []byte) (connect, http10 bool, err *violation) {
+	method, rest, ok := bytes.Cut(line, sp)
+	if !ok || len(method) == 0 || tokenLen(method) != len(method) {
+		return false, false, bad("malformed request line")
+	}
+	if !conventionalMethod(method) {
+		return false, false, bad("unconventional method")
+	}
+	target, version, ok := bytes.Cut(rest, sp)
+	if !ok || len(target) == 0 {
+		return false, false, bad("malformed request line")
+	}
+	http10 = string(version) == "HTTP/1.0"
+	if !http10 && string(version) != "HTTP/1.1" {
+		return false, false, bad("unsupported HTTP version")
+	}
+	for _, c := range target {
+		// A fragment is never sent (RFC 9112 section 3.2).
+		if c <= 0x20 || c >= 0x7f || c == '#' {
+			return false, false, bad("invalid request target")
+		}
+	}
+	if err := checkTarget(string(method), target); err != nil {
+		return false, false, err
+	}
+	return string(method) == "CONNECT", http10, nil
 }
 
 var (
@@ -478,7 +572,24 @@ func checkTarget(method string, t []byte) *violation {
 	return bad("invalid request target form")
 }
 
-// isAbsolute reports whether t starts with scheme "://".
+// conventionalMethod reports whether a method (a token) is one Gunicorn
+// accepts without permit_unconventional_http_method: 3 to 20 characters,
+// no lower-case letter. Every registered method is; "get" is not GET.
+func conventionalMethod(m []byte) bool {
+	if len(m) < 3 || len(m) > 20 {
+		return false
+	}
+	for _, c := range m {
+		if 'a' <= c && c <= 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// isAbsolute reports whether t is absolute-form: scheme "://" authority,
+// then a path, query or nothing, the authority being [userinfo "@"] host
+// [":" port] with a reg-name, IPv4 or bracketed IP-literal host.
 func isAbsolute(t []byte) bool {
 	i := bytes.Index(t, []byte("://"))
 	if i <= 0 || !isAlpha(t[0]) {
@@ -489,7 +600,33 @@ func isAbsolute(t []byte) bool {
 			return false
 		}
 	}
-	return true
+	auth := t[i+3:]
+	if j := bytes.IndexAny(auth, "/?"); j >= 0 {
+		auth = auth[:j]
+	}
+	if j := bytes.LastIndexByte(auth, '@'); j >= 0 {
+		auth = auth[j+1:]
+	}
+	var host, port []byte
+	if len(auth) > 0 && auth[0] == '[' { // IP-literal
+		j := bytes.IndexByte(auth, ']')
+		if j < 2 {
+			return false
+		}
+		for _, c := range auth[1:j] {
+			if unhex(c) < 0 && c != ':' && c != '.' {
+				return false
+			}
+		}
+		port = auth[j+1:]
+	} else {
+		host, port, _ = bytes.Cut(auth, []byte(":"))
+		if len(host) == 0 || !validHost(host) || bytes.ContainsAny(host, "[]") {
+			return false
+		}
+		return len(port) == 0 || allDigits(port) // port = *DIGIT
+	}
+	return len(port) == 0 || port[0] == ':' && (len(port) == 1 || allDigits(port[1:]))
 }
 
 func isAlpha(c byte) bool { return 'a' <= c|0x20 && c|0x20 <= 'z' }
@@ -559,6 +696,55 @@ func splitField(line []byte) (name, value []byte, err *violation) {
 		}
 	}
 	return name, value, nil
+}
+
+// singletons are the fields, besides Host, Content-Length and
+// Transfer-Encoding, that a request must not repeat (see the package
+// documentation). For the X-Forwarded scheme fields, secureIf is the value
+// that says https, as Gunicorn's secure_scheme_headers have it.
+var singletons = []struct {
+	lower, canonical, secureIf string
+}{
+	{"authorization", "Authorization", ""},
+	{"content-location", "Content-Location", ""},
+	{"content-range", "Content-Range", ""},
+	{"content-type", "Content-Type", ""},
+	{"if-modified-since", "If-Modified-Since", ""},
+	{"if-range", "If-Range", ""},
+	{"if-unmodified-since", "If-Unmodified-Since", ""},
+	{"max-forwards", "Max-Forwards", ""},
+	{"proxy-authorization", "Proxy-Authorization", ""},
+	{"range", "Range", ""},
+	{"x-forwarded-proto", "X-Forwarded-Proto", "https"},
+	{"x-forwarded-protocol", "X-Forwarded-Protocol", "ssl"},
+	{"x-forwarded-ssl", "X-Forwarded-Ssl", "on"},
+}
+
+// singleton returns the index of name in singletons, or -1.
+func singleton(name []byte) int {
+	for i, s := range singletons {
+		if len(name) == len(s.lower) && asciiFold(name, s.lower) {
+			return i
+		}
+	}
+	return -1
+}
+
+// asciiFold reports whether b equals the lower-case ASCII lower, ignoring
+// case.
+func asciiFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // kind sorts field names the validator cares about.
