@@ -82,13 +82,14 @@ type Master struct {
 	// and so its workers too. The master must then start as root, or as
 	// that user already.
 	Credential *syscall.Credential
-	// Logger receives the master's lines and, wrapped as JSON, any line a
-	// worker writes to stderr that is not JSON already (a panic, the stack
-	// dump of a SIGABRT). If nil, zap.NewNop() is used.
+	// Logger receives the master's lines and, as lines of its own, what
+	// workers write to stdout and stderr (the app's prints, a panic, the
+	// stack dump of a SIGABRT: see output.go). If nil, zap.NewNop() is
+	// used.
 	Logger *zap.Logger
-	// Stderr receives the lines workers write to stderr that are JSON
-	// already, each whole line in one Write. It should be where Logger
-	// writes. If nil, os.Stderr.
+	// Stderr receives the lines a worker's own logger writes to its
+	// stderr (JSON with the worker's pid), each whole line in one Write.
+	// It should be where Logger writes. If nil, os.Stderr.
 	Stderr io.Writer
 	// LogFile, if non-nil, returns the file Logger writes to: the master's
 	// stderr, or its log file as last reopened. Every worker started gets a
@@ -712,8 +713,8 @@ func (m *Master) fields(w *worker, more ...zap.Field) []zap.Field {
 
 // spawn starts one worker of the newest generation: this binary again, with
 // the protocol version in its environment, the control channel at fd 3, the
-// listeners from fd 4, the master's log file after them, and its stderr
-// relayed through the master.
+// listeners from fd 4, the master's log file after them, and its stdout
+// and stderr relayed through the master.
 func (m *Master) spawn() (*worker, error) {
 	m.nextID++
 	w := &worker{id: m.nextID, gen: m.gen}

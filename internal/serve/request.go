@@ -57,26 +57,26 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.recycle("max_requests")
 	}
 
-	rw := &responseWriter{ResponseWriter: w, srv: s, status: http.StatusOK, req: r, id: id, start: start}
+	rw := &responseWriter{ResponseWriter: w, srv: s, status: http.StatusOK, id: id, start: start}
+	// The request id in the context (RequestFrom), for the app's loggers.
+	ctx := context.WithValue(r.Context(), requestKey{}, rw)
+	if s.inflight != nil && r.ProtoMajor == 2 {
+		// The streams of an HTTP/2 connection share its context: a
+		// timeout cancels this request's alone.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		rw.cancel = cancel
+	}
+	// A copy: after the handler, net/http looks at the original's body to
+	// decide whether what is left of it can be discarded, so the body is
+	// wrapped on the copy only.
+	r = r.WithContext(ctx)
+	rw.req = r
 	if s.inflight != nil {
-		if r.ProtoMajor == 2 {
-			// The streams of an HTTP/2 connection share its context:
-			// a timeout cancels this request's alone.
-			ctx, cancel := context.WithCancel(r.Context())
-			defer cancel()
-			r = r.WithContext(ctx)
-			rw.cancel = cancel
-		}
 		if r.Body != http.NoBody && r.Body != nil {
-			if r == rw.req {
-				// A copy: after the handler, net/http looks at the
-				// original's body to decide whether what is left of it
-				// can be discarded.
-				r = r.WithContext(r.Context())
-			}
 			r.Body = &body{ReadCloser: r.Body, rw: rw}
 		}
-		rw.req = r
 		s.inflight.add(rw, start)
 		defer s.inflight.remove(rw)
 	}
@@ -169,6 +169,22 @@ func (s *Server) logAccess(r *http.Request, id string, start time.Time, status i
 	s.opts.AccessLog.Info("request", f[:]...)
 	*f = [8]zap.Field{} // hold no request's strings while pooled
 	accessFields.Put(f)
+}
+
+// requestKey finds, in a request's context, the responseWriter serving it.
+type requestKey struct{}
+
+// RequestFrom returns the id of the request whose context ctx is or
+// derives from, and the logger of the Server serving it (Options.Logger,
+// zap.NewNop() if that was nil); "" and nil for a context that did not
+// come from a Server's request, such as under net/http/httptest. A
+// context kept past its request still answers, with that request's id.
+func RequestFrom(ctx context.Context) (id string, log *zap.Logger) {
+	rw, _ := ctx.Value(requestKey{}).(*responseWriter)
+	if rw == nil {
+		return "", nil
+	}
+	return rw.id, rw.srv.opts.Logger
 }
 
 // requestID returns the proxy's id when it is sane (1–64 characters of
