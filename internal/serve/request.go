@@ -59,7 +59,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rw := &responseWriter{ResponseWriter: w, srv: s, status: http.StatusOK, id: id, start: start}
 	// The request id in the context (RequestFrom), for the app's loggers.
-	ctx := context.WithValue(r.Context(), requestKey{}, rw)
+	rw.ctx = requestContext{Context: r.Context(), rw: rw}
+	var ctx context.Context = &rw.ctx
 	if s.inflight != nil && r.ProtoMajor == 2 {
 		// The streams of an HTTP/2 connection share its context: a
 		// timeout cancels this request's alone.
@@ -174,6 +175,22 @@ func (s *Server) logAccess(r *http.Request, id string, start time.Time, status i
 // requestKey finds, in a request's context, the responseWriter serving it.
 type requestKey struct{}
 
+// requestContext is the context a Server gives each request: net/http's,
+// with the request's responseWriter under requestKey. It is what
+// context.WithValue would make, without an allocation of its own: it
+// lives in the responseWriter.
+type requestContext struct {
+	context.Context
+	rw *responseWriter
+}
+
+func (c *requestContext) Value(key any) any {
+	if key == (requestKey{}) {
+		return c.rw
+	}
+	return c.Context.Value(key)
+}
+
 // RequestFrom returns the id of the request whose context ctx is or
 // derives from, and the logger of the Server serving it (Options.Logger,
 // zap.NewNop() if that was nil); "" and nil for a context that did not
@@ -260,6 +277,7 @@ type responseWriter struct {
 	// alone (HTTP/2); its place among the requests in flight (inflight's
 	// list, guarded by its lock).
 	req        *http.Request
+	ctx        requestContext // the request's context, or its parent (HTTP/2)
 	cancel     context.CancelFunc
 	id         string
 	start      time.Time
