@@ -172,30 +172,28 @@ func parseSlogJSON(line []byte) (outputLine, bool) {
 		if err := dec.Decode(&raw); err != nil {
 			return outputLine{}, false
 		}
-		if seen[key] {
-			continue // the first of a repeated key counts, as for our keys
-		}
-		seen[key] = true
 		var s string
 		isString := raw[0] == '"' && json.Unmarshal(raw, &s) == nil
+		// The first msg, level, time, request_id and source that read
+		// as such are the line's; the rest are attributes.
 		switch {
-		case key == "msg" && isString:
+		case key == "msg" && isString && msg == nil:
 			msg = &s
 			continue
-		case key == "level" && isString:
+		case key == "level" && isString && !l.leveled:
 			if lv, ok := appLevel(s); ok {
 				l.level, l.leveled = lv, true
 				continue
 			}
-		case key == "time" && isString:
+		case key == "time" && isString && l.time.IsZero():
 			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 				l.time = t
 				continue
 			}
-		case key == "request_id" && isString && requestIDOK(s):
+		case key == "request_id" && isString && l.requestID == "" && requestIDOK(s):
 			l.requestID = s
 			continue
-		case key == "source" && raw[0] == '{':
+		case key == "source" && raw[0] == '{' && !l.caller.Defined:
 			var src struct {
 				Function string `json:"function"`
 				File     string `json:"file"`
@@ -205,11 +203,15 @@ func parseSlogJSON(line []byte) (outputLine, bool) {
 				l.caller = zapcore.EntryCaller{Defined: true, File: src.File, Line: src.Line, Function: src.Function}
 				continue
 			}
-		case key == "pid":
+		case key == "pid" && !seen[key]:
 			if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
 				l.pid = n
 			}
 		}
+		if seen[key] {
+			continue // the first of a repeated attribute counts
+		}
+		seen[key] = true
 		if isString {
 			l.attrs = append(l.attrs, zap.String(key, s))
 		} else {
@@ -253,37 +255,39 @@ func parseSlogText(line []byte) (outputLine, bool) {
 			rest = rest[1:]
 		}
 		s = rest
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
-		switch key {
-		case "level":
+		// The first level, msg, time, source and request_id that read as
+		// such are the line's; the rest are attributes.
+		switch {
+		case key == "level" && !haveLevel:
 			lv, ok := appLevel(value)
 			if !ok {
 				return outputLine{}, false
 			}
 			l.level, l.leveled, haveLevel = lv, true, true
 			continue
-		case "msg":
+		case key == "msg" && !haveMsg:
 			l.msg, haveMsg = value, true
 			continue
-		case "time":
+		case key == "time" && l.time.IsZero():
 			if t, err := time.Parse(time.RFC3339Nano, value); err == nil {
 				l.time = t
 				continue
 			}
-		case "source":
+		case key == "source" && !l.caller.Defined:
 			if c, ok := fileLine(value); ok {
 				l.caller = c
 				continue
 			}
-		case "request_id":
+		case key == "request_id" && l.requestID == "":
 			if requestIDOK(value) {
 				l.requestID = value
 				continue
 			}
 		}
+		if seen[key] {
+			continue // the first of a repeated attribute counts
+		}
+		seen[key] = true
 		l.attrs = append(l.attrs, zap.String(key, value))
 	}
 	return l, haveLevel && haveMsg
