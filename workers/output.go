@@ -31,7 +31,9 @@ import (
 //   - A line of Go's log package with its default flags (2009/11/10
 //     23:00:00 message; microseconds and file:line are understood too) is
 //     info, as log.Printf is once slog's default is routed (log has no
-//     levels); the rest of the line is the message.
+//     levels); the rest of the line is the message. A message that begins
+//     with a level in capitals (INFO, WARN+2: slog's default handler
+//     writes so, for code that logs before server.Main) has that level.
 //   - Any other line is "worker output", with the line as "output": info
 //     on stdout, warn on stderr (stderr is where programs say what went
 //     wrong, but a library's chatter there should not page anyone). Once
@@ -350,6 +352,15 @@ func parseStdLog(line []byte) (outputLine, bool) {
 	if i := strings.Index(msg, ": "); i > 0 && !strings.ContainsRune(msg[:i], ' ') {
 		if c, ok := fileLine(msg[:i]); ok && strings.HasSuffix(c.File, ".go") {
 			l.caller, msg = c, msg[i+2:]
+		}
+	}
+	// slog's default handler, before slog.SetDefault (code that logs
+	// before server.Main): "INFO message k=v", the level upper-case.
+	if i := strings.IndexByte(msg, ' '); i > 0 && msg[:i] == strings.ToUpper(msg[:i]) {
+		var lv slog.Level
+		if lv.UnmarshalText([]byte(msg[:i])) == nil {
+			l.level, _ = appLevel(msg[:i])
+			msg = msg[i+1:]
 		}
 	}
 	l.msg = msg
