@@ -44,9 +44,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := requestID(given)
-	// One slice for both maps; its capacity is its length, so an Add to
-	// either copies it rather than writing into the other.
-	ids := []string{id}
+	rw := &responseWriter{ResponseWriter: w, srv: s, status: http.StatusOK, id: id, start: start}
+	// One slice for both maps, kept in rw rather than allocated; its
+	// capacity is its length, so an Add to either copies it rather than
+	// writing into the other.
+	rw.ids[0] = id
+	ids := rw.ids[:]
 	r.Header[requestIDKey] = ids
 	w.Header()[requestIDKey] = ids
 
@@ -57,7 +60,6 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.recycle("max_requests")
 	}
 
-	rw := &responseWriter{ResponseWriter: w, srv: s, status: http.StatusOK, id: id, start: start}
 	// The request id in the context (RequestFrom), for the app's loggers.
 	rw.ctx = requestContext{Context: r.Context(), rw: rw}
 	var ctx context.Context = &rw.ctx
@@ -280,6 +282,7 @@ type responseWriter struct {
 	ctx        requestContext // the request's context, or its parent (HTTP/2)
 	cancel     context.CancelFunc
 	id         string
+	ids        [1]string // the X-Request-ID header's value, in both maps
 	start      time.Time
 	deadline   time.Time
 	prev, next *responseWriter
