@@ -158,3 +158,22 @@ func TestAppLoggers(t *testing.T) {
 		t.Errorf("Logger under httptest = %p, want zap.L() %p", l, zap.L())
 	}
 }
+
+// TestRouteSlogKeepsTheAppsDefault checks that an app that set its own
+// slog default before Main keeps it.
+func TestRouteSlogKeepsTheAppsDefault(t *testing.T) {
+	prev := slog.Default()
+	defer slog.SetDefault(prev)
+	defer stdlog.SetOutput(stdlog.Writer())
+	defer stdlog.SetFlags(stdlog.Flags())
+	var out bytes.Buffer
+	own := slog.New(slog.NewTextHandler(&out, nil))
+	slog.SetDefault(own)
+	log, buf := jsonLogger(zapcore.InfoLevel)
+	restore := routeSlog(log)
+	slog.Info("mine")
+	restore()
+	if slog.Default() != own || !strings.Contains(out.String(), "msg=mine") || buf.Len() != 0 {
+		t.Errorf("the app's handler got %q and the server's logger %q, want the line in the app's alone", out.String(), buf.String())
+	}
+}

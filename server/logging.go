@@ -312,11 +312,20 @@ func LoggerFrom(ctx context.Context) *zap.Logger {
 	return log.Named(appLogger).With(zap.String("request_id", id))
 }
 
+// slogAtInit is slog's default logger as the program started: slog's
+// own, unless a package initialised before this one replaced it.
+var slogAtInit = slog.Default()
+
 // routeSlog makes log/slog's default logger, and with it the log
 // package's (at INFO: slog.SetDefault's doing), write through log; it
 // returns a func that puts back the previous default. Call it once per
-// process, before the app's code runs.
+// process, before the app's boot hook and handlers run. An app that set
+// a default of its own before (in main, before Main) keeps it: routeSlog
+// then does nothing.
 func routeSlog(log *zap.Logger) (restore func()) {
+	if slog.Default() != slogAtInit {
+		return func() {}
+	}
 	prev, prevOut, prevFlags := slog.Default(), stdlog.Writer(), stdlog.Flags()
 	slog.SetDefault(slog.New(newSlogHandler(log.Core())))
 	return func() {
