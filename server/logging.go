@@ -1,9 +1,14 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
+	"log/slog"
+	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -13,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/remuda/remuda/internal/safefile"
+	"github.com/remuda/remuda/internal/serve"
 )
 
 // Logs are never sampled. zap's production preset drops repeated messages
@@ -270,4 +276,238 @@ func (r *reopenFile) Sync() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.f.Sync()
+}
+
+// The app's log lines. A handler logs through Logger(r), a *zap.Logger
+// that writes where the server's own lines go, with the request id; or
+// through log/slog, whose default handler every process of `server run`
+// points at the same logger (routeSlog), and which then carries the log
+// package's lines too. Either way the app's lines are named "app" (the
+// "logger" key), carry the pid (and, from a request's context, the
+// request id and the worker's number and generation), and keep the
+// server's level: a line below --log-level is dropped. slog's attributes
+// go under "attrs", so that no key of the app's replaces one of ours
+// (pid, level, ts, msg, request_id).
+
+// appLogger is the name of the loggers of the app's lines.
+const appLogger = "app"
+
+// Logger returns a logger for the request r: the logger of the server
+// that serves it, in dev and in prod, named "app" and with the request's
+// id as request_id (the X-Request-ID of its answer). Outside a Remuda
+// server, as under net/http/httptest, it returns zap.L(), zap's global
+// logger: a no-op unless the program replaced it (zap.ReplaceGlobals,
+// with zaptest.NewLogger in a test, for one).
+func Logger(r *http.Request) *zap.Logger {
+	return LoggerFrom(r.Context())
+}
+
+// LoggerFrom is Logger for code that has the request's context (or one
+// derived from it) rather than the request.
+func LoggerFrom(ctx context.Context) *zap.Logger {
+	id, log := serve.RequestFrom(ctx)
+	if log == nil {
+		return zap.L()
+	}
+	return log.Named(appLogger).With(zap.String("request_id", id))
+}
+
+// slogAtInit is slog's default logger as the program started: slog's
+// own, unless a package initialised before this one replaced it.
+var slogAtInit = slog.Default()
+
+// routeSlog makes log/slog's default logger, and with it the log
+// package's (at INFO: slog.SetDefault's doing), write through log; it
+// returns a func that puts back the previous default. Call it once per
+// process, before the app's boot hook and handlers run. An app that set
+// a default of its own before (in main, before Main) keeps it: routeSlog
+// then does nothing.
+func routeSlog(log *zap.Logger) (restore func()) {
+	if slog.Default() != slogAtInit {
+		return func() {}
+	}
+	prev, prevOut, prevFlags := slog.Default(), stdlog.Writer(), stdlog.Flags()
+	slog.SetDefault(slog.New(newSlogHandler(log.Core())))
+	return func() {
+		slog.SetDefault(prev)
+		stdlog.SetOutput(prevOut)
+		stdlog.SetFlags(prevFlags)
+	}
+}
+
+// slogHandler is a slog.Handler writing to a zap core: the process's, or,
+// for a record logged with a request's context, that of the server
+// serving the request, with the request's id.
+type slogHandler struct {
+	core zapcore.Core
+	// with is what WithAttrs and WithGroup added, in order: attributes
+	// (under the groups open when they were added) and group openings.
+	with []withItem
+}
+
+// withItem is an attribute from WithAttrs, or, with group set, the
+// opening of a group from WithGroup.
+type withItem struct {
+	attr  slog.Attr
+	group string
+}
+
+func newSlogHandler(core zapcore.Core) *slogHandler { return &slogHandler{core: core} }
+
+// zapLevel maps a slog level to zap's: below INFO is debug, up to WARN
+// (excluded) info, up to ERROR warn, ERROR and above error. slog's custom
+// levels (INFO+2, ERROR+4) fall in the band of the level they are
+// written from.
+func zapLevel(l slog.Level) zapcore.Level {
+	switch {
+	case l < slog.LevelInfo:
+		return zapcore.DebugLevel
+	case l < slog.LevelWarn:
+		return zapcore.InfoLevel
+	case l < slog.LevelError:
+		return zapcore.WarnLevel
+	}
+	return zapcore.ErrorLevel
+}
+
+func (h *slogHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return h.core.Enabled(zapLevel(l))
+}
+
+func (h *slogHandler) Handle(ctx context.Context, rec slog.Record) error {
+	core := h.core
+	var fields []zap.Field
+	if ctx != nil {
+		if id, log := serve.RequestFrom(ctx); log != nil {
+			core = log.Core()
+			fields = append(fields, zap.String("request_id", id))
+		}
+	}
+	ent := zapcore.Entry{Level: zapLevel(rec.Level), Time: rec.Time, LoggerName: appLogger, Message: rec.Message}
+	if ent.Time.IsZero() {
+		ent.Time = time.Now()
+	}
+	if rec.PC != 0 {
+		f, _ := runtime.CallersFrames([]uintptr{rec.PC}).Next()
+		ent.Caller = zapcore.NewEntryCaller(f.PC, f.File, f.Line, f.File != "")
+		ent.Caller.Function = f.Function
+	}
+	ce := core.Check(ent, nil)
+	if ce == nil {
+		return nil
+	}
+	fields = h.appendAttrs(fields, rec)
+	ce.Write(fields...)
+	return nil
+}
+
+// appendAttrs appends the handler's attributes and rec's, under the
+// "attrs" namespace, with slog's rules: a group opened by WithGroup is
+// left out when nothing follows it, attributes with an empty key and no
+// value are left out, a group attribute with an empty key is inlined.
+func (h *slogHandler) appendAttrs(fields []zap.Field, rec slog.Record) []zap.Field {
+	if len(h.with) == 0 && rec.NumAttrs() == 0 {
+		return fields
+	}
+	start := len(fields)
+	fields = append(fields, zap.Namespace("attrs"))
+	// Groups opened since the last attribute, written only once one
+	// follows.
+	var pending []string
+	flush := func() {
+		for _, g := range pending {
+			fields = append(fields, zap.Namespace(g))
+		}
+		pending = pending[:0]
+	}
+	for _, w := range h.with {
+		if w.group != "" {
+			pending = append(pending, w.group)
+			continue
+		}
+		if f, ok := zapField(w.attr); ok {
+			flush()
+			fields = append(fields, f)
+		}
+	}
+	rec.Attrs(func(a slog.Attr) bool {
+		if f, ok := zapField(a); ok {
+			flush()
+			fields = append(fields, f)
+		}
+		return true
+	})
+	if len(fields) == start+1 {
+		fields = fields[:start] // nothing under "attrs"
+	}
+	return fields
+}
+
+func (h *slogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	if len(attrs) == 0 {
+		return h
+	}
+	with := slices.Clip(h.with)
+	for _, a := range attrs {
+		with = append(with, withItem{attr: a})
+	}
+	return &slogHandler{core: h.core, with: with}
+}
+
+func (h *slogHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	return &slogHandler{core: h.core, with: append(slices.Clip(h.with), withItem{group: name})}
+}
+
+// zapField is a as a typed zap field, and false for what slog leaves out:
+// an empty attribute, an empty group.
+func zapField(a slog.Attr) (zap.Field, bool) {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		return zap.String(a.Key, v.String()), true
+	case slog.KindInt64:
+		return zap.Int64(a.Key, v.Int64()), true
+	case slog.KindUint64:
+		return zap.Uint64(a.Key, v.Uint64()), true
+	case slog.KindFloat64:
+		return zap.Float64(a.Key, v.Float64()), true
+	case slog.KindBool:
+		return zap.Bool(a.Key, v.Bool()), true
+	case slog.KindDuration:
+		return zap.Duration(a.Key, v.Duration()), true
+	case slog.KindTime:
+		return zap.Time(a.Key, v.Time()), true
+	case slog.KindGroup:
+		attrs := v.Group()
+		if len(attrs) == 0 {
+			return zap.Field{}, false
+		}
+		if a.Key == "" {
+			return zap.Inline(slogGroup(attrs)), true
+		}
+		return zap.Object(a.Key, slogGroup(attrs)), true
+	}
+	x := v.Any()
+	if a.Key == "" && x == nil {
+		return zap.Field{}, false
+	}
+	if err, ok := x.(error); ok {
+		return zap.NamedError(a.Key, err), true
+	}
+	return zap.Any(a.Key, x), true
+}
+
+// slogGroup is a slog group's attributes as a zap object.
+type slogGroup []slog.Attr
+
+func (g slogGroup) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	for _, a := range g {
+		if f, ok := zapField(a); ok {
+			f.AddTo(enc)
+		}
+	}
+	return nil
 }

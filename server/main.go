@@ -49,6 +49,7 @@ func runServer(app *App, cfg Config, args []string) int {
 		return ExitUsage
 	}
 	defer log.Sync()
+	defer routeSlog(log)()
 	if !cfg.Prod {
 		if app.authPrefix != "" {
 			devSecretKey(&cfg, log)
@@ -186,6 +187,7 @@ func runWorker(app *App) int {
 		if err != nil {
 			return nil, err
 		}
+		routeSlog(log) // for the worker's life: the app's slog and log lines
 		access, reopenAccess, err := accessLogTo(cfg, out)
 		if err != nil {
 			return nil, err

@@ -51,12 +51,15 @@
 // is stopped never stalls its workers, and the lines of requests served
 // meanwhile are in the log at once. On USR1 the master reopens its file,
 // then each worker reopens the same path; a worker started later inherits
-// the new file. Worker stderr still goes through the master, for what is
-// not a log line: a panic, the Go runtime's stack dump after SIGABRT, a
-// library printing to stderr. The master wraps each such line in a JSON
-// line naming the worker (a JSON line passes as it is), so every line in
-// the log is one JSON object. While the master is stopped that pipe can
-// fill (64 KiB), and a worker writing to its stderr then waits for it.
+// the new file. Worker stdout and stderr still go through the master, for
+// what is not a log line of the worker's own: the app's prints and
+// loggers, a panic, the Go runtime's stack dump after SIGABRT, a library
+// printing to stderr. The master logs each such line as a JSON line naming
+// the worker, with the level the line gives itself (output.go; the
+// worker's own JSON lines pass as they are), so every line in the log is
+// one JSON object. While the master is stopped those pipes can fill
+// (64 KiB for stderr, up to 1 MiB for stdout), and a worker writing to
+// them then waits for it.
 //
 // # Signals
 //

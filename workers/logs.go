@@ -16,9 +16,13 @@ import (
 // write(2). The master hands each worker a duplicate of the file it writes
 // to (Master.LogFile: its stderr, or its log file as last reopened) after
 // the listeners, and says so in the config frame; internal/ipc's doc has
-// the layout and what keeps lines whole. The worker's stderr stays a pipe
-// to the master for what is not a log line (a panic, a stack dump after
-// SIGABRT), which the master still wraps as JSON (Master.relay).
+// the layout and what keeps lines whole. The worker's stdout and stderr
+// stay pipes to the master for what is not a log line of its own (the
+// app's prints and loggers, a panic, a stack dump after SIGABRT), which
+// the master logs as JSON lines, keeping the level the app gave them
+// (Master.relay, output.go). An app that logs through slog or the log
+// package does not use them: the server routes both to the worker's own
+// logger.
 
 // logFile is this worker's log file, from its master; see LogFile.
 var logFile *os.File

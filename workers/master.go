@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloudflare/tableflip"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
 	"github.com/remuda/remuda/internal/ipc"
@@ -48,10 +49,12 @@ const (
 	maxBackoff = 10 * time.Second
 	// failureMemory is how long a worker failure counts toward backoff.
 	failureMemory = 10 * time.Second
-	// relayBuffer is the read buffer of a worker's stderr; relayMaxLine
+	// relayBuffer is the read buffer of a worker's stdout and stderr; relayMaxLine
 	// the longest line relayed whole.
 	relayBuffer  = 4 << 10
 	relayMaxLine = 64 << 10
+	// stdoutPipeSize is the size asked for a worker's stdout pipe.
+	stdoutPipeSize = 1 << 20
 	// stopNoticed is how late a tick must come for the master to take it
 	// that it was not running, and not count that time against its
 	// workers: a heartbeat's length, a third of the shortest silence
@@ -86,13 +89,14 @@ type Master struct {
 	// and so its workers too. The master must then start as root, or as
 	// that user already.
 	Credential *syscall.Credential
-	// Logger receives the master's lines and, wrapped as JSON, any line a
-	// worker writes to stderr that is not JSON already (a panic, the stack
-	// dump of a SIGABRT). If nil, zap.NewNop() is used.
+	// Logger receives the master's lines and, as lines of its own, what
+	// workers write to stdout and stderr (the app's prints, a panic, the
+	// stack dump of a SIGABRT: see output.go). If nil, zap.NewNop() is
+	// used.
 	Logger *zap.Logger
-	// Stderr receives the lines workers write to stderr that are JSON
-	// already, each whole line in one Write. It should be where Logger
-	// writes. If nil, os.Stderr.
+	// Stderr receives the lines a worker's own logger writes to its
+	// stderr (JSON with the worker's pid), each whole line in one Write.
+	// It should be where Logger writes. If nil, os.Stderr.
 	Stderr io.Writer
 	// LogFile, if non-nil, returns the file Logger writes to: the master's
 	// stderr, or its log file as last reopened. Every worker started gets a
@@ -775,8 +779,8 @@ func (m *Master) fields(w *worker, more ...zap.Field) []zap.Field {
 
 // spawn starts one worker of the newest generation: this binary again, with
 // the protocol version in its environment, the control channel at fd 3, the
-// listeners from fd 4, the master's log file after them, and its stderr
-// relayed through the master.
+// listeners from fd 4, the master's log file after them, and its stdout
+// and stderr relayed through the master.
 func (m *Master) spawn() (*worker, error) {
 	m.nextID++
 	w := &worker{id: m.nextID, gen: m.gen}
@@ -797,10 +801,20 @@ func (m *Master) spawn() (*worker, error) {
 		return nil, fmt.Errorf("stderr pipe: %w", err)
 	}
 	defer stderrW.Close()
+	stdout, stdoutW, err := os.Pipe()
+	if err != nil {
+		conn.Close()
+		stderr.Close()
+		return nil, fmt.Errorf("stdout pipe: %w", err)
+	}
+	defer stdoutW.Close()
+	// Room for a chatty app's prints while the master is stopped; the
+	// kernel may give less (pipe-max-size, a user's pipe pages).
+	unix.FcntlInt(stdoutW.Fd(), unix.F_SETPIPE_SZ, stdoutPipeSize)
 
 	cmd := exec.Command(m.path, os.Args[1:]...)
 	cmd.Env = append(runtimeEnv(workerEnv(), m.cfg, m.want), ipc.EnvVersion+"="+ipc.Version)
-	cmd.Stdout, cmd.Stderr = os.Stdout, stderrW
+	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
 	cmd.ExtraFiles = []*os.File{theirs}
 	for _, l := range m.listeners {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, l.file)
@@ -811,6 +825,7 @@ func (m *Master) spawn() (*worker, error) {
 	if err := cmd.Start(); err != nil {
 		conn.Close()
 		stderr.Close()
+		stdout.Close()
 		return nil, fmt.Errorf("start worker %d: %w", w.id, err)
 	}
 	now := time.Now()
@@ -849,24 +864,33 @@ func (m *Master) spawn() (*worker, error) {
 		<-readerDone
 		m.events <- event{w: w, exit: cmd.ProcessState}
 	}()
-	go m.relay(w, stderr)
+	go m.relay(w, stderr, "stderr")
+	go m.relay(w, stdout, "stdout")
 	return w, nil
 }
 
-// relay copies a worker's stderr into the log: what is not a log line (a
-// panic, a SIGABRT stack dump, a library printing to stderr) wrapped in a
-// JSON line of its own, so that every line the master writes is one JSON
-// object. A JSON line passes as it is: a worker's own log lines go to the
-// log file directly (LogFile), but not those of a worker that fails before
-// it has a logger, or of an older release.
+// relay copies one of a worker's output streams (stream: "stdout" or
+// "stderr") into the log, each line as a JSON line of its own, so that
+// every line the master writes is one JSON object: what the line says of
+// itself (a slog or log package line keeps its level, message and
+// attributes) and where it came from; see output.go for the rules. A JSON
+// line with the worker's own pid passes as it is: a worker's own log
+// lines go to the log file directly (LogFile), but not those of a worker
+// that fails before it has a logger, or of an older release.
 //
-// Every live worker has a relay, so its read buffer is small: the pipe
-// carries little, and a stack dump's lines are short. A longer line is
-// gathered up to relayMaxLine; past that it comes in pieces, each logged
-// alone.
-func (m *Master) relay(w *worker, r *os.File) {
+// Every live worker has two relays, so their read buffers are small: the
+// pipes carry little, and a stack dump's lines are short. A longer line
+// is gathered up to relayMaxLine; past that it comes in pieces, each
+// logged alone. A stack dump's lines are logged one by one, in order.
+func (m *Master) relay(w *worker, r *os.File, stream string) {
 	defer r.Close()
-	log := m.log.With(m.fields(w)...)
+	core := m.log.Core()
+	def, fields := zapcore.InfoLevel, m.fields(w, zap.String("stream", stream))
+	if stream == "stderr" {
+		def = zapcore.WarnLevel
+	}
+	base := len(fields)
+	crashed := false // the runtime began dying: the rest is error
 	br := bufio.NewReaderSize(r, relayBuffer)
 	var long, out []byte
 	for {
@@ -881,17 +905,50 @@ func (m *Master) relay(w *worker, r *os.File) {
 			long = nil // rare: not kept
 		}
 		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte{'\n'}), []byte{'\r'})
-		switch {
-		case len(line) > 0 && line[0] == '{' && json.Valid(line):
-			out = append(append(out[:0], line...), '\n')
-			m.stderr.Write(out) // one write: whole lines never interleave
-		case len(line) > 0 || err == nil:
-			log.Error("worker output", zap.ByteString("output", line))
+		if len(line) > 0 || err == nil {
+			if stream == "stderr" && !crashed && crashStart(line) {
+				crashed = true
+			}
+			l := parseOutput(line, def)
+			switch {
+			case l.format == formatSlogJSON && l.pid == int64(w.pid):
+				out = append(append(out[:0], line...), '\n')
+				m.stderr.Write(out) // one write: whole lines never interleave
+			default:
+				if crashed && l.format == formatPlain {
+					l.level = zapcore.ErrorLevel
+				}
+				fields = writeOutput(core, l, fields[:base])
+			}
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return
 		}
 	}
+}
+
+// writeOutput writes l to core after fields, named "app"; it returns fields,
+// for their room to be reused.
+func writeOutput(core zapcore.Core, l outputLine, fields []zap.Field) []zap.Field {
+	ent := zapcore.Entry{Level: l.level, Time: l.time, LoggerName: "app", Message: l.msg, Caller: l.caller}
+	if ent.Time.IsZero() {
+		ent.Time = time.Now()
+	}
+	ce := core.Check(ent, nil)
+	if ce == nil {
+		return fields
+	}
+	if l.requestID != "" {
+		fields = append(fields, zap.String("request_id", l.requestID))
+	}
+	if l.format == formatPlain {
+		fields = append(fields, zap.String("output", l.output))
+	}
+	if len(l.attrs) > 0 {
+		fields = append(append(fields, zap.Namespace("attrs")), l.attrs...)
+	}
+	ce.Write(fields...)
+	return fields
 }
 
 // executable is the path this binary was invoked by, made absolute, not

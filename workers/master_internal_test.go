@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -15,25 +16,42 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestRelay checks what the master makes of a worker's stderr: JSON lines
-// pass whole, in one write each; anything else becomes "worker output"
-// lines; a line longer than the read buffer stays whole up to
-// relayMaxLine.
+// TestRelay checks what the master makes of a worker's output: JSON
+// lines of the worker's own logger (its pid) pass whole, in one write
+// each; an app's slog and log lines keep their level and message; other
+// lines become "worker output", info on stdout, warn on stderr, and error
+// from the start of a Go crash on; a line longer than the read buffer
+// stays whole up to relayMaxLine.
 func TestRelay(t *testing.T) {
-	long := `{"msg":"` + strings.Repeat("x", 3*relayBuffer) + `"}`
+	long := `{"msg":"` + strings.Repeat("x", 3*relayBuffer) + `","pid":42}`
 	huge := strings.Repeat("y", relayMaxLine+relayBuffer)
+	type line struct {
+		level  zapcore.Level
+		msg    string
+		output string // a "worker output" line's
+	}
+	out := func(level zapcore.Level, output string) line { return line{level, plainMessage, output} }
 	tests := []struct {
 		name       string
+		stream     string
 		in         string
 		wantStderr []string // each a Write
-		wantOutput []string // "worker output" lines
+		want       []line
 	}{
-		{"json", "{\"msg\":\"a\"}\n{\"msg\":\"b\"}\r\n", []string{"{\"msg\":\"a\"}\n", "{\"msg\":\"b\"}\n"}, nil},
-		{"text", "panic: boom\n\ngoroutine 1 [running]:\n", nil, []string{"panic: boom", "", "goroutine 1 [running]:"}},
-		{"not quite json", "{not json}\n", nil, []string{"{not json}"}},
-		{"last line without newline", "SIGABRT: abort", nil, []string{"SIGABRT: abort"}},
-		{"json longer than the buffer", long + "\n", []string{long + "\n"}, nil},
-		{"longer than relayMaxLine", huge + "\n", nil, nil}, // pieces, checked below
+		{"own json", "stderr", "{\"msg\":\"a\",\"pid\":42}\n{\"msg\":\"b\",\"pid\":42}\r\n", []string{"{\"msg\":\"a\",\"pid\":42}\n", "{\"msg\":\"b\",\"pid\":42}\n"}, nil},
+		{"app json", "stderr", "{\"time\":\"2026-01-02T03:04:05Z\",\"level\":\"INFO\",\"msg\":\"hi\",\"pid\":1}\n", nil, []line{{zapcore.InfoLevel, "hi", ""}}},
+		{"slog text", "stderr", "time=2026-01-02T03:04:05.000Z level=DEBUG msg=\"a b\" k=v\n", nil, []line{{zapcore.DebugLevel, "a b", ""}}},
+		{"log package", "stderr", "2026/01/02 03:04:05 hello\n", nil, []line{{zapcore.InfoLevel, "hello", ""}}},
+		{"plain stdout", "stdout", "hello\n", nil, []line{out(zapcore.InfoLevel, "hello")}},
+		{"plain stderr", "stderr", "hello\n", nil, []line{out(zapcore.WarnLevel, "hello")}},
+		{"panic", "stderr", "before\npanic: boom\n\ngoroutine 1 [running]:\nlevel=INFO msg=still\n", nil, []line{
+			out(zapcore.WarnLevel, "before"), out(zapcore.ErrorLevel, "panic: boom"), out(zapcore.ErrorLevel, ""),
+			out(zapcore.ErrorLevel, "goroutine 1 [running]:"), {zapcore.InfoLevel, "still", ""}}},
+		{"panic on stdout is not a crash", "stdout", "panic: boom\n", nil, []line{out(zapcore.InfoLevel, "panic: boom")}},
+		{"not quite json", "stderr", "{not json}\n", nil, []line{out(zapcore.WarnLevel, "{not json}")}},
+		{"last line without newline", "stderr", "SIGABRT: abort", nil, []line{out(zapcore.ErrorLevel, "SIGABRT: abort")}},
+		{"json longer than the buffer", "stderr", long + "\n", []string{long + "\n"}, nil},
+		{"longer than relayMaxLine", "stderr", huge + "\n", nil, nil}, // pieces, checked below
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,14 +66,18 @@ func TestRelay(t *testing.T) {
 				w.WriteString(tt.in)
 				w.Close()
 			}()
-			m.relay(&worker{id: 1, pid: 42, gen: 1}, r)
+			m.relay(&worker{id: 1, pid: 42, gen: 1}, r, tt.stream)
 
+			var got []line
 			var output []string
 			for _, e := range logs.All() {
-				if e.Message != "worker output" || e.ContextMap()["worker_pid"] != int64(42) {
-					t.Errorf("log line %q %v, want \"worker output\" naming worker_pid 42", e.Message, e.ContextMap())
+				c := e.ContextMap()
+				if c["worker_pid"] != int64(42) || c["stream"] != tt.stream || e.LoggerName != "app" {
+					t.Errorf("log line %q %v named %q, want worker_pid 42, stream %s, named app", e.Message, c, e.LoggerName, tt.stream)
 				}
-				output = append(output, e.ContextMap()["output"].(string))
+				o, _ := c["output"].(string)
+				got = append(got, line{e.Level, e.Message, o})
+				output = append(output, o)
 			}
 			if tt.name == "longer than relayMaxLine" {
 				if got := strings.Join(output, ""); got != huge || len(output) < 2 {
@@ -71,8 +93,8 @@ func TestRelay(t *testing.T) {
 			if !equal(stderr, tt.wantStderr) {
 				t.Errorf("writes to stderr %q, want %q", abbrev(stderr), abbrev(tt.wantStderr))
 			}
-			if !equal(output, tt.wantOutput) {
-				t.Errorf("worker output %q, want %q", abbrev(output), abbrev(tt.wantOutput))
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("lines logged %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -304,6 +304,15 @@ func TestSilentWorkerIsAbortedWithStackDump(t *testing.T) {
 	p.WaitFor(t, 5*time.Second, 1, "SIGABRT in the relayed output", dump("SIGABRT"))
 	p.WaitFor(t, 5*time.Second, 1, "the wedged goroutine in the stack dump", dump("spin"))
 	p.WaitFor(t, 5*time.Second, 2, "replacement ready", proctest.Msg("worker ready"))
+	// The whole dump, from its first line on, is error: no warning lines
+	// in the middle of it.
+	lines := p.Find(dump(""))
+	for _, l := range lines {
+		if l.Fields["level"] != "error" || l.Fields["stream"] != "stderr" {
+			t.Errorf("a line of the dump at %v on %v, want error on stderr: %s", l.Fields["level"], l.Fields["stream"], l.Raw)
+		}
+	}
+	t.Logf("%d lines of dump relayed", len(lines))
 	if status, _, err := proctest.Get(url+"/healthz", 2*time.Second); status != 200 {
 		t.Errorf("after the abort: GET /healthz %d %v, want 200", status, err)
 	}

@@ -33,12 +33,14 @@
 // run as the same user (--user) by then, so a worker can reopen what its
 // master could. A worker started later inherits the master's new file.
 //
-// Stderr stays a pipe the master reads for what is not a log line: a
-// panic, the Go runtime's stack dump after SIGABRT, a library printing to
-// stderr. The master writes each of its lines to the log as JSON (a line
-// that is JSON already as it is, any other wrapped in a JSON line naming
-// the worker). While the master is stopped the pipe can fill (64 KiB); a
-// worker writing there then waits for the master.
+// Stdout and stderr stay pipes the master reads for what is not a log
+// line of the worker's own: the app's prints, a panic, the Go runtime's
+// stack dump after SIGABRT, a library printing to stderr. The master
+// writes each of their lines to the log as JSON (the worker's own JSON
+// lines as they are, any other as a JSON line naming the worker, with the
+// level the line gives itself: workers/output.go). While the master is
+// stopped a pipe can fill (64 KiB; stdout is asked for 1 MiB); a worker
+// writing there then waits for the master.
 //
 // Version 1 gained "log" and its fd without changing the version: an older
 // worker ignores both (an unknown member, an fd it never looks at) and

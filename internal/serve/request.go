@@ -44,9 +44,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := requestID(given)
-	// One slice for both maps; its capacity is its length, so an Add to
-	// either copies it rather than writing into the other.
-	ids := []string{id}
+	rw := &responseWriter{ResponseWriter: w, srv: s, status: http.StatusOK, id: id, start: start}
+	// One slice for both maps, kept in rw rather than allocated; its
+	// capacity is its length, so an Add to either copies it rather than
+	// writing into the other.
+	rw.ids[0] = id
+	ids := rw.ids[:]
 	r.Header[requestIDKey] = ids
 	w.Header()[requestIDKey] = ids
 
@@ -57,26 +60,26 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.recycle("max_requests")
 	}
 
-	rw := &responseWriter{ResponseWriter: w, srv: s, status: http.StatusOK, req: r, id: id, start: start}
+	// The request id in the context (RequestFrom), for the app's loggers.
+	rw.ctx = requestContext{Context: r.Context(), rw: rw}
+	var ctx context.Context = &rw.ctx
+	if s.inflight != nil && r.ProtoMajor == 2 {
+		// The streams of an HTTP/2 connection share its context: a
+		// timeout cancels this request's alone.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		rw.cancel = cancel
+	}
+	// A copy: after the handler, net/http looks at the original's body to
+	// decide whether what is left of it can be discarded, so the body is
+	// wrapped on the copy only.
+	r = r.WithContext(ctx)
+	rw.req = r
 	if s.inflight != nil {
-		if r.ProtoMajor == 2 {
-			// The streams of an HTTP/2 connection share its context:
-			// a timeout cancels this request's alone.
-			ctx, cancel := context.WithCancel(r.Context())
-			defer cancel()
-			r = r.WithContext(ctx)
-			rw.cancel = cancel
-		}
 		if r.Body != http.NoBody && r.Body != nil {
-			if r == rw.req {
-				// A copy: after the handler, net/http looks at the
-				// original's body to decide whether what is left of it
-				// can be discarded.
-				r = r.WithContext(r.Context())
-			}
 			r.Body = &body{ReadCloser: r.Body, rw: rw}
 		}
-		rw.req = r
 		s.inflight.add(rw, start)
 		defer s.inflight.remove(rw)
 	}
@@ -171,6 +174,38 @@ func (s *Server) logAccess(r *http.Request, id string, start time.Time, status i
 	accessFields.Put(f)
 }
 
+// requestKey finds, in a request's context, the responseWriter serving it.
+type requestKey struct{}
+
+// requestContext is the context a Server gives each request: net/http's,
+// with the request's responseWriter under requestKey. It is what
+// context.WithValue would make, without an allocation of its own: it
+// lives in the responseWriter.
+type requestContext struct {
+	context.Context
+	rw *responseWriter
+}
+
+func (c *requestContext) Value(key any) any {
+	if key == (requestKey{}) {
+		return c.rw
+	}
+	return c.Context.Value(key)
+}
+
+// RequestFrom returns the id of the request whose context ctx is or
+// derives from, and the logger of the Server serving it (Options.Logger,
+// zap.NewNop() if that was nil); "" and nil for a context that did not
+// come from a Server's request, such as under net/http/httptest. A
+// context kept past its request still answers, with that request's id.
+func RequestFrom(ctx context.Context) (id string, log *zap.Logger) {
+	rw, _ := ctx.Value(requestKey{}).(*responseWriter)
+	if rw == nil {
+		return "", nil
+	}
+	return rw.id, rw.srv.opts.Logger
+}
+
 // requestID returns the proxy's id when it is sane (1–64 characters of
 // [A-Za-z0-9._-]), a new random one otherwise.
 func requestID(given string) string {
@@ -244,8 +279,10 @@ type responseWriter struct {
 	// alone (HTTP/2); its place among the requests in flight (inflight's
 	// list, guarded by its lock).
 	req        *http.Request
+	ctx        requestContext // the request's context, or its parent (HTTP/2)
 	cancel     context.CancelFunc
 	id         string
+	ids        [1]string // the X-Request-ID header's value, in both maps
 	start      time.Time
 	deadline   time.Time
 	prev, next *responseWriter
