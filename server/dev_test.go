@@ -195,41 +195,7 @@ func TestDevReload(t *testing.T) {
 		t.Skip("no go command")
 	}
 	began := time.Now()
-	repo, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	repoMod, err := os.ReadFile(filepath.Join(repo, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The app requires what Remuda requires (the module cache has it all:
-	// no network), and Remuda itself from this tree.
-	_, requires, _ := strings.Cut(string(repoMod), "\nrequire")
-	mod := t.TempDir()
-	gomod := fmt.Sprintf("module example.com/devapp\n\ngo 1.26.0\n\nrequire github.com/remuda/remuda v0.0.0\n\nrequire%s\nreplace github.com/remuda/remuda => %s\n", requires, repo)
-	if err := os.WriteFile(filepath.Join(mod, "go.mod"), []byte(gomod), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sum, err := os.ReadFile(filepath.Join(repo, "go.sum"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(mod, "go.sum"), sum, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	writeDevApp(t, mod, devAppSource("v1"))
-	// The dev server's rebuilds inherit these. Without DWARF (-w) a link
-	// takes half the time, and the builds under the busy loops below are
-	// most of this test's duration; what is tested is the swap.
-	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod -ldflags=-w"))
-	t.Setenv("GOPROXY", "off")
-	bin := filepath.Join(t.TempDir(), "devapp")
-	build := exec.Command(goCmd, "build", "-o", bin, ".")
-	build.Dir = mod
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	mod, bin := buildDevApp(t, goCmd, "devapp", devAppSource("v1"))
 	t.Logf("first build: %v", time.Since(began))
 
 	t.Run("unavailable outside the source tree", func(t *testing.T) {
@@ -599,4 +565,45 @@ func TestFingerprint(t *testing.T) {
 			t.Errorf("writing %s: fingerprint changed %v, want %v", tt.file, changed, tt.changes)
 		}
 	}
+}
+
+// buildDevApp writes an app module named name with main.go source into a
+// temporary directory, requiring what Remuda requires (the module cache
+// has it all: no network) and Remuda itself from this tree, and builds
+// it. It returns the module's directory and the binary. The dev server's
+// rebuilds inherit the GOFLAGS it sets: without DWARF (-w) a link takes
+// half the time.
+func buildDevApp(t *testing.T, goCmd, name, source string) (mod, bin string) {
+	t.Helper()
+	repo, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoMod, err := os.ReadFile(filepath.Join(repo, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, requires, _ := strings.Cut(string(repoMod), "\nrequire")
+	mod = t.TempDir()
+	gomod := fmt.Sprintf("module example.com/%s\n\ngo 1.26.0\n\nrequire github.com/remuda/remuda v0.0.0\n\nrequire%s\nreplace github.com/remuda/remuda => %s\n", name, requires, repo)
+	if err := os.WriteFile(filepath.Join(mod, "go.mod"), []byte(gomod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := os.ReadFile(filepath.Join(repo, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mod, "go.sum"), sum, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeDevApp(t, mod, source)
+	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod -ldflags=-w"))
+	t.Setenv("GOPROXY", "off")
+	bin = filepath.Join(t.TempDir(), name)
+	build := exec.Command(goCmd, "build", "-o", bin, ".")
+	build.Dir = mod
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return mod, bin
 }

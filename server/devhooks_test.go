@@ -61,36 +61,7 @@ func TestDevReloadHooks(t *testing.T) {
 	if err != nil {
 		t.Skip("no go command")
 	}
-	repo, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	repoMod, err := os.ReadFile(filepath.Join(repo, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, requires, _ := strings.Cut(string(repoMod), "\nrequire")
-	mod := t.TempDir()
-	gomod := fmt.Sprintf("module example.com/devhooks\n\ngo 1.26.0\n\nrequire github.com/remuda/remuda v0.0.0\n\nrequire%s\nreplace github.com/remuda/remuda => %s\n", requires, repo)
-	if err := os.WriteFile(filepath.Join(mod, "go.mod"), []byte(gomod), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sum, err := os.ReadFile(filepath.Join(repo, "go.sum"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(mod, "go.sum"), sum, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	writeDevApp(t, mod, devHooksSource("v1"))
-	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod -ldflags=-w"))
-	t.Setenv("GOPROXY", "off")
-	bin := filepath.Join(t.TempDir(), "devhooks")
-	build := exec.Command(goCmd, "build", "-o", bin, ".")
-	build.Dir = mod
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	mod, bin := buildDevApp(t, goCmd, "devhooks", devHooksSource("v1"))
 
 	t.Chdir(mod)
 	hooks := filepath.Join(t.TempDir(), "hooks")
