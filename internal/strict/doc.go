@@ -129,15 +129,20 @@
 //     value is not a list cannot be combined, so two of them leave the
 //     request to be read differently by us and by a proxy or the app):
 //     besides Host, Content-Length and Transfer-Encoding above, those a
-//     server, proxy or app acts on: Authorization, Proxy-Authorization,
-//     Content-Type, Content-Location, Content-Range, Range, If-Range,
-//     If-Modified-Since, If-Unmodified-Since, Max-Forwards, and the
-//     scheme fields of Gunicorn's secure_scheme_headers (X-Forwarded-Proto,
+//     server, proxy or app acts on: Proxy-Authorization, Content-Type,
+//     Content-Location, Content-Range, Range, If-Range, If-Modified-Since,
+//     If-Unmodified-Since, Max-Forwards, and the scheme fields of
+//     Gunicorn's secure_scheme_headers (X-Forwarded-Proto,
 //     X-Forwarded-Protocol, X-Forwarded-Ssl), which must moreover agree
 //     (https, ssl, on) when several are given. Informational singletons
 //     (User-Agent, Referer, From, Date) are let through: a repeat misleads
 //     no decision, and refusing it would only break odd clients. Cookie is
-//     let through too: an HTTP/2 front end may pass it on split;
+//     let through too: an HTTP/2 front end may pass it on split.
+//     Authorization is let through to the app, whose auth.Required refuses
+//     a repeat with simplejwt's own 401 (bad_authorization_header), the
+//     answer a DRF client gets from simplejwt behind Gunicorn; an app that
+//     reads Authorization itself must refuse more than one
+//     (r.Header.Values);
 //   - a chunk-size line is not 1*16HEXDIG followed by chunk extensions of the
 //     form ;name or ;name=token or ;name="quoted", then CRLF (no sign, no
 //     "0x", no whitespace);

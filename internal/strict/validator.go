@@ -705,7 +705,6 @@ func splitField(line []byte) (name, value []byte, err *violation) {
 var singletons = []struct {
 	lower, canonical, secureIf string
 }{
-	{"authorization", "Authorization", ""},
 	{"content-location", "Content-Location", ""},
 	{"content-range", "Content-Range", ""},
 	{"content-type", "Content-Type", ""},
