@@ -822,20 +822,7 @@ func storeTestConcurrentConsume(t *testing.T, s Store) {
 	const n = 16
 	ctx := t.Context()
 	rt := RefreshToken{JTI: "race", Family: "race-family", UserID: "1", ExpiresAt: storeNow.Add(time.Hour)}
-	race := func(f func(i int) error) []error {
-		errs := make([]error, n)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				errs[i] = f(i)
-			})
-		}
-		close(start)
-		wg.Wait()
-		return errs
-	}
+	race := func(f func(i int) error) []error { return storeRace(n, f) }
 	for i, err := range race(func(int) error { return s.AddRefresh(ctx, rt) }) {
 		if err != nil {
 			t.Errorf("AddRefresh #%d: %v", i, err)

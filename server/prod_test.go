@@ -293,9 +293,8 @@ func TestProdDropsPrivileges(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	os.Chmod(filepath.Dir(dir), 0o755) // t.TempDir makes both 0700
-	self, _ := os.ReadFile(os.Args[0])
 	bin := filepath.Join(dir, "app")
-	os.WriteFile(bin, self, 0o755)
+	proctest.CopyBinary(t, bin)
 	sock := filepath.Join(dir, "app.sock")
 	addr := proctest.FreeAddr(t)
 	p := proctest.Start(t, bin, []string{envApp + "=1"}, "run", "--prod", "--workers", "2", "--bind", addr,

@@ -270,9 +270,8 @@ func TestLogsWithUser(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	os.Chmod(filepath.Dir(dir), 0o755) // t.TempDir makes both 0700
-	self, _ := os.ReadFile(os.Args[0])
 	bin := filepath.Join(dir, "app")
-	os.WriteFile(bin, self, 0o755)
+	proctest.CopyBinary(t, bin)
 	logs := filepath.Join(dir, "log")
 	os.Mkdir(logs, 0o755)
 	os.Chown(logs, uid, gid)

@@ -394,15 +394,9 @@ func TestPortInUse(t *testing.T) {
 
 func TestHUPRunsNewReleaseBehindSymlink(t *testing.T) {
 	dir := t.TempDir()
-	self, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, rel := range []string{"r1", "r2"} {
 		os.Mkdir(filepath.Join(dir, rel), 0o755)
-		if err := os.WriteFile(filepath.Join(dir, rel, "app"), self, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		proctest.CopyBinary(t, filepath.Join(dir, rel, "app"))
 	}
 	current := filepath.Join(dir, "current")
 	os.Symlink("r1", current)

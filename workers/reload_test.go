@@ -1,12 +1,6 @@
 package workers_test
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
-	"os"
-	"runtime/debug"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -46,7 +40,7 @@ func TestMasterMemoryFlatAcrossHUPs(t *testing.T) {
 			t.Fatalf("%d workers 10s after the last HUP, want 2", len(proctest.Children(p.Pid())))
 		}
 		time.Sleep(100 * time.Millisecond) // the master reaps the last one
-		n, err := vmRSS(p.Pid())
+		n, err := proctest.Memory(p.Pid(), "VmRSS")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,15 +59,15 @@ func TestMasterMemoryFlatAcrossHUPs(t *testing.T) {
 	}
 	after := rss()
 	t.Logf("master VmRSS: %.1f MiB before, %.1f after %d HUPs, %.1f after %d (%v)",
-		mib(before), mib(half), hups/2, mib(after), hups, time.Since(start).Round(time.Millisecond))
-	if raceEnabled() {
+		proctest.MiB(before), proctest.MiB(half), hups/2, proctest.MiB(after), hups, time.Since(start).Round(time.Millisecond))
+	if proctest.RaceEnabled() {
 		// The race detector's shadow memory and allocator make RSS
 		// figures meaningless.
 		return
 	}
 	if grown := after - before; grown > maxReloadGrowth {
 		t.Errorf("master VmRSS grew by %.1f MiB over %d HUPs, want at most %.1f (a real binary idles at %.0f of its %.0f MiB budget)",
-			mib(grown), hups, mib(maxReloadGrowth), mib(realMasterIdle), mib(masterBudget))
+			proctest.MiB(grown), hups, proctest.MiB(maxReloadGrowth), proctest.MiB(realMasterIdle), proctest.MiB(masterBudget))
 	}
 }
 
@@ -96,34 +90,4 @@ func TestHUPRetiresIdleWorkersAtOnce(t *testing.T) {
 		t.Errorf("%d workers 3s after %d HUPs of an idle server, want the 2 of the last generation", len(proctest.Children(p.Pid())), hups)
 	}
 	t.Logf("older generations gone %v after the last was ready", time.Since(retired).Round(time.Millisecond))
-}
-
-func mib(n int64) float64 { return float64(n) / (1 << 20) }
-
-// raceEnabled reports whether this binary was built with -race.
-func raceEnabled() bool {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "-race" {
-				return s.Value == "true"
-			}
-		}
-	}
-	return false
-}
-
-// vmRSS reads a process's resident set from /proc/PID/status.
-func vmRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("VmRSS:")); ok {
-			kb, err := strconv.ParseInt(string(bytes.TrimSpace(bytes.TrimSuffix(v, []byte("kB")))), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("pid %d: no VmRSS in its status", pid)
 }

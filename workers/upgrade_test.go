@@ -117,9 +117,8 @@ func TestUSR2WithANewMasterThatCannotBoot(t *testing.T) {
 
 func TestUSR2WithABadBinary(t *testing.T) {
 	dir := t.TempDir()
-	self, _ := os.ReadFile(os.Args[0])
 	bin := filepath.Join(dir, "app")
-	os.WriteFile(bin, self, 0o755)
+	proctest.CopyBinary(t, bin)
 	addr := proctest.FreeAddr(t)
 	p := startBinary(t, bin, nil, "run", "--prod", "--bind", addr, "--workers", "1")
 	p.WaitReady(t, 1)

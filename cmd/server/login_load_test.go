@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,7 +178,7 @@ func TestLoginBurstMemory(t *testing.T) {
 	for _, pid := range workers {
 		hwm := procStatus(t, pid, "VmHWM")
 		peak += hwm
-		peaks = append(peaks, fmt.Sprintf("%d: peak %.1f MiB", pid, mib(hwm)))
+		peaks = append(peaks, fmt.Sprintf("%d: peak %.1f MiB", pid, proctest.MiB(hwm)))
 	}
 	count := map[string]int{}
 	var slowest time.Duration
@@ -217,46 +215,21 @@ func TestLoginBurstMemory(t *testing.T) {
 		perWorker[l.Int("pid")]++
 	}
 	t.Logf("48 logins at once on 2 workers (logins per worker pid: %v) in %v (slowest answer %v): %v; RSS %.1f MiB before, peak %.1f MiB (+%.1f MiB; %s)",
-		perWorker, burst, slowest, count, mib(before), mib(peak), mib(grew), strings.Join(peaks, ", "))
+		perWorker, burst, slowest, count, proctest.MiB(before), proctest.MiB(peak), proctest.MiB(grew), strings.Join(peaks, ", "))
 	switch {
-	case raceEnabled():
+	case proctest.RaceEnabled():
 		t.Log("built with -race: the race detector's shadow memory makes the RSS bound meaningless")
 	case grew > 150<<20:
-		t.Errorf("the 2 workers' RSS grew by %.1f MiB in a burst of 48 logins, want at most 150 MiB", mib(grew))
+		t.Errorf("the 2 workers' RSS grew by %.1f MiB in a burst of 48 logins, want at most 150 MiB", proctest.MiB(grew))
 	}
 }
 
 // procStatus is a /proc/PID/status memory field (VmRSS, VmHWM), in bytes.
 func procStatus(t *testing.T, pid int, field string) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := proctest.Memory(pid, field)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("/proc/%d/status %s: %v", pid, field, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("/proc/%d/status has no %s", pid, field)
-	return 0
-}
-
-func mib(n int64) float64 { return float64(n) / (1 << 20) }
-
-// raceEnabled reports whether this binary, and so the server it runs,
-// was built with -race.
-func raceEnabled() bool {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "-race" {
-				return s.Value == "true"
-			}
-		}
-	}
-	return false
+	return n
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -92,15 +91,4 @@ http {
 		t.Fatalf("nginx on %s did not answer within 10 s", addr)
 	}
 	return n
-}
-
-// AccessLog returns nginx's access log so far (combined format: client,
-// request, status, and the upstream's answer).
-func (n *Nginx) AccessLog(t testing.TB) []string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(n.dir, "access.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.Split(strings.TrimSpace(string(b)), "\n")
 }

@@ -270,10 +270,6 @@ func (c *Cluster) URL(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
 }
 
-// Port is the server's TCP port on 127.0.0.1; it stays the same across
-// Restart.
-func (c *Cluster) Port() int { return c.port }
-
 // NewDatabase creates an empty database and returns its URL. The database
 // goes with the cluster.
 func (c *Cluster) NewDatabase(t testing.TB) string {

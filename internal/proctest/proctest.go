@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -363,5 +364,52 @@ func BusyLoops(t testing.TB, n int) {
 			cmd.Process.Kill()
 			cmd.Wait()
 		})
+	}
+}
+
+// Memory is a memory field of /proc/PID/status (VmRSS, VmHWM, …), in bytes.
+func Memory(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("pid %d: %s %q: %w", pid, field, v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("pid %d: no %s in its status", pid, field)
+}
+
+// MiB is n bytes in MiB, for messages.
+func MiB(n int64) float64 { return float64(n) / (1 << 20) }
+
+// RaceEnabled reports whether this binary, and so any server it starts
+// of itself, was built with -race: memory bounds then mean nothing.
+func RaceEnabled() bool {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "-race" {
+				return s.Value == "true"
+			}
+		}
+	}
+	return false
+}
+
+// CopyBinary writes a copy of the running test binary to path, executable
+// by anyone: a release to swap, or a program another user may run.
+func CopyBinary(t testing.TB, path string) {
+	t.Helper()
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, self, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }

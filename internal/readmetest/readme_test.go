@@ -11,11 +11,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/remuda/remuda/internal/proctest"
 )
 
 // readmes are the files whose shell blocks run, as globs relative to the
@@ -257,17 +258,6 @@ func freshCopy(t *testing.T, root string) string {
 	return dst
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
 // environment is the runner's environment less SERVER_* and the README's
 // named variables, plus the values the runner gives those it adapts.
 func environment(t *testing.T, names []string) (env, set []string) {
@@ -284,7 +274,7 @@ func environment(t *testing.T, names []string) (env, set []string) {
 		var v string
 		switch {
 		case strings.HasSuffix(n, "PORT"):
-			v = freePort(t)
+			_, v, _ = net.SplitHostPort(proctest.FreeAddr(t))
 		case strings.HasSuffix(n, "SOCKET"):
 			v = filepath.Join(scratch, strings.ToLower(n)+".sock")
 		case strings.HasSuffix(n, "DIR"):
@@ -338,7 +328,7 @@ func TestReadmes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the READMEs build the server and run it (tens of seconds)")
 	}
-	if raceEnabled {
+	if proctest.RaceEnabled() {
 		t.Skip("race detector: it would check nothing of the processes the READMEs start")
 	}
 	if _, err := exec.LookPath("bash"); err != nil {

@@ -1,5 +1,0 @@
-//go:build !race
-
-package readmetest
-
-const raceEnabled = false
