@@ -34,7 +34,10 @@
 //   - on HUP loads a new Config and starts a new generation; the old one is
 //     told to drain only when every new worker is ready. If a new worker
 //     fails to boot, the new generation is abandoned and the old keeps
-//     serving;
+//     serving. Each worker is held to its own generation's Config (boot
+//     and silence deadlines, MaxMemory, and the graceful timeout of its
+//     drain): a HUP that shortens GracefulTimeout does not cut short the
+//     drain of the workers it retires;
 //   - notices when it was itself stopped (SIGSTOP, a debugger) or starved:
 //     its tick comes over a second late. It then moves every worker's
 //     deadlines by that time and logs "master was not running, worker

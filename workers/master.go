@@ -205,6 +205,14 @@ type worker struct {
 	killed   bool
 	bootErr  string // from a failed frame
 
+	// cfg is its generation's Config, which it was started with: every
+	// deadline and limit the master holds it to (boot, silence, drain,
+	// memory) comes from it, not from the newest generation's, so that a
+	// HUP that shortens graceful_timeout or lowers max_memory applies to
+	// the workers it starts and leaves the old ones the terms they run
+	// under (a worker's own drain deadline comes from the same Config).
+	cfg Config
+
 	// runtime is its Go runtime as of its last heartbeat; nil before one,
 	// or from a worker built before heartbeats carried it.
 	runtime *metrics.Runtime
@@ -467,7 +475,7 @@ func (m *Master) handle(ev event) error {
 }
 
 // heartbeat records a worker's counters, adds its metrics up, and
-// recycles it if its memory passed Config.MaxMemory.
+// recycles it if its memory passed its Config's MaxMemory.
 func (m *Master) heartbeat(w *worker, f ipc.Frame, now time.Time) {
 	w.requests, w.active, w.lastBeat = f.Requests, f.Active, now
 	if f.Runtime != nil {
@@ -481,7 +489,7 @@ func (m *Master) heartbeat(w *worker, f ipc.Frame, now time.Time) {
 		return // it is exiting: its reaping follows
 	}
 	w.rss = rss
-	if limit := m.cfg.MaxMemory; limit > 0 && rss > limit && w.state == ready && !w.recycle {
+	if limit := w.cfg.MaxMemory; limit > 0 && rss > limit && w.state == ready && !w.recycle {
 		w.recycle, w.exit = true, exitMemory
 		m.log.Warn("worker over memory limit, recycling it", m.fields(w, zap.Int64("rss", rss), zap.Int64("max_memory", limit))...)
 	}
@@ -595,9 +603,9 @@ func (m *Master) noteFailure(now time.Time) {
 	}
 }
 
-// checkDeadlines enforces boot, silence and stop deadlines.
+// checkDeadlines enforces boot, silence and stop deadlines, each worker's
+// by its own generation's Config.
 func (m *Master) checkDeadlines(now time.Time) {
-	cfg := m.cfg
 	for _, w := range m.workers {
 		switch {
 		case !w.abortAt.IsZero() || w.killed:
@@ -612,11 +620,11 @@ func (m *Master) checkDeadlines(now time.Time) {
 		// A booting worker sends no frame before ready (but a last
 		// "failed"): lastSeen is its start, moved by the master's own
 		// stops (noticeStop).
-		case w.state == booting && now.Sub(w.lastSeen) > cfg.bootTimeout():
-			m.log.Error("worker boot timed out", m.fields(w, zap.Duration("boot_timeout", cfg.bootTimeout()))...)
+		case w.state == booting && now.Sub(w.lastSeen) > w.cfg.bootTimeout():
+			m.log.Error("worker boot timed out", m.fields(w, zap.Duration("boot_timeout", w.cfg.bootTimeout()))...)
 			w.exit = exitBootFailed
 			m.abort(w, now)
-		case w.state == ready && now.Sub(w.lastSeen) > cfg.silenceLimit():
+		case w.state == ready && now.Sub(w.lastSeen) > w.cfg.silenceLimit():
 			m.log.Error("worker silent, aborting it", m.fields(w, zap.Duration("silent", now.Sub(w.lastSeen)))...)
 			w.exit = exitSilent
 			m.abort(w, now)
@@ -750,7 +758,7 @@ func (m *Master) stopWorker(w *worker, sig syscall.Signal, why, exit string) {
 		if w.state == draining {
 			return
 		}
-		wait = m.cfg.gracefulTimeout() + killGrace
+		wait = w.cfg.gracefulTimeout() + killGrace
 	}
 	m.log.Info("stopping worker", m.fields(w, signalField(sig), zap.String("reason", why))...)
 	w.state, w.stopAt, w.stopWait = draining, time.Now(), wait
@@ -783,7 +791,7 @@ func (m *Master) fields(w *worker, more ...zap.Field) []zap.Field {
 // and stderr relayed through the master.
 func (m *Master) spawn() (*worker, error) {
 	m.nextID++
-	w := &worker{id: m.nextID, gen: m.gen}
+	w := &worker{id: m.nextID, gen: m.gen, cfg: m.cfg}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("control socketpair: %w", err)
@@ -813,7 +821,7 @@ func (m *Master) spawn() (*worker, error) {
 	unix.FcntlInt(stdoutW.Fd(), unix.F_SETPIPE_SZ, stdoutPipeSize)
 
 	cmd := exec.Command(m.path, os.Args[1:]...)
-	cmd.Env = append(runtimeEnv(workerEnv(), m.cfg, m.want), ipc.EnvVersion+"="+ipc.Version)
+	cmd.Env = append(runtimeEnv(workerEnv(), w.cfg, m.want), ipc.EnvVersion+"="+ipc.Version)
 	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
 	cmd.ExtraFiles = []*os.File{theirs}
 	for _, l := range m.listeners {
@@ -833,7 +841,7 @@ func (m *Master) spawn() (*worker, error) {
 	m.workers[w.pid] = w
 	m.log.Info("worker started", m.fields(w)...)
 
-	app, err := json.Marshal(m.cfg)
+	app, err := json.Marshal(w.cfg)
 	if err == nil {
 		// The frame is far smaller than the socket buffer: Send does not block.
 		err = w.ctrl.Send(ipc.Frame{Type: ipc.TypeConfig, Worker: w.id, Generation: w.gen, Listeners: len(m.listeners), Log: true, Config: app})

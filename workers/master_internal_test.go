@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
+
+	"github.com/remuda/remuda/internal/ipc"
 )
 
 // TestRelay checks what the master makes of a worker's output: JSON
@@ -250,5 +253,47 @@ func TestWorkerFileKeepsSocketNonBlocking(t *testing.T) {
 	}
 	if flags&unix.O_NONBLOCK == 0 {
 		t.Error("the listening socket is blocking after a child inherited it, want non-blocking")
+	}
+}
+
+// TestWorkerKeepsItsGenerationsLimits checks that the master holds each
+// worker to the deadlines and limits of the Config it was started with,
+// not to the newest generation's (m.cfg, here as strict as can be): a
+// HUP changes the terms of the workers it starts only.
+func TestWorkerKeepsItsGenerationsLimits(t *testing.T) {
+	now := time.Now()
+	newest := Config{Timeout: time.Millisecond, BootTimeout: time.Millisecond, GracefulTimeout: time.Millisecond, MaxMemory: 1}
+	own := Config{Timeout: time.Minute, BootTimeout: time.Minute, GracefulTimeout: time.Minute}
+	// process starts a real child for a worker record, so that a signal
+	// the master sends reaches something.
+	process := func() *exec.Cmd {
+		cmd := exec.Command("sleep", "60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	serving := &worker{id: 1, gen: 1, cfg: own, state: ready, lastSeen: now.Add(-10 * time.Second), cmd: process()}
+	booting := &worker{id: 2, gen: 1, cfg: own, state: booting, lastSeen: now.Add(-time.Second), cmd: process()}
+	m := &Master{log: zap.NewNop(), cfg: newest, gen: 2, workers: map[int]*worker{1: serving, 2: booting}}
+
+	m.checkDeadlines(now)
+	if !serving.abortAt.IsZero() {
+		t.Errorf("a worker silent for 10s with its timeout of %v was aborted (the newest generation's timeout is %v)", own.Timeout, newest.Timeout)
+	}
+	if !booting.abortAt.IsZero() {
+		t.Errorf("a worker booting for 1s with its boot timeout of %v was aborted (the newest generation's is %v)", own.BootTimeout, newest.BootTimeout)
+	}
+
+	serving.pid = os.Getpid() // an RSS to read: this process's
+	m.heartbeat(serving, ipc.Frame{Type: ipc.TypeHeartbeat}, now)
+	if serving.recycle {
+		t.Errorf("a worker without a memory limit was recycled at %d bytes (the newest generation's limit is %d)", serving.rss, newest.MaxMemory)
+	}
+
+	m.stopWorker(serving, syscall.SIGTERM, "replaced", exitReload)
+	if want := own.GracefulTimeout + killGrace; serving.stopWait != want {
+		t.Errorf("a worker told to drain is given %v, want its own graceful timeout plus %v: %v", serving.stopWait, killGrace, want)
 	}
 }

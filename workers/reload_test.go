@@ -1,6 +1,8 @@
 package workers_test
 
 import (
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -90,4 +92,41 @@ func TestHUPRetiresIdleWorkersAtOnce(t *testing.T) {
 		t.Errorf("%d workers 3s after %d HUPs of an idle server, want the 2 of the last generation", len(proctest.Children(p.Pid())), hups)
 	}
 	t.Logf("older generations gone %v after the last was ready", time.Since(retired).Round(time.Millisecond))
+}
+
+// TestHUPKeepsOldGenerationsGracefulTimeout checks that a worker retired
+// by a HUP drains within its own generation's graceful timeout, not the
+// new generation's: a HUP that shortens graceful_timeout must not kill
+// the requests the old workers were promised time for.
+func TestHUPKeepsOldGenerationsGracefulTimeout(t *testing.T) {
+	skipIfShort(t)
+	file := filepath.Join(t.TempDir(), "server.toml")
+	os.WriteFile(file, []byte("workers = 1\ngraceful_timeout = \"20s\"\n"), 0o644)
+	p, url := prod(t, nil, "--config", file)
+	old := proctest.Children(p.Pid())
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		status, body, err := proctest.Get(url+"/sleep?d=3s", 10*time.Second)
+		done <- result{status, body, err}
+	}()
+	time.Sleep(200 * time.Millisecond) // the request is in flight
+	os.WriteFile(file, []byte("workers = 1\ngraceful_timeout = \"100ms\"\n"), 0o644)
+	p.Signal(t, syscall.SIGHUP)
+	p.WaitReady(t, 2)
+	r := <-done
+	if r.status != 200 || r.body != "slept" {
+		t.Errorf("a 3s request in flight on generation 1 (graceful_timeout 20s) across a HUP to graceful_timeout 100ms: %d %q %v, want 200 \"slept\"",
+			r.status, r.body, r.err)
+	}
+	exited := p.WaitFor(t, 5*time.Second, 1, "the old worker's exit", func(l proctest.Line) bool {
+		return (l.Msg() == "worker exited" || l.Msg() == "worker killed") && l.Int("worker_pid") == old[0]
+	})[0]
+	if exited.Msg() != "worker exited" {
+		t.Errorf("old worker %d: %s, want it to exit by itself once drained", old[0], exited.Raw)
+	}
 }
