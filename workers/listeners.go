@@ -102,15 +102,12 @@ func listen(upg *tableflip.Upgrader, addrs []string, backlog int, log *zap.Logge
 		if err != nil {
 			return fail(err)
 		}
+		network, a := serve.SplitAddr(addr)
 		if backlog > 0 {
 			if err := serve.SetBacklog(ln, backlog); err != nil {
 				ln.Close()
 				return fail(fmt.Errorf("listen on %s: %w", addr, err))
 			}
-		}
-		network, a := "tcp", addr
-		if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-			network, a = "unix", path
 		}
 		if err := add(network, a, ln); err != nil {
 			ln.Close()

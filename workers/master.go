@@ -24,6 +24,7 @@ import (
 	"github.com/remuda/remuda/internal/ipc"
 	"github.com/remuda/remuda/internal/metrics"
 	"github.com/remuda/remuda/internal/sdnotify"
+	"github.com/remuda/remuda/internal/serve"
 )
 
 // Timing of the master's loop and of its escalations.
@@ -280,14 +281,16 @@ func (m *Master) Run() error {
 		defer removePIDFile(m.PIDFile)
 	}
 	if m.MetricsBind != "" {
-		network, addr := "tcp", m.MetricsBind
-		if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-			network, addr = "unix", path
-		}
-		// Through the upgrader: a master started by USR2 inherits it.
-		ln, err := m.upg.Fds.Listen(network, addr)
+		// Through the upgrader: a master started by USR2 inherits it. One
+		// bound here is bound as the app's sockets are (serve.Listen): a
+		// unix socket file left by a master that died is removed, and the
+		// socket gets mode 0660.
+		network, addr := serve.SplitAddr(m.MetricsBind)
+		ln, err := m.upg.Fds.ListenWithCallback(network, addr, func(string, string) (net.Listener, error) {
+			return serve.Listen(m.MetricsBind)
+		})
 		if err != nil {
-			return fmt.Errorf("metrics: listen on %s: %w", m.MetricsBind, err)
+			return fmt.Errorf("metrics: %w", err)
 		}
 		m.queries = make(chan query)
 		srv := m.serveMetrics(ln)

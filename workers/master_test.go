@@ -446,14 +446,7 @@ func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 func TestUnixSocket(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.sock")
-	// A socket file left by a process that died: nothing accepts on it.
-	stale, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stale.(*net.UnixListener).SetUnlinkOnClose(false)
-	stale.Close()
-
+	staleSocket(t, path)
 	p := start(t, nil, "run", "--prod", "--bind", "unix:"+path, "--workers", "1")
 	p.WaitReady(t, 1)
 	fi, err := os.Stat(path)
@@ -463,8 +456,7 @@ func TestUnixSocket(t *testing.T) {
 	if mode := fi.Mode().Perm(); mode != 0o660 {
 		t.Errorf("socket mode %v, want 0660", mode)
 	}
-	c := &http.Client{Transport: &http.Transport{Dial: func(string, string) (net.Conn, error) { return net.Dial("unix", path) }}}
-	resp, err := c.Get("http://unix/healthz")
+	resp, err := unixClient(path).Get("http://unix/healthz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("GET /healthz over %s: %v %v", path, resp, err)
 	}
@@ -480,6 +472,24 @@ func TestUnixSocket(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("socket file left after stop: %v", err)
 	}
+}
+
+// staleSocket leaves at path the socket file of a process that died:
+// nothing accepts on it.
+func staleSocket(t *testing.T, path string) {
+	t.Helper()
+	stale, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	stale.Close()
+}
+
+// unixClient is an HTTP client that connects to the unix socket at path,
+// whatever the URL's host.
+func unixClient(path string) *http.Client {
+	return &http.Client{Transport: &http.Transport{Dial: func(string, string) (net.Conn, error) { return net.Dial("unix", path) }}}
 }
 
 func TestIPv6AndPIDFile(t *testing.T) {

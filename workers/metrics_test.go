@@ -114,6 +114,37 @@ func prodWithMetrics(t *testing.T, flags ...string) (p *proctest.Proc, url, metr
 	return p, url, "http://" + maddr
 }
 
+// TestMetricsOnUnixSocket checks that metrics_bind on a unix socket is
+// bound as the app's sockets are: a socket file left by a master that
+// died does not stop the next one, the socket's mode is 0660, and a stop
+// removes it.
+func TestMetricsOnUnixSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metrics.sock")
+	staleSocket(t, path)
+	p, _ := prod(t, nil, "--workers", "1", "--metrics-bind", "unix:"+path)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o660 {
+		t.Errorf("metrics socket mode %v, want 0660", mode)
+	}
+	resp, err := unixClient(path).Get("http://unix/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics over %s: %v", path, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `remuda_workers{state="ready"} 1`) {
+		t.Errorf("GET /metrics over %s: %d, want 200 with one ready worker:\n%s", path, resp.StatusCode, body)
+	}
+	p.Signal(t, syscall.SIGTERM)
+	p.Wait(t, 10*time.Second)
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("metrics socket file left after stop: %v", err)
+	}
+}
+
 func TestMetricsAddUpOverWorkers(t *testing.T) {
 	p, url, murl := prodWithMetrics(t, "--workers", "3")
 	const ok, missing = 60, 7

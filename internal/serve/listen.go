@@ -23,8 +23,8 @@ const UnixSocketMode = 0o660
 // file at that path (it is never deleted), and so is a unix path whose
 // directory does not exist (the error says so, and how to create it).
 func Listen(addr string) (net.Listener, error) {
-	path, ok := strings.CutPrefix(addr, "unix:")
-	if !ok {
+	network, path := SplitAddr(addr)
+	if network != "unix" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("listen on %s: %w", addr, err)
@@ -48,6 +48,16 @@ func Listen(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	return ln, nil
+}
+
+// SplitAddr splits a bind address, as Listen takes it, into the network
+// and address net.Listen takes: "unix:/path" is ("unix", "/path"), any
+// other ("tcp", addr).
+func SplitAddr(addr string) (network, address string) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return "unix", path
+	}
+	return "tcp", addr
 }
 
 // removeStaleSocket deletes the unix socket at path if nothing accepts on it.
