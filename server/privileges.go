@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/tls"
 	"fmt"
 	"os/user"
 	"strconv"
@@ -35,22 +34,4 @@ func credential(cfg Config) (*syscall.Credential, error) {
 		return nil, fmt.Errorf("user %q: ids %s:%s are not numeric", cfg.User, u.Uid, gid)
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(g)}, nil
-}
-
-// tlsConfig loads --certfile and --keyfile: TLS 1.2 and up with Go's
-// default cipher suites (secure, with forward secrecy), HTTP/2 offered.
-// nil without them.
-func tlsConfig(cfg Config) (*tls.Config, error) {
-	if cfg.CertFile == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("certfile %s, keyfile %s: %w", cfg.CertFile, cfg.KeyFile, err)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"h2", "http/1.1"},
-	}, nil
 }

@@ -45,18 +45,3 @@ func SignalName(sig os.Signal) string {
 
 // signalField is the log field naming sig.
 func signalField(sig os.Signal) zap.Field { return zap.String("signal", SignalName(sig)) }
-
-// exitStatus describes how a process ended, for the "status" field: "exit
-// status 3" as os.ProcessState says it, or "signal KILL" (with " (core
-// dumped)" when the kernel wrote one) in SignalName's words.
-func exitStatus(st *os.ProcessState) string {
-	ws, ok := st.Sys().(syscall.WaitStatus)
-	if !ok || !ws.Signaled() {
-		return st.String()
-	}
-	s := "signal " + SignalName(ws.Signal())
-	if ws.CoreDump() {
-		s += " (core dumped)"
-	}
-	return s
-}
