@@ -20,8 +20,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/remuda/remuda/auth"
-	"github.com/remuda/remuda/internal/metrics"
 	"github.com/remuda/remuda/internal/serve"
+	"github.com/remuda/remuda/workers"
 )
 
 // MountAuth serves simplejwt's token endpoints under prefix (the default
@@ -47,7 +47,7 @@ func (a *App) AuthClaims(claims func(ctx context.Context, u auth.User) (map[stri
 // are counted on counts, if non-nil (a prod worker's metrics). What a
 // client chose (the username, the path) is clipped in those lines
 // (serve.Clipped), so that no request makes the log grow by more than that.
-func authConfig(cfg Config, log *zap.Logger, counts *metrics.Set) auth.Config {
+func authConfig(cfg Config, log *zap.Logger, counts *workers.Counters) auth.Config {
 	var public []string
 	for f := range strings.SplitSeq(cfg.JWTPublicKeys, ",") {
 		if f = strings.TrimSpace(f); f != "" {
@@ -182,7 +182,7 @@ func openServingStore(cfg Config, log *zap.Logger) (auth.Store, error) {
 
 // bootAuth opens the store, mounts the endpoints on app and installs the
 // Auth for auth.Required. The caller closes the store.
-func bootAuth(app *App, cfg Config, log *zap.Logger, counts *metrics.Set) (auth.Store, error) {
+func bootAuth(app *App, cfg Config, log *zap.Logger, counts *workers.Counters) (auth.Store, error) {
 	store, err := openServingStore(cfg, log)
 	if err != nil {
 		return nil, err

@@ -13,7 +13,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/remuda/remuda/internal/metrics"
 	"github.com/remuda/remuda/internal/serve"
 	"github.com/remuda/remuda/workers"
 )
@@ -193,8 +192,8 @@ func runWorker(app *App) int {
 			return nil, err
 		}
 		// One set for the whole worker: requests are counted on it, and
-		// the auth hooks count logins on it (Set.Login).
-		counts := new(metrics.Set)
+		// the auth hooks count logins on it (Counters.Login).
+		counts := new(workers.Counters)
 		var closeStore func() error
 		if app.authPrefix != "" {
 			// The store stays open for the worker's life and closes when
@@ -229,9 +228,8 @@ func runWorker(app *App) int {
 			AccessLog:      access,
 			Reopen:         reopenAll(reopenLog, reopenAccess),
 			TrustedProxies: proxies,
-			Hardened:       true,
 			TLS:            tlsCfg,
-			Metrics:        counts,
+			Counters:       counts,
 			Close:          closeStore,
 		}, nil
 	})

@@ -50,7 +50,7 @@ type Config struct {
 	Connections int
 	// LimitRequestLine, LimitRequestFields and LimitRequestFieldSize bound
 	// each request head as Gunicorn's settings of those names do, where
-	// requests are checked (Worker.Hardened, plain HTTP): a request line
+	// requests are checked (plain HTTP; see Worker): a request line
 	// longer than LimitRequestLine bytes gets 414, more than
 	// LimitRequestFields header fields or a field line longer than
 	// LimitRequestFieldSize bytes get 431. Zero has Gunicorn's meaning of

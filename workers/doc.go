@@ -105,7 +105,7 @@
 // # Metrics and status
 //
 // With Master.MetricsBind set, the master serves /metrics in Prometheus's
-// text format and /status as JSON. Workers count on a metrics.Set (plain
+// text format and /status as JSON. Workers count on their Counters (plain
 // atomics in fixed arrays: no lock, map or allocation per request, no
 // Prometheus client) and each heartbeat carries what they counted since the
 // previous one; the master adds these deltas up. A total therefore never goes
@@ -141,7 +141,7 @@
 //	remuda_upgrades_total                       counter  master upgrades started by USR2
 //	remuda_logins_total{outcome}                counter  success, invalid, throttled,
 //	                                                     unavailable, error, other (any
-//	                                                     other outcome, metrics.Set.Login)
+//	                                                     other outcome, Counters.Login)
 //	remuda_accept_queue_length{addr}            gauge    connections waiting in the kernel
 //	remuda_accept_queue_max{addr}               gauge    the listen backlog
 //	remuda_master_generation                    gauge    the newest generation

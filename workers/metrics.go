@@ -24,6 +24,22 @@ import (
 	"github.com/remuda/remuda/internal/metrics"
 )
 
+// Counters are what a worker counts for its master to add up in /metrics
+// (see the package doc, "Metrics and status"): each heartbeat carries what
+// was counted since the previous one. RunWorker counts the worker's
+// requests on them; the app counts its login attempts with Login. The
+// zero value is ready to use, from any goroutine. A Counters must not be
+// copied after first use.
+type Counters struct {
+	set metrics.Set
+}
+
+// Login counts one login attempt under outcome, the outcome label of
+// remuda_logins_total: "success", "invalid" (unknown user, wrong
+// password, inactive user), "throttled", "unavailable" (the store could
+// not be reached) or "error"; any other counts as "other".
+func (c *Counters) Login(outcome string) { c.set.Login(outcome) }
+
 // tally is what the master has added up since it started, owned by its
 // loop. Every counter only grows.
 type tally struct {

@@ -26,6 +26,14 @@ import (
 
 // Worker is what a worker process serves. Boot functions build it from the
 // master's Config.
+//
+// A worker always serves hardened, as Gunicorn sits behind a proxy: request
+// heads are capped at 64 KiB (larger: 431), each response has a write
+// deadline of Config.Timeout plus 5 s when Timeout is set, and on plain
+// HTTP every request is checked before net/http reads it, which refuses
+// the malformed and smuggling requests that net/http would serve and
+// applies Config's LimitRequest settings. Over TLS (Worker.TLS) the check
+// is left out: it would hide the connection state that HTTP/2 needs.
 type Worker struct {
 	// Handler serves every request.
 	Handler http.Handler
@@ -60,17 +68,13 @@ type Worker struct {
 	// client's address as its RemoteAddr. From any other peer those
 	// headers are removed. If nil, nobody is trusted.
 	TrustedProxies []netip.Prefix
-	// Hardened caps request heads (431) and bounds response writes; see
-	// internal/serve's Options.
-	Hardened bool
 	// TLS, if non-nil, serves HTTPS with HTTP/2 on every listener.
 	TLS *tls.Config
-	// Metrics counts the worker's requests, and whatever else the app
-	// counts on it (logins), for the master to add up: every heartbeat
-	// carries what it counted since the previous one. A boot function that
-	// counts on it too (auth hooks) makes one and sets it here. If nil,
-	// RunWorker makes one.
-	Metrics *metrics.Set
+	// Counters, if non-nil, is where the worker counts its requests and the
+	// app what it counts too (logins: Counters.Login), for the master to
+	// add up. A boot function that counts on it (auth hooks) makes one and
+	// sets it here. If nil, RunWorker makes one for the requests.
+	Counters *Counters
 }
 
 // IsWorker reports whether this process was started by a master as one of
@@ -161,9 +165,9 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		defer w.AccessLog.Sync() // a buffered access log keeps lines until then
 	}
 	log = log.With(zap.Int("worker", hello.Worker), zap.Int("generation", hello.Generation))
-	counts := w.Metrics
+	counts := w.Counters
 	if counts == nil {
-		counts = new(metrics.Set)
+		counts = new(Counters)
 	}
 
 	srv := serve.New(w.Handler, serve.Options{
@@ -179,14 +183,14 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		Logger:    log,
 		AccessLog: w.AccessLog,
 		Proxies:   w.TrustedProxies,
-		Hardened:  w.Hardened,
+		Hardened:  true,
 		Limits: strict.Limits{
 			RequestLine: cfg.LimitRequestLine,
 			Fields:      cfg.LimitRequestFields,
 			FieldSize:   cfg.LimitRequestFieldSize,
 		},
 		TLS:      w.TLS,
-		Metrics:  counts,
+		Metrics:  &counts.set,
 		MaxConns: cfg.connections(),
 	})
 	srv.Serve(lns)
@@ -208,10 +212,10 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 			}
 		}
 	}()
-	go heartbeat(ctrl, srv, counts)
+	go heartbeat(ctrl, srv, &counts.set)
 	// The last heartbeat: what was counted since the previous one reaches
 	// the master before the exit.
-	defer sendHeartbeat(ctrl, srv, counts)
+	defer sendHeartbeat(ctrl, srv, &counts.set)
 
 	// The deadline of the drain and of the shutdown hook after it runs
 	// from the signal (or the master's death).
