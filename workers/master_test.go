@@ -449,13 +449,7 @@ func TestUnixSocket(t *testing.T) {
 	staleSocket(t, path)
 	p := start(t, nil, "run", "--prod", "--bind", "unix:"+path, "--workers", "1")
 	p.WaitReady(t, 1)
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mode := fi.Mode().Perm(); mode != 0o660 {
-		t.Errorf("socket mode %v, want 0660", mode)
-	}
+	checkSocketMode(t, path)
 	resp, err := unixClient(path).Get("http://unix/healthz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("GET /healthz over %s: %v %v", path, resp, err)
@@ -484,6 +478,19 @@ func staleSocket(t *testing.T, path string) {
 	}
 	stale.(*net.UnixListener).SetUnlinkOnClose(false)
 	stale.Close()
+}
+
+// checkSocketMode checks that the unix socket at path has mode 0660
+// (serve.UnixSocketMode).
+func checkSocketMode(t *testing.T, path string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o660 {
+		t.Errorf("socket %s: mode %v, want 0660", path, mode)
+	}
 }
 
 // unixClient is an HTTP client that connects to the unix socket at path,

@@ -122,13 +122,7 @@ func TestMetricsOnUnixSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "metrics.sock")
 	staleSocket(t, path)
 	p, _ := prod(t, nil, "--workers", "1", "--metrics-bind", "unix:"+path)
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mode := fi.Mode().Perm(); mode != 0o660 {
-		t.Errorf("metrics socket mode %v, want 0660", mode)
-	}
+	checkSocketMode(t, path)
 	resp, err := unixClient(path).Get("http://unix/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics over %s: %v", path, err)
