@@ -185,7 +185,7 @@ func (m *Module) Boot(env module.Env) (close func() error, err error) {
 		rand.Read(b)
 		s.SecretKey = base64.RawURLEncoding.EncodeToString(b)
 		os.Setenv("SERVER_SECRET_KEY", s.SecretKey)
-		env.Logger.Warn("no secret key given: using a random one, so every token dies with this server; set SERVER_SECRET_KEY to keep them")
+		env.Logger.Warn("no secret key given: using a random one, so every token dies with this process; set SERVER_SECRET_KEY to keep them")
 	}
 	store, err := openServingStore(s, env)
 	if err != nil {
