@@ -46,7 +46,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -184,20 +183,9 @@ func New(cfg Config, store Store) (*Auth, error) {
 // Tokens returns the signer and verifier.
 func (a *Auth) Tokens() *Tokens { return a.tokens }
 
-// installed is the Auth that the package-level Required uses.
-var installed atomic.Pointer[Auth]
-
-// Install makes a the Auth behind the package-level Required in this
-// process. The server installs the Auth it boots; a program with one Auth
-// need not call it.
-func (a *Auth) Install() { installed.Store(a) }
-
 // Required protects h: the request needs one "Authorization: Bearer
 // <access token>" header (two or more get bad_authorization_header) of an
-// active user, whom h finds with UserFrom. It uses the Auth
-// installed in this process when the request arrives (see Install), so it
-// can wrap handlers before the server has booted its Auth; without one,
-// requests get 500.
+// active user, whom h finds with UserFrom.
 //
 // The token is verified on its own (signature, exp, type); the user's
 // state comes from the store, through a per-process cache that keeps it
@@ -214,19 +202,6 @@ func (a *Auth) Install() { installed.Store(a) }
 // for a second, so an outage costs no connect timeout per request. A
 // negative UserCacheTTL turns all of this off: every request reads the
 // store, and an outage answers 503.
-func Required(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := installed.Load()
-		if a == nil {
-			writeJSON(w, http.StatusInternalServerError, detail{Detail: "Authentication is not configured."})
-			return
-		}
-		a.serveProtected(h, w, r)
-	})
-}
-
-// Required protects h with a, as the package-level Required does with the
-// installed Auth.
 func (a *Auth) Required(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.serveProtected(h, w, r) })
 }

@@ -1,24 +1,23 @@
 package auth
 
 import (
-	"context"
 	"testing"
 	"time"
 )
 
-// refreshImporter is what ImportRefreshTokens gives a store.
-type refreshImporter interface {
+// importingStore is a store with ImportRefreshTokens.
+type importingStore interface {
 	Store
-	ImportRefreshTokens(ctx context.Context, tokens []ImportedToken) (added, blacklisted int, err error)
+	refreshImporter
 }
 
 func TestSQLiteImportRefreshTokens(t *testing.T) {
-	testImportRefreshTokens(t, func(t *testing.T) refreshImporter { return openTestSQLite(t) })
+	testImportRefreshTokens(t, func(t *testing.T) importingStore { return openTestSQLite(t) })
 }
 
 func TestPostgresImportRefreshTokens(t *testing.T) {
 	c := postgresCluster(t)
-	testImportRefreshTokens(t, func(t *testing.T) refreshImporter { return openPostgresAt(t, c.NewDatabase(t)) })
+	testImportRefreshTokens(t, func(t *testing.T) importingStore { return openPostgresAt(t, c.NewDatabase(t)) })
 }
 
 // testImportRefreshTokens imports simplejwt's tokens into a store that
@@ -26,7 +25,7 @@ func TestPostgresImportRefreshTokens(t *testing.T) {
 // its own family; one held is blacklisted if the import says so, and none
 // is made usable again; a second import changes nothing; a bad token makes
 // the import write nothing.
-func testImportRefreshTokens(t *testing.T, open func(t *testing.T) refreshImporter) {
+func testImportRefreshTokens(t *testing.T, open func(t *testing.T) importingStore) {
 	ctx := t.Context()
 	s := open(t)
 	exp := storeNow.Add(time.Hour)

@@ -58,19 +58,18 @@ func get(h http.Handler, path, authorization string) {
 }
 
 // Required protects a route: a request needs an access token of an active
-// user. In an app, server.App.MountAuth boots and installs the Auth in
-// every serving process; this program, without the server, installs its
-// own and mounts the token endpoints on a plain ServeMux.
-func ExampleRequired() {
+// user. In an app served by Remuda, a Module boots the Auth in every
+// serving process (see Module); this program, without the server, builds
+// its own and mounts the token endpoints on a plain ServeMux.
+func ExampleAuth_Required() {
 	dir, _ := os.MkdirTemp("", "auth-example")
 	defer os.RemoveAll(dir)
 	a, store := newAuth(dir)
 	defer store.Close()
-	a.Install() // the Auth behind auth.Required in this process
 
 	mux := http.NewServeMux()
 	a.Mount(mux, "/api/token")
-	mux.Handle("GET /hello/", auth.Required(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /hello/", a.Required(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "hello")
 	})))
 
@@ -100,7 +99,7 @@ func ExampleUserFrom() {
 	})
 	mux := http.NewServeMux()
 	a.Mount(mux, "/api/token")
-	mux.Handle("GET /me/", a.Required(whoami)) // Auth.Required: this Auth, not the installed one
+	mux.Handle("GET /me/", a.Required(whoami))
 	mux.Handle("GET /open/", whoami)
 
 	access := obtain(mux)

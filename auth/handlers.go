@@ -25,9 +25,9 @@ import (
 // MaxPasswordBytes).
 const MaxBodyBytes = 2 << 20
 
-// Mount registers the token endpoints under prefix (the default binary
-// uses "/api/token"), each with and without its trailing slash, and the
-// JWKS at /.well-known/jwks.json:
+// Mount registers the token endpoints on mux under prefix (the default
+// binary uses "/api/token"), each with and without its trailing slash, and
+// the JWKS at /.well-known/jwks.json:
 //
 //	POST prefix/            obtain a pair
 //	POST prefix/refresh/    a new access token (and refresh token, rotating)
@@ -36,57 +36,90 @@ const MaxBodyBytes = 2 << 20
 //
 // OPTIONS on each answers 200 with Allow: POST, OPTIONS and the view's
 // description in DRF's SimpleMetadata shape, as simplejwt does (see
-// viewMetadata); any other method gets 405.
+// viewMetadata); any other method gets 405. mux is an http.ServeMux, a
+// server.App, or anything that takes ServeMux patterns; on another router
+// (chi, gorilla/mux), mount Handler.
 func (a *Auth) Mount(mux interface{ Handle(string, http.Handler) }, prefix string) {
-	prefix = strings.TrimSuffix(prefix, "/")
-	for path, v := range map[string]struct {
-		h    func(http.ResponseWriter, *http.Request, fields)
-		meta []byte
-	}{
-		"":           {a.obtain, obtainMetadata},
-		"/refresh":   {a.refresh, refreshMetadata},
-		"/verify":    {a.verify, verifyMetadata},
-		"/blacklist": {a.blacklist, blacklistMetadata},
-	} {
-		handler := tokenView(v.h, v.meta)
-		mux.Handle(prefix+path, handler)
-		mux.Handle(prefix+path+"/{$}", handler)
-	}
-	mux.Handle("GET /.well-known/jwks.json", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		w.Write(a.tokens.JWKS())
-	}))
+	mountAt(mux, prefix, a.Handler(), http.HandlerFunc(a.serveJWKS))
 }
 
-// tokenView is what every token endpoint shares: POST only, a capped
-// body in JSON, form or multipart encoding; OPTIONS answered with meta.
-func tokenView(h func(http.ResponseWriter, *http.Request, fields), meta []byte) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodPost:
-		case http.MethodOptions:
-			// Neither the body nor the credentials are read: the answer
-			// is the same constant for every client, as simplejwt's
-			// (its token views authenticate no one).
-			w.Header().Set("Allow", "POST, OPTIONS")
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Content-Length", strconv.Itoa(len(meta)))
-			w.WriteHeader(http.StatusOK)
-			w.Write(meta)
-			return
-		default:
-			w.Header().Set("Allow", "POST, OPTIONS")
-			writeJSON(w, http.StatusMethodNotAllowed, detail{Detail: fmt.Sprintf("Method %q not allowed.", r.Method)})
-			return
-		}
-		f, status, body := readFields(w, r)
-		if status != 0 {
-			writeJSON(w, status, body)
-			return
-		}
-		h(w, r, f)
-	})
+// mountAt registers endpoints (see Handler) under prefix, with and without
+// its trailing slash, and jwks at /.well-known/jwks.json.
+func mountAt(mux interface{ Handle(string, http.Handler) }, prefix string, endpoints, jwks http.Handler) {
+	prefix = strings.TrimSuffix(prefix, "/")
+	h := http.StripPrefix(prefix, endpoints)
+	mux.Handle(prefix, h)
+	mux.Handle(prefix+"/", h)
+	mux.Handle("GET /.well-known/jwks.json", jwks)
+}
+
+// Handler serves the token endpoints at paths relative to where it is
+// mounted: "" or "/" obtains a pair, "/refresh", "/verify" and
+// "/blacklist" (each with or without its trailing slash) do the rest, and
+// any other path is 404. Mount it under a prefix with the prefix stripped:
+//
+//	r.Mount("/api/token", http.StripPrefix("/api/token", a.Handler())) // chi
+func (a *Auth) Handler() http.Handler {
+	return http.HandlerFunc(a.serveEndpoint)
+}
+
+// endpoint is one token endpoint: its view, and its OPTIONS answer.
+type endpoint struct {
+	view func(*Auth, http.ResponseWriter, *http.Request, fields)
+	meta []byte
+}
+
+// endpoints are the views of Handler, by path without its trailing slash.
+var endpoints = map[string]endpoint{
+	"":           {(*Auth).obtain, obtainMetadata},
+	"/refresh":   {(*Auth).refresh, refreshMetadata},
+	"/verify":    {(*Auth).verify, verifyMetadata},
+	"/blacklist": {(*Auth).blacklist, blacklistMetadata},
+}
+
+// serveEndpoint is Handler.
+func (a *Auth) serveEndpoint(w http.ResponseWriter, r *http.Request) {
+	e, ok := endpoints[strings.TrimSuffix(r.URL.Path, "/")]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	a.serveView(w, r, e)
+}
+
+// serveJWKS answers the public keys (RFC 7517), empty for HS*.
+func (a *Auth) serveJWKS(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Write(a.tokens.JWKS())
+}
+
+// serveView is what every token endpoint shares: POST only, a capped
+// body in JSON, form or multipart encoding; OPTIONS answered with e.meta.
+func (a *Auth) serveView(w http.ResponseWriter, r *http.Request, e endpoint) {
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		// Neither the body nor the credentials are read: the answer is
+		// the same constant for every client, as simplejwt's (its token
+		// views authenticate no one).
+		w.Header().Set("Allow", "POST, OPTIONS")
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(e.meta)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(e.meta)
+		return
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeJSON(w, http.StatusMethodNotAllowed, detail{Detail: fmt.Sprintf("Method %q not allowed.", r.Method)})
+		return
+	}
+	f, status, body := readFields(w, r)
+	if status != 0 {
+		writeJSON(w, status, body)
+		return
+	}
+	e.view(a, w, r, f)
 }
 
 // The OPTIONS answers of the token endpoints: what DRF's SimpleMetadata

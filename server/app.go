@@ -5,8 +5,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-
-	"github.com/remuda/remuda/auth"
 )
 
 // App is what an app developer builds: handlers on Go 1.22 ServeMux
@@ -81,8 +79,7 @@ type App struct {
 
 	mux        *http.ServeMux
 	middleware []func(http.Handler) http.Handler
-	authPrefix string // where MountAuth put the token endpoints; "" for none
-	authClaims func(context.Context, auth.User) (map[string]any, error)
+	modules    []Module
 	once       sync.Once
 	handler    http.Handler
 }

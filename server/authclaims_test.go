@@ -15,20 +15,26 @@ import (
 	"github.com/remuda/remuda/auth"
 )
 
-// TestAuthClaims checks that App.AuthClaims reaches the tokens the mounted
-// endpoints issue.
-func TestAuthClaims(t *testing.T) {
+// TestModuleClaims checks that auth.Module's Claims, booted by the server
+// (bootModules), reach the tokens its endpoints issue.
+func TestModuleClaims(t *testing.T) {
 	cfg, err := loadConfig([]string{"--database", "sqlite:" + filepath.Join(t.TempDir(), "server.db")}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.SecretKey = "remuda-test-secret-key-0123456789-abcdefghij"
-	app := NewApp()
-	app.MountAuth("/api/token")
-	app.AuthClaims(func(_ context.Context, u auth.User) (map[string]any, error) {
+	users := &auth.Module{Claims: func(_ context.Context, u auth.User) (map[string]any, error) {
 		return map[string]any{"username": u.Username, "roles": []string{"editor"}}, nil
-	})
-	store, err := bootAuth(app, cfg, zap.NewNop(), nil)
+	}}
+	app := NewApp()
+	app.Register(users)
+	users.Mount(app, "/api/token")
+	closeModules, err := bootModules(app, cfg, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeModules()
+	store, err := auth.OpenSQLite(strings.TrimPrefix(cfg.Database, "sqlite:"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/remuda/remuda/auth"
 	"github.com/remuda/remuda/internal/pgtest"
 	"github.com/remuda/remuda/internal/proctest"
+	"github.com/remuda/remuda/module"
 )
 
 const goodKey = "k9F2qLm7Xw4Rt8Vb1Nc6Hs3Jd5Pz0Ya2Ue7Io4"
@@ -70,19 +72,19 @@ func TestDeployChecks(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig(%q): %v", tt.args, err)
 			}
-			var found *finding
-			for _, f := range deployChecks(c, tt.auth) {
-				if f.id == tt.id {
+			var found *module.Finding
+			for _, f := range checklist(c, tt.auth) {
+				if f.ID == tt.id {
 					found = &f
 				}
 			}
 			switch {
 			case found == nil:
 				t.Errorf("%q: no %s", tt.args, tt.id)
-			case !strings.Contains(found.msg, tt.want):
-				t.Errorf("%s: %q, want it to contain %q", tt.id, found.msg, tt.want)
-			case found.err != strings.HasPrefix(tt.id, "E"):
-				t.Errorf("%s: error %v, want %v", tt.id, found.err, strings.HasPrefix(tt.id, "E"))
+			case !strings.Contains(found.Msg, tt.want):
+				t.Errorf("%s: %q, want it to contain %q", tt.id, found.Msg, tt.want)
+			case found.Err != strings.HasPrefix(tt.id, "E"):
+				t.Errorf("%s: error %v, want %v", tt.id, found.Err, strings.HasPrefix(tt.id, "E"))
 			}
 		})
 	}
@@ -92,7 +94,7 @@ func TestCheckProd(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "server.db")
 	os.WriteFile(db, nil, 0o600)
 	app := NewApp()
-	app.MountAuth("/api/token")
+	app.Register(new(auth.Module))
 	args := []string{"check", "--prod", "--workers", "2", "--database", "sqlite:" + db}
 
 	t.Run("4-byte key", func(t *testing.T) {
@@ -154,8 +156,8 @@ func TestPostgresChecks(t *testing.T) {
 				t.Fatal(err)
 			}
 			ids := map[string]string{}
-			for _, f := range deployChecks(c, true) {
-				ids[f.id] = f.msg
+			for _, f := range checklist(c, true) {
+				ids[f.ID] = f.Msg
 			}
 			if _, ok := ids[tt.want]; tt.want != "" && !ok {
 				t.Errorf("workers %s, %s: no %s in %v", tt.workers, tt.name, tt.want, ids)
@@ -171,4 +173,14 @@ func TestPostgresChecks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checklist is what check lists for c (but the environment's W018s): the
+// server's findings, and auth's when the app registers it.
+func checklist(c Config, withAuth bool) []module.Finding {
+	app := NewApp()
+	if withAuth {
+		app.Register(new(auth.Module))
+	}
+	return append(deployChecks(c), moduleFindings(app, c)...)
 }

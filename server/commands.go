@@ -7,7 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
+
+	"go.uber.org/zap"
+
+	"github.com/remuda/remuda/module"
 )
 
 // A command is one subcommand of Main: `NAME CMD [flags]`, where NAME is
@@ -55,8 +60,9 @@ func (inv *invocation) errorf(format string, args ...any) {
 	fmt.Fprintf(inv.stderr, "%s %s: %s\n", inv.prog, inv.cmd.name, fmt.Sprintf(format, args...))
 }
 
-// commands are Main's subcommands, in the order of the usage.
-var commands = []*command{
+// builtinCommands are the server's own commands, in the order of the
+// usage; App.commands puts the modules' after the first two.
+var builtinCommands = []*command{
 	{name: "run", synopsis: "[--prod] [flags]", settings: true,
 		summary: "serve (dev: one process; --prod: master + workers)",
 		about: `Serves the app. Without --prod: the development server, one process that
@@ -74,38 +80,6 @@ where its value came from, then the deploy checklist on stderr (errors E…,
 warnings W…, each saying what to do). Serves nothing.
 Exit status: 0 no error found, 1 an error found, 2 a bad flag, variable or key.`,
 		run: checkCommand},
-	{name: "migrate", synopsis: "[flags]", settings: true, reads: []string{"database"},
-		summary: "create the database if missing (SQLite), migrate its schema",
-		about: `Creates the SQLite database if it does not exist and brings its schema to
-this build's version (PostgreSQL: the database must exist). Idempotent; the
-production master does the same as it starts.`,
-		run: migrate},
-	{name: "createuser", synopsis: "--username NAME [--password-stdin] [flags]", settings: true, reads: []string{"database"},
-		summary: "add a user (without --password-stdin: a no-echo prompt)",
-		about: `Adds a user with a password, read twice at a no-echo prompt on a terminal,
-or once from standard input with --password-stdin.`,
-		flags: userFlags,
-		run:   createUser},
-	{name: "changepassword", synopsis: "--username NAME [--password-stdin] [flags]", settings: true, reads: []string{"database"},
-		summary: "set a user's password; its tokens stop working",
-		about: `Sets a user's password, read as createuser reads it. The tokens issued to
-the user before stop working (401 password_changed), as with simplejwt's
-CHECK_REVOKE_TOKEN.`,
-		flags: userFlags,
-		run:   changePassword},
-	{name: "importusers", synopsis: "--from-django FILE [flags]", settings: true, reads: []string{"database", "jwt_leeway"},
-		summary: "users and simplejwt's token records from manage.py dumpdata",
-		about: `Imports the users of a Django project, ids and password hashes kept, and
-simplejwt's records of the refresh tokens it issued and blacklisted, from
-the output of: python manage.py dumpdata auth.user token_blacklist.
-Running it again updates; a token blacklisted stays refused.`,
-		flags: []ownFlag{{"from-django", "FILE", "the dumpdata output (JSON)"}},
-		run:   importUsers},
-	{name: "flushexpiredtokens", synopsis: "[flags]", settings: true, reads: []string{"database"},
-		summary: "drop expired refresh tokens (cron it daily)",
-		about: `Deletes the records of refresh tokens past their expiry, as simplejwt's
-manage.py flushexpiredtokens does.`,
-		run: flushExpiredTokens},
 	{name: "version", summary: "print the module's, Remuda's and Go's versions",
 		about: `Prints the app's module path and version, Remuda's version and Go's.`,
 		run: func(inv *invocation) int {
@@ -116,14 +90,47 @@ manage.py flushexpiredtokens does.`,
 		about: `Prints the list of commands, or the usage of COMMAND (as COMMAND --help).`},
 }
 
-var userFlags = []ownFlag{
-	{"username", "NAME", "the user's name (required)"},
-	{"password-stdin", "", "read the password from standard input, one line"},
+// commands are app's commands: the server's (run, check, version, help),
+// with its modules' (module.Commander) before version and help.
+func (a *App) commands() []*command {
+	all := slices.Clone(builtinCommands[:2])
+	for _, m := range a.modules {
+		if c, ok := m.(module.Commander); ok {
+			for _, mc := range c.Commands() {
+				all = append(all, moduleCommand(mc))
+			}
+		}
+	}
+	return append(all, builtinCommands[2:]...)
 }
 
-// lookupCommand returns the command named name, or nil.
-func lookupCommand(name string) *command {
-	for _, c := range commands {
+// moduleCommand is a module's command as Main runs it: it takes the
+// settings and reads those mc names.
+func moduleCommand(mc module.Command) *command {
+	flags := make([]ownFlag, len(mc.Flags))
+	for i, f := range mc.Flags {
+		flags[i] = ownFlag{f.Name, f.Arg, f.Help}
+	}
+	return &command{
+		name: mc.Name, synopsis: mc.Synopsis, summary: mc.Summary, about: mc.About,
+		settings: true, reads: mc.Reads, flags: flags,
+		run: func(inv *invocation) int {
+			return mc.Run(module.Invocation{
+				Env:    moduleEnv(inv.cfg, zap.NewNop(), nil),
+				Flags:  inv.own,
+				Stdin:  inv.stdin,
+				Stdout: inv.stdout,
+				Stderr: inv.stderr,
+				Errorf: inv.errorf,
+				Help:   inv.prog + " " + inv.cmd.name + " --help",
+			})
+		},
+	}
+}
+
+// lookupCommand returns app's command named name, or nil.
+func lookupCommand(app *App, name string) *command {
+	for _, c := range app.commands() {
 		if c.name == name {
 			return c
 		}
@@ -144,25 +151,25 @@ func progName() string {
 // args the arguments after it.
 func run(app *App, prog string, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		mainUsage(stderr, prog)
+		mainUsage(stderr, app, prog)
 		return ExitUsage
 	}
 	name, args := args[0], args[1:]
 	switch name {
 	case "-h", "--help", "-help":
-		mainUsage(stdout, prog)
+		mainUsage(stdout, app, prog)
 		return ExitOK
 	case "help":
-		return help(prog, args, stdout, stderr)
+		return help(app, prog, args, stdout, stderr)
 	}
-	cmd := lookupCommand(name)
+	cmd := lookupCommand(app, name)
 	if cmd == nil {
 		hint := ""
-		if near := nearest(name, commandNames()); near != "" {
+		if near := nearest(name, commandNames(app)); near != "" {
 			hint = fmt.Sprintf(" (did you mean %s?)", near)
 		}
 		fmt.Fprintf(stderr, "%s: unknown command %q%s\n", prog, name, hint)
-		mainUsage(stderr, prog)
+		mainUsage(stderr, app, prog)
 		return ExitUsage
 	}
 	inv := &invocation{app: app, prog: prog, cmd: cmd, args: args, stdin: os.Stdin, stdout: stdout, stderr: stderr}
@@ -195,29 +202,30 @@ func run(app *App, prog string, args []string, stdout, stderr io.Writer) int {
 }
 
 // help is `NAME help [COMMAND]`.
-func help(prog string, args []string, stdout, stderr io.Writer) int {
+func help(app *App, prog string, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
-		lookupCommand("help").usage(stdout, prog)
+		lookupCommand(app, "help").usage(stdout, prog)
 		return ExitOK
 	case len(args) == 0:
-		mainUsage(stdout, prog)
+		mainUsage(stdout, app, prog)
 		return ExitOK
 	case len(args) > 1:
 		fmt.Fprintf(stderr, "%s help: want one command, got %d arguments\n", prog, len(args))
 		return ExitUsage
 	}
-	cmd := lookupCommand(args[0])
+	cmd := lookupCommand(app, args[0])
 	if cmd == nil {
 		fmt.Fprintf(stderr, "%s help: unknown command %q\n", prog, args[0])
-		mainUsage(stderr, prog)
+		mainUsage(stderr, app, prog)
 		return ExitUsage
 	}
 	cmd.usage(stdout, prog)
 	return ExitOK
 }
 
-func commandNames() []string {
+func commandNames(app *App) []string {
+	commands := app.commands()
 	names := make([]string, len(commands))
 	for i, c := range commands {
 		names[i] = c.name
@@ -226,10 +234,10 @@ func commandNames() []string {
 }
 
 // mainUsage lists the commands.
-func mainUsage(w io.Writer, prog string) {
+func mainUsage(w io.Writer, app *App, prog string) {
 	fmt.Fprintf(w, "usage: %s COMMAND [flags]\n\ncommands:\n", prog)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, c := range commands {
+	for _, c := range app.commands() {
 		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
 	}
 	tw.Flush()
@@ -273,11 +281,9 @@ func (c *command) usage(w io.Writer, prog string) {
 
 // runCommand is `NAME run`.
 func runCommand(inv *invocation) int {
-	if inv.app.authPrefix != "" {
-		if err := checkAuth(inv.cfg); err != nil {
-			inv.errorf("%v", err)
-			return ExitUsage
-		}
+	if err := validateModules(inv.app, inv.cfg); err != nil {
+		inv.errorf("%v", err)
+		return ExitUsage
 	}
 	return runServer(inv.app, inv.cfg, inv.args)
 }

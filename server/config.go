@@ -20,7 +20,6 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/remuda/remuda/auth"
 	"github.com/remuda/remuda/internal/serve"
 	"github.com/remuda/remuda/internal/strict"
 )
@@ -67,6 +66,10 @@ const (
 	DefaultDatabase = "sqlite:server.db"
 	// DefaultJWTAlgorithm signs with the secret key, as simplejwt does.
 	DefaultJWTAlgorithm = "HS256"
+	// DefaultAccessTokenLifetime and DefaultRefreshTokenLifetime are
+	// simplejwt's ACCESS_TOKEN_LIFETIME and REFRESH_TOKEN_LIFETIME.
+	DefaultAccessTokenLifetime  = 5 * time.Minute
+	DefaultRefreshTokenLifetime = 24 * time.Hour
 	// MaxTokenLifetime caps both token lifetimes.
 	MaxTokenLifetime = 90 * 24 * time.Hour
 	// MaxAccessTokenLifetime caps AccessTokenLifetime (simplejwt has no
@@ -264,8 +267,8 @@ func defaultConfig(prod bool) Config {
 		LimitRequestFieldSize: strict.DefaultFieldSize,
 
 		Database:               DefaultDatabase,
-		AccessTokenLifetime:    auth.DefaultAccessLifetime,
-		RefreshTokenLifetime:   auth.DefaultRefreshLifetime,
+		AccessTokenLifetime:    DefaultAccessTokenLifetime,
+		RefreshTokenLifetime:   DefaultRefreshTokenLifetime,
 		RotateRefreshTokens:    true,
 		BlacklistAfterRotation: true,
 		JWTAlgorithm:           DefaultJWTAlgorithm,

@@ -734,9 +734,9 @@ func TestConfigWarnings(t *testing.T) {
 				t.Fatalf("loadConfig(%q): %v", tt.args, err)
 			}
 			var got []string
-			for _, f := range deployChecks(c, false) {
-				if f.id != "W012" { // running as root: true of this test, not of the config
-					got = append(got, f.msg)
+			for _, f := range deployChecks(c) {
+				if f.ID != "W012" { // running as root: true of this test, not of the config
+					got = append(got, f.Msg)
 				}
 			}
 			if len(got) != len(tt.want) {

@@ -56,11 +56,6 @@ func runDev(app *App, cfg Config, log *zap.Logger) error {
 		rl.close()
 		return err
 	}
-	if app.authPrefix != "" && cfg.SecretKey != "" && os.Getenv("SERVER_SECRET_KEY") == "" {
-		// Keep the key, generated or not, so tokens survive a reload: a
-		// reload is not a start. (A flag's key wins over it anyway.)
-		os.Setenv("SERVER_SECRET_KEY", cfg.SecretKey)
-	}
 	err = rl.execReload(next, fds)
 	// Only a failed exec gets here, after the drain: stop, as after TERM.
 	for _, fd := range fds {
@@ -112,17 +107,15 @@ func serveDev(app *App, cfg Config, log *zap.Logger, in devInherited, rl *reload
 		defer access.Sync()
 	}
 	abandoned := false // the shutdown hook overran its deadline
-	if app.authPrefix != "" {
-		store, err := bootAuth(app, cfg, log, nil)
-		if err != nil {
-			return "", nil, bound, fmt.Errorf("boot: %w", err)
-		}
-		defer func() {
-			if !abandoned { // it may still be using the store
-				store.Close()
-			}
-		}()
+	closeModules, err := bootModules(app, cfg, log, nil)
+	if err != nil {
+		return "", nil, bound, fmt.Errorf("boot: %w", err)
 	}
+	defer func() {
+		if !abandoned { // it may still be using what the modules opened
+			closeModules()
+		}
+	}()
 	if app.OnBoot != nil {
 		if err := app.OnBoot(cfg); err != nil {
 			return "", nil, bound, fmt.Errorf("boot: %w", err)

@@ -8,12 +8,14 @@
 // and hand it to Main:
 //
 //	func main() {
+//		users := new(auth.Module)
 //		app := server.NewApp()
+//		app.Register(users)                                     // a module: auth
 //		app.HandleFunc("GET /{$}", home)                        // Go 1.22 ServeMux patterns
 //		app.Handle("/static/", http.FileServerFS(staticFiles))  // any http.Handler
 //		app.Use(requestTimer)                                   // middleware around every route
-//		app.MountAuth("/api/token")                             // simplejwt's token endpoints
-//		app.Handle("GET /me/", auth.Required(http.HandlerFunc(me)))
+//		users.Mount(app, "/api/token")                          // simplejwt's token endpoints
+//		app.Handle("GET /me/", users.Required(http.HandlerFunc(me)))
 //		server.Main(app)
 //	}
 //
@@ -25,19 +27,24 @@
 // App.Handler returns that chain: drive it with net/http/httptest in tests,
 // no process or socket needed.
 //
-// # Auth
+// # Modules, and auth
 //
-// MountAuth serves djangorestframework-simplejwt's endpoints under a
-// prefix (obtain, refresh/, verify/, blacklist/, with simplejwt's bodies
-// and status codes) and makes auth.Required work: wrap a handler in it and
-// only requests with a valid access token of an active user reach it;
-// inside, auth.UserFrom(r.Context()) returns that user and true. The users
-// and refresh tokens live in the database of --database (SQLite by
-// default; PostgreSQL for several hosts), which `server createuser` and
-// `server importusers --from-django` fill. The store and keys are opened
-// when a serving process boots, so under httptest alone the token
-// endpoints do not exist yet; package auth's examples show them at work
-// with an Auth built by hand.
+// A module is a part of an app that the server boots and stops with it,
+// whose commands join the binary's and whose checks join `server check`'s
+// (package module states the contract). Register adds one; the server
+// knows it only through that contract, so an app links only the modules it
+// registers: an app without auth links no database driver.
+//
+// Package auth's Module serves djangorestframework-simplejwt's endpoints
+// under a prefix (obtain, refresh/, verify/, blacklist/, with simplejwt's
+// bodies and status codes) and protects routes with its Required: only
+// requests with a valid access token of an active user reach them; inside,
+// auth.UserFrom(r.Context()) returns that user and true. The users and
+// refresh tokens live in the database of --database (SQLite by default;
+// PostgreSQL for several hosts), which `server createuser` and `server
+// importusers --from-django` fill. The store and keys are opened as a
+// serving process boots; under httptest, where nothing boots, build an
+// auth.Auth with auth.New and mount that (Example_auth).
 //
 // # Main and the command line
 //

@@ -1,9 +1,15 @@
 package server_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/remuda/remuda/auth"
@@ -104,18 +110,76 @@ func ExampleMain() {
 	server.Main(app)
 }
 
-// MountAuth serves simplejwt's token endpoints (/api/token/, refresh/,
-// verify/, blacklist/) and makes auth.Required work in every serving
-// process: the store and keys come from the configuration at boot
-// (--database, --secret-key or SERVER_SECRET_KEY). The Auth is booted by
-// Main, so this example is compiled but not run; package auth's examples
-// show the endpoints and Required at work.
-func ExampleApp_MountAuth() {
+// Register adds a module to the app: here auth's, which serves
+// simplejwt's token endpoints (/api/token/, refresh/, verify/,
+// blacklist/) and guards routes with Required. Main boots it in every
+// serving process, with the store and keys of the configuration
+// (--database, SERVER_SECRET_KEY), so this example is compiled but not
+// run; Example_auth shows the same routes at work under httptest.
+func ExampleApp_Register() {
+	users := new(auth.Module)
 	app := server.NewApp()
-	app.MountAuth("/api/token")
-	app.Handle("GET /hello/", auth.Required(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, _ := auth.UserFrom(r.Context()) // always ok behind auth.Required
+	app.Register(users)
+	users.Mount(app, "/api/token")
+	app.Handle("GET /hello/", users.Required(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := auth.UserFrom(r.Context()) // always ok behind Required
 		fmt.Fprintf(w, "Hello, %s!\n", u.Username)
 	})))
 	server.Main(app)
+}
+
+// An app with auth, driven by net/http/httptest: no process, no socket.
+// Under a test nothing boots the app's modules, so the test builds the
+// Auth itself (auth.New, with a store and a key) and mounts that: the
+// routes are the same as with auth.Module.
+func Example_auth() {
+	dir, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(dir)
+	store, err := auth.OpenSQLite(filepath.Join(dir, "users.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	auth.CreateUser(context.Background(), store, "alice", "correct horse battery staple")
+	users, err := auth.New(auth.Config{Tokens: auth.TokenConfig{SecretKey: "example-secret-key-of-at-least-32-bytes!"}}, store)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	app := server.NewApp()
+	users.Mount(app, "/api/token")
+	app.Handle("GET /hello/", users.Required(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := auth.UserFrom(r.Context())
+		fmt.Fprintf(w, "Hello, %s!\n", u.Username)
+	})))
+	srv := httptest.NewServer(app.Handler())
+	defer srv.Close()
+
+	resp, err := http.Post(srv.URL+"/api/token/", "application/json",
+		strings.NewReader(`{"username": "alice", "password": "correct horse battery staple"}`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	var pair struct{ Access, Refresh string }
+	json.NewDecoder(resp.Body).Decode(&pair)
+	resp.Body.Close()
+	fmt.Println("token:", resp.StatusCode)
+
+	for _, authorization := range []string{"Bearer " + pair.Access, ""} {
+		req, _ := http.NewRequest("GET", srv.URL+"/hello/", nil)
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			log.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Printf("%d %s", resp.StatusCode, body)
+	}
+	// Output:
+	// token: 200
+	// 200 Hello, alice!
+	// 401 {"detail":"Authentication credentials were not provided."}
 }

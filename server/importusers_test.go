@@ -37,7 +37,7 @@ func TestImportUsersTokens(t *testing.T) {
 	file := filepath.Join(dir, "dump.json")
 	os.WriteFile(file, []byte(dump), 0o600)
 	var stdout, stderr bytes.Buffer
-	code := run(NewApp(), "server", []string{"importusers", "--from-django", file, "--database", "sqlite:" + db, "--jwt-leeway", "30s"}, &stdout, &stderr)
+	code := run(authApp(), "server", []string{"importusers", "--from-django", file, "--database", "sqlite:" + db, "--jwt-leeway", "30s"}, &stdout, &stderr)
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -68,7 +68,7 @@ func TestImportUsersTokens(t *testing.T) {
 	os.WriteFile(users, []byte(dump[:strings.Index(dump, "\n{\"model\":\"token_blacklist")-1]+"]"), 0o600)
 	stdout.Reset()
 	stderr.Reset()
-	if code := run(NewApp(), "server", []string{"importusers", "--from-django", users, "--database", "sqlite:" + db}, &stdout, &stderr); code != ExitOK {
+	if code := run(authApp(), "server", []string{"importusers", "--from-django", users, "--database", "sqlite:" + db}, &stdout, &stderr); code != ExitOK {
 		t.Fatalf("users only: exit %d: %s", code, stderr.String())
 	}
 	if !strings.Contains(stdout.String(), "imported 1 users") || !strings.Contains(stderr.String(), "dumpdata auth.user token_blacklist") {

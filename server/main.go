@@ -50,9 +50,6 @@ func runServer(app *App, cfg Config, args []string) int {
 	defer log.Sync()
 	defer routeSlog(log)()
 	if !cfg.Prod {
-		if app.authPrefix != "" {
-			devSecretKey(&cfg, log)
-		}
 		err = runDev(app, cfg, log)
 	} else {
 		var cred *syscall.Credential
@@ -75,12 +72,7 @@ func runServer(app *App, cfg Config, args []string) int {
 			LogFile:     logOut.File,
 			Reopen:      logOut.Reopen,
 			MetricsBind: cfg.MetricsBind,
-			OnStart: func() error {
-				if app.authPrefix == "" {
-					return nil
-				}
-				return createDatabase(cfg, log)
-			},
+			OnStart:     func() error { return startModules(app, cfg, log) },
 			// HUP: flags and environment are the master's own and cannot
 			// change; the config file is read again.
 			Reload: func() (workers.Config, error) {
@@ -192,20 +184,17 @@ func runWorker(app *App) int {
 			return nil, err
 		}
 		// One set for the whole worker: requests are counted on it, and
-		// the auth hooks count logins on it (Counters.Login).
+		// the modules count logins on it (Counters.Login).
 		counts := new(workers.Counters)
-		var closeStore func() error
-		if app.authPrefix != "" {
-			// The store stays open for the worker's life and closes when
-			// it stops: PostgreSQL then sees its connections end.
-			store, err := bootAuth(app, cfg, log, counts)
-			if err != nil {
-				return nil, err
-			}
-			closeStore = store.Close
+		// What the modules open stays open for the worker's life and
+		// closes when it stops: PostgreSQL then sees its connections end.
+		closeModules, err := bootModules(app, cfg, log, counts.Login)
+		if err != nil {
+			return nil, err
 		}
 		if app.OnBoot != nil {
 			if err := app.OnBoot(cfg); err != nil {
+				closeModules()
 				return nil, err
 			}
 		}
@@ -230,7 +219,7 @@ func runWorker(app *App) int {
 			TrustedProxies: proxies,
 			TLS:            tlsCfg,
 			Counters:       counts,
-			Close:          closeStore,
+			Close:          closeModules,
 		}, nil
 	})
 	if err == nil {

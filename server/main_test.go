@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/remuda/remuda/auth"
 	"github.com/remuda/remuda/internal/proctest"
 )
 
@@ -195,11 +196,12 @@ func TestDevPanicPage(t *testing.T) {
 // TestCommandHelp asks every command of the dispatch for its usage, with
 // -h and --help, on stdout with exit 0: what it does and its flags.
 func TestCommandHelp(t *testing.T) {
-	for _, c := range commands {
+	app := authApp()
+	for _, c := range app.commands() {
 		for _, arg := range []string{"-h", "--help"} {
 			t.Run(c.name+" "+arg, func(t *testing.T) {
 				var stdout, stderr bytes.Buffer
-				code := run(NewApp(), "myapp", []string{c.name, arg}, &stdout, &stderr)
+				code := run(app, "myapp", []string{c.name, arg}, &stdout, &stderr)
 				if code != ExitOK || stderr.Len() != 0 {
 					t.Fatalf("myapp %s %s: exit %d, stderr %q; want 0 and nothing", c.name, arg, code, stderr.String())
 				}
@@ -220,16 +222,23 @@ func TestCommandHelp(t *testing.T) {
 						t.Errorf("myapp %s %s: stdout lacks %q:\n%s", c.name, arg, w, out)
 					}
 				}
-				if slices.ContainsFunc(commandNames(), func(n string) bool { return strings.Contains(out, "server "+n) }) {
+				if slices.ContainsFunc(commandNames(app), func(n string) bool { return strings.Contains(out, "server "+n) }) {
 					t.Errorf("myapp %s %s: usage names the binary server:\n%s", c.name, arg, out)
 				}
 			})
 		}
 	}
 	var stdout, stderr bytes.Buffer
-	if code := run(NewApp(), "myapp", []string{"help", "createuser"}, &stdout, &stderr); code != ExitOK || !strings.HasPrefix(stdout.String(), "usage: myapp createuser --username NAME") {
+	if code := run(app, "myapp", []string{"help", "createuser"}, &stdout, &stderr); code != ExitOK || !strings.HasPrefix(stdout.String(), "usage: myapp createuser --username NAME") {
 		t.Errorf("myapp help createuser: exit %d, stdout %q; want 0 and createuser's usage", code, stdout.String())
 	}
+}
+
+// authApp is an app with auth's module, and so its commands.
+func authApp() *App {
+	app := NewApp()
+	app.Register(new(auth.Module))
+	return app
 }
 
 func firstLine(s string) string {
@@ -240,13 +249,14 @@ func firstLine(s string) string {
 // TestCommandUnknownFlag gives every command a flag it does not know: exit
 // 2, naming the flag, and the closest known one where there is one.
 func TestCommandUnknownFlag(t *testing.T) {
-	for _, c := range commands {
+	app := authApp()
+	for _, c := range app.commands() {
 		if c.name == "help" {
 			continue
 		}
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(NewApp(), "myapp", []string{c.name, "--bogus"}, &stdout, &stderr)
+			code := run(app, "myapp", []string{c.name, "--bogus"}, &stdout, &stderr)
 			if code != ExitUsage || !strings.Contains(stderr.String(), "myapp "+c.name+": unknown flag --bogus") {
 				t.Errorf("myapp %s --bogus: exit %d, stderr %q; want %d naming the flag", c.name, code, stderr.String(), ExitUsage)
 			}
@@ -272,7 +282,7 @@ func TestCommandUnknownFlag(t *testing.T) {
 		{[]string{"rn"}, `unknown command "rn" (did you mean run?)`},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(NewApp(), "myapp", tt.args, &stdout, &stderr); code != ExitUsage || !strings.Contains(stderr.String(), tt.want) {
+		if code := run(authApp(), "myapp", tt.args, &stdout, &stderr); code != ExitUsage || !strings.Contains(stderr.String(), tt.want) {
 			t.Errorf("myapp %q: exit %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), ExitUsage, tt.want)
 		}
 	}
@@ -283,7 +293,7 @@ func TestCommandUnknownFlag(t *testing.T) {
 // from, what is allowed, what to do), never the key.
 func TestKeyErrorsOfRun(t *testing.T) {
 	app := NewApp()
-	app.MountAuth("/api/token")
+	app.Register(new(auth.Module))
 	db := "sqlite:" + filepath.Join(t.TempDir(), "server.db")
 	for _, tt := range []struct {
 		name, key string
@@ -347,7 +357,7 @@ func TestUnknownEnvWarned(t *testing.T) {
 			wantCode = ExitUsage
 		}
 		var stdout, stderr bytes.Buffer
-		if code := run(NewApp(), "myapp", tt.args, &stdout, &stderr); code != wantCode || !strings.Contains(stderr.String(), tt.line+"\n") {
+		if code := run(authApp(), "myapp", tt.args, &stdout, &stderr); code != wantCode || !strings.Contains(stderr.String(), tt.line+"\n") {
 			t.Errorf("myapp %q with SERVER_WOKERS set: exit %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), wantCode, tt.line)
 		}
 	}
@@ -373,7 +383,7 @@ func TestProcessCommandLine(t *testing.T) {
 		stdout string // its start
 		stderr string // its whole last line
 	}{
-		{[]string{"createuser", "--help"}, ExitOK, "usage: myapp createuser --username NAME", ""},
+		{[]string{"check", "--help"}, ExitOK, "usage: myapp check [--prod] [flags]", ""},
 		{[]string{"version", "--bogus"}, ExitUsage, "", `Run "myapp version --help" for usage.`},
 		{[]string{"run", "--bind", busy}, ExitError, "", "myapp run: listen on " + busy + ": listen tcp " + busy + ": bind: address already in use"},
 	} {

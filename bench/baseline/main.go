@@ -56,7 +56,7 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 
 var helloBody = []byte(`{"message":"Hello, World!"}` + "\n")
 
-// hello is cmd/server's hello without auth.Required.
+// hello is cmd/server's hello without its Required.
 func hello(w http.ResponseWriter, _ *http.Request) {
 	headers(w.Header())
 	w.Header().Set("Content-Type", "application/json")

@@ -22,10 +22,12 @@ func main() {
 
 // newApp is the demo app.
 func newApp() *server.App {
+	users := new(auth.Module)
 	app := server.NewApp()
+	app.Register(users)
 	app.HandleFunc("GET /healthz", healthz)
-	app.MountAuth("/api/token")
-	app.Handle("GET /hello/", auth.Required(http.HandlerFunc(hello)))
+	users.Mount(app, "/api/token")
+	app.Handle("GET /hello/", users.Required(http.HandlerFunc(hello)))
 	return app
 }
 

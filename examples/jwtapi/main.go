@@ -12,9 +12,11 @@ import (
 )
 
 func main() {
+	users := new(auth.Module)
 	app := server.NewApp()
-	app.MountAuth("/api/token")
-	app.Handle("GET /hello/", auth.Required(http.HandlerFunc(hello)))
+	app.Register(users)
+	users.Mount(app, "/api/token")
+	app.Handle("GET /hello/", users.Required(http.HandlerFunc(hello)))
 	server.Main(app)
 }
 

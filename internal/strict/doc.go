@@ -138,7 +138,7 @@
 //     (User-Agent, Referer, From, Date) are let through: a repeat misleads
 //     no decision, and refusing it would only break odd clients. Cookie is
 //     let through too: an HTTP/2 front end may pass it on split.
-//     Authorization is let through to the app, whose auth.Required refuses
+//     Authorization is let through to the app, whose auth Required refuses
 //     a repeat with simplejwt's own 401 (bad_authorization_header), the
 //     answer a DRF client gets from simplejwt behind Gunicorn; an app that
 //     reads Authorization itself must refuse more than one

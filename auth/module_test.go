@@ -1,4 +1,4 @@
-package server
+package auth
 
 import (
 	"errors"
@@ -11,20 +11,19 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/remuda/remuda/auth"
 	"github.com/remuda/remuda/internal/serve"
 )
 
-// TestAuthConfigLogCaps checks that the log lines of the auth hooks cut
+// TestModuleLogCaps checks that the log lines of the module's hooks cut
 // what a client chose (a username, a path, an address) to
 // serve.MaxLogValue bytes: no request makes the log grow by more than that.
-func TestAuthConfigLogCaps(t *testing.T) {
+func TestModuleLogCaps(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
-	cfg := authConfig(Config{}, zap.New(core), nil)
+	cfg := settings{}.config(zap.New(core), nil)
 	huge := strings.Repeat("é", 1<<19) // 1 MiB of two-byte characters
 	r := httptest.NewRequest("GET", "/hello/"+huge, nil)
 	r.RemoteAddr = huge
-	cfg.OnLogin(r, huge, auth.LoginFailed)
+	cfg.OnLogin(r, huge, LoginFailed)
 	cfg.OnTokenReuse(r, huge, huge)
 	cfg.OnError(r, errors.New("store down"))
 	if n := logs.Len(); n != 3 {
@@ -43,7 +42,7 @@ func TestAuthConfigLogCaps(t *testing.T) {
 	// Short values are kept whole.
 	logs.TakeAll()
 	r = httptest.NewRequest("POST", "/api/token/", nil)
-	cfg.OnLogin(r, "alice", auth.LoginFailed)
+	cfg.OnLogin(r, "alice", LoginFailed)
 	if got := logs.All()[0].ContextMap()["username"]; got != "alice" {
 		t.Errorf("username field = %v, want alice", got)
 	}
