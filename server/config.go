@@ -22,6 +22,7 @@ import (
 
 	"github.com/remuda/remuda/internal/serve"
 	"github.com/remuda/remuda/internal/strict"
+	"github.com/remuda/remuda/workers"
 )
 
 // Defaults and limits of the settings. A loaded Config holds a value for every
@@ -42,14 +43,16 @@ const (
 
 	// DefaultTimeout is the default Config.Timeout in both modes.
 	DefaultTimeout = 30 * time.Second
-	// DefaultGracefulTimeout is the default Config.GracefulTimeout in both modes.
-	DefaultGracefulTimeout = 30 * time.Second
-	// DefaultBootTimeout is the default Config.BootTimeout in both modes.
-	DefaultBootTimeout = 30 * time.Second
-	// DefaultKeepAlive is the default Config.KeepAlive in both modes: above
-	// nginx's upstream keepalive_timeout (60s), so that a proxy never sends a
-	// request on a connection the server is closing.
-	DefaultKeepAlive = 75 * time.Second
+	// DefaultGracefulTimeout is the default Config.GracefulTimeout in both
+	// modes: the process model's (workers).
+	DefaultGracefulTimeout = workers.DefaultGracefulTimeout
+	// DefaultBootTimeout is the default Config.BootTimeout in both modes:
+	// the process model's.
+	DefaultBootTimeout = workers.DefaultBootTimeout
+	// DefaultKeepAlive is the default Config.KeepAlive in both modes, the
+	// HTTP layer's: above nginx's upstream keepalive_timeout (60s), so that
+	// a proxy never sends a request on a connection the server is closing.
+	DefaultKeepAlive = serve.DefaultKeepAlive
 	// MaxTimeout is the longest value accepted by every duration setting.
 	MaxTimeout = 24 * time.Hour
 
@@ -86,7 +89,7 @@ const (
 	// DefaultWorkerConnections is the default Config.WorkerConnections
 	// (Gunicorn's worker_connections default), and MaxWorkerConnections
 	// the largest accepted.
-	DefaultWorkerConnections = 1000
+	DefaultWorkerConnections = workers.DefaultConnections
 	MaxWorkerConnections     = 1 << 20
 
 	// DefaultBacklog is the default Config.Backlog (Gunicorn's), and
@@ -694,7 +697,7 @@ func checkAddr(addr string) error {
 	if addr == "" {
 		return errors.New("the address is empty")
 	}
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+	if network, path := serve.SplitAddr(addr); network == "unix" {
 		switch {
 		case !strings.HasPrefix(path, "/"):
 			return errors.New("the unix socket path is not absolute")
@@ -1321,7 +1324,7 @@ or whole seconds (90); sizes are bytes with an optional K, M, G or T suffix (10M
 // isLoopback reports whether addr is a unix socket or a loopback address;
 // a host name other than localhost is not known to be one.
 func isLoopback(addr string) bool {
-	if strings.HasPrefix(addr, "unix:") {
+	if network, _ := serve.SplitAddr(addr); network == "unix" {
 		return true
 	}
 	host, _, err := net.SplitHostPort(addr)

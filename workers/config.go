@@ -28,8 +28,9 @@ type Config struct {
 	// zero, DefaultBootTimeout.
 	BootTimeout time.Duration
 	// KeepAlive is the idle timeout of keep-alive connections. If zero,
-	// 75 s: above nginx's upstream keepalive_timeout of 60 s, so a proxy
-	// never reuses a connection the worker is closing.
+	// the HTTP layer's default (75 s: above nginx's upstream
+	// keepalive_timeout of 60 s, so a proxy never reuses a connection the
+	// worker is closing).
 	KeepAlive time.Duration
 	// MaxRequests recycles a worker after MaxRequests plus a random
 	// 0..MaxRequestsJitter requests, so workers do not all restart at once.
