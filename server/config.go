@@ -126,27 +126,17 @@ type Config struct {
 	// Bind lists the addresses to listen on: "host:port", "[::1]:port" or
 	// "unix:/path". Never empty after loading. Default: DefaultBind.
 	Bind []string `json:"bind"`
-	// Workers is the number of worker processes in prod (ignored in dev),
-	// 1 to MaxWorkers. Default: runtime.NumCPU() in prod.
-	Workers int `json:"workers"`
-	// Timeout bounds a request (it then gets 503 and its worker is
-	// recycled) and a worker's silence before it is killed.
-	// Default: DefaultTimeout.
-	Timeout time.Duration `json:"timeout"`
-	// GracefulTimeout is how long in-flight requests may run on after
-	// TERM, HUP or a recycle before the process is killed.
-	// Default: DefaultGracefulTimeout.
-	GracefulTimeout time.Duration `json:"graceful_timeout"`
-	// BootTimeout is how long a new worker has to report ready.
-	// Default: DefaultBootTimeout.
-	BootTimeout time.Duration `json:"boot_timeout"`
-	// KeepAlive is how long an idle keep-alive connection is kept open.
-	// Default: DefaultKeepAlive.
-	KeepAlive time.Duration `json:"keep_alive"`
-	// MaxRequests recycles a worker after this many requests plus a
-	// random 0..MaxRequestsJitter; 0 never recycles.
-	MaxRequests       int `json:"max_requests"`
-	MaxRequestsJitter int `json:"max_requests_jitter"`
+	// Config is the process model's part: Workers (prod only; 1 to
+	// MaxWorkers, default runtime.NumCPU()), Timeout (DefaultTimeout),
+	// GracefulTimeout (DefaultGracefulTimeout), BootTimeout
+	// (DefaultBootTimeout), KeepAlive (DefaultKeepAlive), MaxRequests and
+	// MaxRequestsJitter (0: off), MaxMemory (max_worker_memory; 0: off),
+	// Connections (worker_connections; DefaultWorkerConnections) and the
+	// request-head limits LimitRequestLine, LimitRequestFields and
+	// LimitRequestFieldSize (Gunicorn's defaults, strict.DefaultRequestLine,
+	// DefaultFields, DefaultFieldSize). Their meanings are workers.Config's;
+	// the settings of the same names (see `server run -h`) set them.
+	workers.Config
 	// PIDFile, when set, receives the master's PID.
 	PIDFile string `json:"pidfile"`
 	// AccessLog is where the JSON access log goes: a path, "-" for
@@ -167,29 +157,11 @@ type Config struct {
 	// JSON /status: "host:port" or "unix:/path". Empty: not served, the
 	// default. Keep it off the public network: /status names every worker.
 	MetricsBind string `json:"metrics_bind"`
-	// MaxWorkerMemory recycles a prod worker whose resident memory (RSS)
-	// passes this many bytes: a replacement starts, then the worker drains.
-	// 0, the default, never does.
-	MaxWorkerMemory int64 `json:"max_worker_memory"`
-	// WorkerConnections caps the connections one prod worker holds open at
-	// once, idle keep-alive ones included; past it, new connections wait in
-	// the kernel's accept queue for a less busy worker.
-	// Default: DefaultWorkerConnections.
-	WorkerConnections int `json:"worker_connections"`
 	// Backlog is the listen queue of the sockets the prod master binds
 	// (Gunicorn's backlog): connections the kernel has accepted that no
 	// worker has taken yet. The kernel caps it at net.core.somaxconn.
 	// Default: DefaultBacklog.
 	Backlog int `json:"backlog"`
-	// LimitRequestLine, LimitRequestFields and LimitRequestFieldSize bound
-	// each request head in prod, with Gunicorn's meanings (see
-	// strict.Limits): the request line's bytes (longer: 414; 0: up to the
-	// 64 KiB head cap), the header fields (more: 431; 0: 32768) and one
-	// field line's bytes (longer: 431; 0: 8190). Defaults:
-	// strict.DefaultRequestLine, DefaultFields, DefaultFieldSize.
-	LimitRequestLine      int `json:"limit_request_line"`
-	LimitRequestFields    int `json:"limit_request_fields"`
-	LimitRequestFieldSize int `json:"limit_request_field_size"`
 
 	// Database is where users and tokens live: "sqlite:PATH" for the
 	// workers of one host, or a PostgreSQL URL ("postgres://…" or
@@ -251,23 +223,24 @@ type Config struct {
 // defaultConfig returns the mode defaults, before any file, env or flag.
 func defaultConfig(prod bool) Config {
 	c := Config{
-		Prod:            prod,
-		Bind:            []string{DefaultBind},
-		Workers:         DefaultDevWorkers,
-		Timeout:         DefaultTimeout,
-		GracefulTimeout: DefaultGracefulTimeout,
-		BootTimeout:     DefaultBootTimeout,
-		KeepAlive:       DefaultKeepAlive,
-		AccessLog:       DefaultDevAccessLog,
-		LogLevel:        DefaultDevLogLevel,
-		ErrorLog:        DefaultErrorLog,
+		Prod: prod,
+		Bind: []string{DefaultBind},
+		Config: workers.Config{
+			Workers:         DefaultDevWorkers,
+			Timeout:         DefaultTimeout,
+			GracefulTimeout: DefaultGracefulTimeout,
+			BootTimeout:     DefaultBootTimeout,
+			KeepAlive:       DefaultKeepAlive,
+			Connections:     DefaultWorkerConnections,
 
-		WorkerConnections: DefaultWorkerConnections,
-		Backlog:           DefaultBacklog,
-
-		LimitRequestLine:      strict.DefaultRequestLine,
-		LimitRequestFields:    strict.DefaultFields,
-		LimitRequestFieldSize: strict.DefaultFieldSize,
+			LimitRequestLine:      strict.DefaultRequestLine,
+			LimitRequestFields:    strict.DefaultFields,
+			LimitRequestFieldSize: strict.DefaultFieldSize,
+		},
+		AccessLog: DefaultDevAccessLog,
+		LogLevel:  DefaultDevLogLevel,
+		ErrorLog:  DefaultErrorLog,
+		Backlog:   DefaultBacklog,
 
 		Database:               DefaultDatabase,
 		AccessTokenLifetime:    DefaultAccessTokenLifetime,
@@ -358,10 +331,10 @@ var settings = []setting{
 		want: wantBind + `, or "" for off`, field: func(c *Config) any { return &c.MetricsBind }},
 	{key: "max_worker_memory", arg: "SIZE", help: "recycle a worker whose RSS passes SIZE bytes (K, M, G suffixes; 0: never)",
 		want:  wantSize + ", as 512M",
-		field: func(c *Config) any { return &c.MaxWorkerMemory }},
+		field: func(c *Config) any { return &c.MaxMemory }},
 	{key: "worker_connections", arg: "N", help: "connections one worker holds at once; more wait in the kernel's queue",
 		want: fmt.Sprintf("a whole number from 1 to %d", MaxWorkerConnections), min: 1, max: MaxWorkerConnections,
-		field: func(c *Config) any { return &c.WorkerConnections }},
+		field: func(c *Config) any { return &c.Connections }},
 	{key: "backlog", arg: "N", help: "listen queue of the sockets the master binds; the kernel caps it at net.core.somaxconn (prod)",
 		want: fmt.Sprintf("a whole number from 1 to %d", MaxBacklog), min: 1, max: MaxBacklog,
 		field: func(c *Config) any { return &c.Backlog }},

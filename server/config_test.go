@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/remuda/remuda/workers"
 )
 
 // env returns a getenv that reads from vars.
@@ -37,6 +39,13 @@ func withoutSources(c Config) Config {
 	return c
 }
 
+// timeouts is the process model's defaults for n workers, those that
+// withAuthDefaults does not set.
+func timeouts(n int) workers.Config {
+	return workers.Config{Workers: n, Timeout: 30 * time.Second, GracefulTimeout: 30 * time.Second,
+		BootTimeout: 30 * time.Second, KeepAlive: 75 * time.Second}
+}
+
 // withAuthDefaults sets the auth settings' defaults, and the logging and
 // worker ones that are the same in both modes.
 func withAuthDefaults(c Config) Config {
@@ -45,7 +54,7 @@ func withAuthDefaults(c Config) Config {
 	c.RotateRefreshTokens, c.BlacklistAfterRotation = true, true
 	c.JWTAlgorithm = "HS256"
 	c.ForwardedAllowIPs, c.MaxBodySize = "127.0.0.1,::1", 10<<20
-	c.ErrorLog, c.WorkerConnections = "-", 1000
+	c.ErrorLog, c.Connections = "-", 1000
 	c.Backlog = 2048
 	c.LimitRequestLine, c.LimitRequestFields, c.LimitRequestFieldSize = 4094, 100, 8190
 	return c
@@ -59,19 +68,13 @@ func TestLoadConfigDefaults(t *testing.T) {
 		want Config
 	}{
 		{"dev", nil, Config{
-			Bind: []string{"127.0.0.1:8000"}, Workers: 1,
-			Timeout: 30 * time.Second, GracefulTimeout: 30 * time.Second, BootTimeout: 30 * time.Second,
-			KeepAlive: 75 * time.Second, AccessLog: "-", LogLevel: "debug",
+			Bind: []string{"127.0.0.1:8000"}, Config: timeouts(1), AccessLog: "-", LogLevel: "debug",
 		}},
 		{"prod", []string{"--prod"}, Config{
-			Prod: true, Bind: []string{"127.0.0.1:8000"}, Workers: cpus,
-			Timeout: 30 * time.Second, GracefulTimeout: 30 * time.Second, BootTimeout: 30 * time.Second,
-			KeepAlive: 75 * time.Second, AccessLog: "", LogLevel: "info",
+			Prod: true, Bind: []string{"127.0.0.1:8000"}, Config: timeouts(cpus), AccessLog: "", LogLevel: "info",
 		}},
 		{"prod=false", []string{"--prod=false"}, Config{
-			Bind: []string{"127.0.0.1:8000"}, Workers: 1,
-			Timeout: 30 * time.Second, GracefulTimeout: 30 * time.Second, BootTimeout: 30 * time.Second,
-			KeepAlive: 75 * time.Second, AccessLog: "-", LogLevel: "debug",
+			Bind: []string{"127.0.0.1:8000"}, Config: timeouts(1), AccessLog: "-", LogLevel: "debug",
 		}},
 	}
 	for _, tt := range tests {
@@ -849,8 +852,8 @@ func TestParseSize(t *testing.T) {
 		})
 	}
 	c, err := loadConfig([]string{"--max-worker-memory", "256M"}, env(nil))
-	if err != nil || c.MaxWorkerMemory != 256<<20 {
-		t.Errorf("--max-worker-memory 256M: got %d, %v; want %d", c.MaxWorkerMemory, err, 256<<20)
+	if err != nil || c.MaxMemory != 256<<20 {
+		t.Errorf("--max-worker-memory 256M: got %d, %v; want %d", c.MaxMemory, err, 256<<20)
 	}
 }
 

@@ -113,29 +113,17 @@ func runServer(app *App, cfg Config, args []string) int {
 	}
 }
 
-// workersConfig is the part of cfg the process model reads, with the whole
-// of cfg as the payload every worker boots from.
+// workersConfig is the part of cfg the process model reads (the
+// workers.Config it embeds), with the whole of cfg as the payload every
+// worker boots from.
 func workersConfig(cfg Config) workers.Config {
 	app, err := json.Marshal(cfg)
 	if err != nil {
 		panic(err) // Config is plain data: it always encodes
 	}
-	return workers.Config{
-		Workers:           cfg.Workers,
-		Timeout:           cfg.Timeout,
-		GracefulTimeout:   cfg.GracefulTimeout,
-		BootTimeout:       cfg.BootTimeout,
-		KeepAlive:         cfg.KeepAlive,
-		MaxRequests:       cfg.MaxRequests,
-		MaxRequestsJitter: cfg.MaxRequestsJitter,
-		MaxMemory:         cfg.MaxWorkerMemory,
-		Connections:       cfg.WorkerConnections,
-		App:               app,
-
-		LimitRequestLine:      cfg.LimitRequestLine,
-		LimitRequestFields:    cfg.LimitRequestFields,
-		LimitRequestFieldSize: cfg.LimitRequestFieldSize,
-	}
+	wc := cfg.Config
+	wc.App = app
+	return wc
 }
 
 // appConfig is the Config a generation runs with, out of its

@@ -5,7 +5,7 @@
 // The master starts a worker by re-executing its own binary with:
 //
 //   - the environment variable REMUDA_WORKER_PROTOCOL set to the protocol
-//     version (Version, currently "1"). Its presence is what makes the
+//     version (Version, currently "2"). Its presence is what makes the
 //     process a worker; the worker reads it and unsets it, so that programs
 //     the app starts do not think they are workers too. A worker whose
 //     version differs refuses to start and exits with code ExitProtocol: the
@@ -41,6 +41,12 @@
 // level the line gives itself: workers/output.go). While the master is
 // stopped a pipe can fill (64 KiB; stdout is asked for 1 MiB); a worker
 // writing there then waits for the master.
+//
+// Version 2 changed the keys of the config frame's "config" (a
+// workers.Config, whose members now carry the settings' names, such as
+// "graceful_timeout"): a worker of version 1 would read none of them and
+// run on the defaults, so it must refuse a master of version 2, and the
+// other way round.
 //
 // Version 1 gained "log" and its fd without changing the version: an older
 // worker ignores both (an unknown member, an fd it never looks at) and

@@ -14,7 +14,7 @@ import (
 
 const (
 	// Version is the control-protocol version this build speaks.
-	Version = "1"
+	Version = "2"
 	// EnvVersion names the environment variable that makes a process a
 	// worker; its value is the master's protocol version.
 	EnvVersion = "REMUDA_WORKER_PROTOCOL"
