@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/remuda/remuda/internal/metrics"
-	"github.com/remuda/remuda/internal/serve"
 	"github.com/remuda/remuda/workers"
 )
 
@@ -23,8 +20,8 @@ const (
 	ExitOK    = 0
 	ExitError = 1 // the server failed while running
 	ExitUsage = 2 // a bad command, flag, environment variable or config key
-	// ExitBootFailed: a worker could not boot, or the master's first
-	// generation could not (Gunicorn's arbiter uses 3 too).
+	// ExitBootFailed: a worker or the dev server could not boot, or the
+	// master's first generation could not (Gunicorn's arbiter uses 3 too).
 	ExitBootFailed = workers.ExitBootFailed
 	// ExitProtocol: a worker started by a master of another version.
 	ExitProtocol = workers.ExitProtocol
@@ -50,18 +47,20 @@ func runServer(app *App, cfg Config, args []string) int {
 	}
 	defer log.Sync()
 	defer routeSlog(log)()
+	// Each worker loads them again; a bad pair is a usage error here,
+	// not a boot failure there.
+	if _, err = tlsConfig(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
+		return ExitUsage
+	}
 	if !cfg.Prod {
 		if app.authPrefix != "" {
 			devSecretKey(&cfg, log)
 		}
-		err = runDev(app, cfg, log)
+		err = runDev(app, cfg, log, logOut)
 	} else {
 		var cred *syscall.Credential
 		if cred, err = credential(cfg); err != nil {
-			fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
-			return ExitUsage
-		}
-		if _, err = tlsConfig(cfg); err != nil {
 			fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
 			return ExitUsage
 		}
@@ -107,15 +106,19 @@ func runServer(app *App, cfg Config, args []string) int {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.Is(err, workers.ErrBootFailed):
-		log.Error("boot failed", zap.Error(err))
-		return ExitBootFailed
 	case !cfg.Prod:
 		// One line for the developer at the terminal, without the dev
 		// logger's stack trace of this call, which says nothing of the
-		// cause: a port in use, a log file refused, a boot that failed.
+		// cause: a port in use, a log file refused, a boot that failed
+		// (exit 3, as a prod master whose workers cannot boot).
 		fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
+		if errors.Is(err, workers.ErrBootFailed) {
+			return ExitBootFailed
+		}
 		return ExitError
+	case errors.Is(err, workers.ErrBootFailed):
+		log.Error("boot failed", zap.Error(err))
+		return ExitBootFailed
 	default:
 		log.Error("server stopped", zap.Error(err))
 		return ExitError
@@ -188,52 +191,7 @@ func runWorker(app *App) int {
 			return nil, err
 		}
 		routeSlog(log) // for the worker's life: the app's slog and log lines
-		access, reopenAccess, err := accessLogTo(cfg, out)
-		if err != nil {
-			return nil, err
-		}
-		// One set for the whole worker: requests are counted on it, and
-		// the auth hooks count logins on it (Set.Login).
-		counts := new(metrics.Set)
-		var closeStore func() error
-		if app.authPrefix != "" {
-			// The store stays open for the worker's life and closes when
-			// it stops: PostgreSQL then sees its connections end.
-			store, err := bootAuth(app, cfg, log, counts)
-			if err != nil {
-				return nil, err
-			}
-			closeStore = store.Close
-		}
-		if app.OnBoot != nil {
-			if err := app.OnBoot(cfg); err != nil {
-				return nil, err
-			}
-		}
-		proxies, err := serve.ParseProxies(cfg.ForwardedAllowIPs)
-		if err != nil {
-			return nil, err
-		}
-		tlsCfg, err := tlsConfig(cfg)
-		if err != nil {
-			return nil, err
-		}
-		var shutdown func(context.Context) error
-		if app.OnShutdown != nil {
-			shutdown = func(ctx context.Context) error { return app.OnShutdown(ctx, cfg) }
-		}
-		return &workers.Worker{
-			Shutdown:       shutdown,
-			Handler:        harden(app.Handler(), int64(cfg.MaxBodySize), log),
-			Logger:         log,
-			AccessLog:      access,
-			Reopen:         reopenAll(reopenLog, reopenAccess),
-			TrustedProxies: proxies,
-			Hardened:       true,
-			TLS:            tlsCfg,
-			Metrics:        counts,
-			Close:          closeStore,
-		}, nil
+		return bootApp(app, cfg, log, out, reopenLog)
 	})
 	if err == nil {
 		return ExitOK
