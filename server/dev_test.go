@@ -698,3 +698,64 @@ func rawExchange(t *testing.T, c net.Conn, req string) string {
 	line, _, _ := strings.Cut(string(b[:n]), "\r\n")
 	return line
 }
+
+// TestDevSignals: the dev server, one worker with no master
+// (workers.Solo), reopens its log files on USR1, as a prod worker does,
+// and takes a second signal during its drain as a stop at once.
+func TestDevSignals(t *testing.T) {
+	t.Run("USR1 reopens the logs", func(t *testing.T) {
+		dir := t.TempDir()
+		errLog, accessLog := filepath.Join(dir, "error.log"), filepath.Join(dir, "access.log")
+		addr := proctest.FreeAddr(t)
+		p := proctest.Start(t, os.Args[0], []string{envApp + "=1", envReload + "=0"}, "run", "--bind", addr,
+			"--error-log", errLog, "--access-log", accessLog)
+		has := func(path, s string) bool {
+			b, _ := os.ReadFile(path)
+			return strings.Contains(string(b), s)
+		}
+		if !proctest.WaitUntil(10*time.Second, func() bool { return has(errLog, "listening") }) {
+			t.Fatalf("no listening line in %s", errLog)
+		}
+		for _, path := range []string{errLog, accessLog} {
+			if err := os.Rename(path, path+".1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.Signal(t, syscall.SIGUSR1)
+		if !proctest.WaitUntil(5*time.Second, func() bool { return has(errLog, "logs reopened") }) {
+			t.Fatalf("no %q line in the new %s", "logs reopened", errLog)
+		}
+		if code, _, err := proctest.Get("http://"+addr+"/healthz", 5*time.Second); code != 200 {
+			t.Fatalf("GET /healthz after USR1: %d %v", code, err)
+		}
+		// The access log is flushed every second.
+		if !proctest.WaitUntil(5*time.Second, func() bool { return has(accessLog, "/healthz") }) {
+			t.Errorf("no request line in the new %s", accessLog)
+		}
+		p.Signal(t, syscall.SIGTERM)
+		if code := p.Wait(t, 10*time.Second); code != 0 {
+			t.Errorf("exit code %d, want 0", code)
+		}
+	})
+	t.Run("second signal ends the drain", func(t *testing.T) {
+		const graceful = 30 * time.Second
+		d, url := startDev(t, "--graceful-timeout", graceful.String(), "--timeout", "60s")
+		go http.Get(url + "/stuck") // in flight until the process ends
+		time.Sleep(200 * time.Millisecond)
+		d.Signal(t, syscall.SIGTERM)
+		d.WaitFor(t, 5*time.Second, 1, "draining", func(l proctest.Line) bool { return strings.Contains(l.Raw, "draining") })
+		time.Sleep(500 * time.Millisecond)
+		if !proctest.Alive(d.Pid()) {
+			t.Fatal("the dev server exited at TERM with a request in flight, want a drain")
+		}
+		d.Signal(t, syscall.SIGINT)
+		start := time.Now()
+		if code := d.Wait(t, graceful/3); code != 0 {
+			t.Errorf("exit code %d, want 0", code)
+		}
+		t.Logf("exited %v after the second signal", time.Since(start).Round(time.Millisecond))
+		if got := d.Find(func(l proctest.Line) bool { return strings.Contains(l.Raw, "stopping now") }); len(got) != 1 {
+			t.Errorf("%d lines say stopping now, want 1", len(got))
+		}
+	})
+}
