@@ -34,7 +34,8 @@ type Solo struct {
 	// Config is what the worker serves with; its zero value is usable (see
 	// Config's defaults).
 	Config Config
-	// Listeners are served until the drain closes them.
+	// Listeners are served until the drain closes them; if boot fails,
+	// they are left open to the caller.
 	Listeners []net.Listener
 	// OnServing, if non-nil, runs once the listeners serve, before a
 	// signal or a handover is handled: to say so and run what waits for
@@ -42,10 +43,10 @@ type Solo struct {
 	OnServing func()
 	// Handover, if non-nil, is closed (or sent on) to retire the worker
 	// for a successor: it drains as for TERM, and Run reports handedOver.
-	// A TERM or INT during that drain makes it a stop instead. The
-	// caller keeps what it passes on to the successor (duplicates of the
-	// listeners' descriptors) before it closes Handover: the drain closes
-	// the listeners.
+	// A TERM or INT during that drain makes it a stop instead. What the
+	// successor inherits (duplicates of the listeners' descriptors) must
+	// be taken before Handover is closed: the drain closes the listeners.
+	// If nil, only a signal stops the worker.
 	Handover <-chan struct{}
 }
 
