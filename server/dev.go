@@ -177,10 +177,10 @@ func serveDev(app *App, cfg Config, log *zap.Logger, out logOutput, in devInheri
 	handedOver, err := solo.Run(func() (*workers.Worker, error) {
 		return bootApp(app, cfg, log, out, out.Reopen)
 	})
+	close(stopWatch)
 	for _, ln := range lns {
 		ln.Close() // the drain closed them, unless the boot failed
 	}
-	close(stopWatch)
 	<-watched
 	if handedOver {
 		return next, fds, nil
