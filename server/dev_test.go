@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -35,7 +36,8 @@ func TestDevOneProcess(t *testing.T) {
 		t.Errorf("dev server %d has children %v, want none", d.Pid(), kids)
 	}
 	out := stderr(d)
-	for _, want := range []string{"development", "production"} {
+	// The banner names the binary as it was run.
+	for _, want := range []string{"development", "production", `"` + filepath.Base(os.Args[0]) + ` run --prod"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dev banner lacks %q:\n%s", want, out)
 		}
@@ -606,4 +608,154 @@ func buildDevApp(t *testing.T, goCmd, name, source string) (mod, bin string) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return mod, bin
+}
+
+// TestDevServesAsProd runs the dev server with the settings it ignored
+// before it booted as a prod worker does (bootApp): it refuses a body over
+// --max-body-size (413) and a request line over --limit-request-line
+// (414), adds the security headers, holds no more than
+// --worker-connections connections, and serves HTTPS with --certfile and
+// --keyfile. (Its panics still get the debug page: TestDevPanicPage.)
+func TestDevServesAsProd(t *testing.T) {
+	t.Run("limits", func(t *testing.T) {
+		d, url := startDev(t, "--max-body-size", "1K", "--limit-request-line", "100", "--worker-connections", "1")
+		addr := strings.TrimPrefix(url, "http://")
+		// (Over 256 KiB: net/http answers without waiting for the body.)
+		if got := rawRequest(t, addr, []byte("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")); !strings.HasPrefix(got, "HTTP/1.1 413") {
+			t.Errorf("a 1 MiB body over --max-body-size 1K: %q, want 413", got)
+		}
+		line := "GET /" + strings.Repeat("a", 200) + " HTTP/1.1\r\nHost: x\r\n\r\n"
+		if got := rawRequest(t, addr, []byte(line)); !strings.HasPrefix(got, "HTTP/1.1 414") {
+			t.Errorf("a request line over --limit-request-line 100: %q, want 414", got)
+		}
+		// No idle connection left behind to hold the one slot.
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Get(url + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("X-Content-Type-Options %q, want nosniff", got)
+		}
+
+		// One connection held open (idle, keep-alive) takes the only
+		// slot: a second one waits in the accept queue until it closes.
+		held, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close()
+		if got := rawExchange(t, held, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200") {
+			t.Fatalf("the held connection: %q, want 200", got)
+		}
+		waiting, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer waiting.Close()
+		answered := make(chan string, 1)
+		go func() { answered <- rawExchange(t, waiting, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") }()
+		select {
+		case got := <-answered:
+			t.Fatalf("a second connection over --worker-connections 1 was answered %q while the first was open", got)
+		case <-time.After(500 * time.Millisecond):
+		}
+		held.Close()
+		if got := <-answered; !strings.HasPrefix(got, "HTTP/1.1 200") {
+			t.Errorf("the waiting connection, once the held one closed: %q, want 200", got)
+		}
+		if out := stderr(d); strings.Contains(out, "ERROR") {
+			t.Errorf("error lines in the log:\n%s", out)
+		}
+	})
+	t.Run("TLS", func(t *testing.T) {
+		certFile, keyFile, pool := selfSigned(t)
+		_, url := startDev(t, "--certfile", certFile, "--keyfile", keyFile)
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+		https := "https://" + strings.TrimPrefix(url, "http://")
+		resp, err := c.Get(https + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Proto != "HTTP/2.0" || resp.Header.Get("Strict-Transport-Security") == "" {
+			t.Errorf("GET over TLS: %d %s HSTS %q, want 200 over HTTP/2 with HSTS", resp.StatusCode, resp.Proto, resp.Header.Get("Strict-Transport-Security"))
+		}
+	})
+}
+
+// rawExchange writes req on c and returns the status line of the answer
+// ("" if none came within 5 s).
+func rawExchange(t *testing.T, c net.Conn, req string) string {
+	t.Helper()
+	if _, err := io.WriteString(c, req); err != nil {
+		return ""
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var b [64]byte
+	n, _ := c.Read(b[:])
+	line, _, _ := strings.Cut(string(b[:n]), "\r\n")
+	return line
+}
+
+// TestDevSignals: the dev server, one worker with no master
+// (workers.Solo), reopens its log files on USR1, as a prod worker does,
+// and takes a second signal during its drain as a stop at once.
+func TestDevSignals(t *testing.T) {
+	t.Run("USR1 reopens the logs", func(t *testing.T) {
+		dir := t.TempDir()
+		errLog, accessLog := filepath.Join(dir, "error.log"), filepath.Join(dir, "access.log")
+		addr := proctest.FreeAddr(t)
+		p := proctest.Start(t, os.Args[0], []string{envApp + "=1", envReload + "=0"}, "run", "--bind", addr,
+			"--error-log", errLog, "--access-log", accessLog)
+		has := func(path, s string) bool {
+			b, _ := os.ReadFile(path)
+			return strings.Contains(string(b), s)
+		}
+		if !proctest.WaitUntil(10*time.Second, func() bool { return has(errLog, "listening") }) {
+			t.Fatalf("no listening line in %s", errLog)
+		}
+		for _, path := range []string{errLog, accessLog} {
+			if err := os.Rename(path, path+".1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.Signal(t, syscall.SIGUSR1)
+		if !proctest.WaitUntil(5*time.Second, func() bool { return has(errLog, "logs reopened") }) {
+			t.Fatalf("no %q line in the new %s", "logs reopened", errLog)
+		}
+		if code, _, err := proctest.Get("http://"+addr+"/healthz", 5*time.Second); code != 200 {
+			t.Fatalf("GET /healthz after USR1: %d %v", code, err)
+		}
+		// The access log is flushed every second.
+		if !proctest.WaitUntil(5*time.Second, func() bool { return has(accessLog, "/healthz") }) {
+			t.Errorf("no request line in the new %s", accessLog)
+		}
+		p.Signal(t, syscall.SIGTERM)
+		if code := p.Wait(t, 10*time.Second); code != 0 {
+			t.Errorf("exit code %d, want 0", code)
+		}
+	})
+	t.Run("second signal ends the drain", func(t *testing.T) {
+		const graceful = 30 * time.Second
+		d, url := startDev(t, "--graceful-timeout", graceful.String(), "--timeout", "60s")
+		go http.Get(url + "/stuck") // in flight until the process ends
+		time.Sleep(200 * time.Millisecond)
+		d.Signal(t, syscall.SIGTERM)
+		d.WaitFor(t, 5*time.Second, 1, "draining", func(l proctest.Line) bool { return strings.Contains(l.Raw, "draining") })
+		time.Sleep(500 * time.Millisecond)
+		if !proctest.Alive(d.Pid()) {
+			t.Fatal("the dev server exited at TERM with a request in flight, want a drain")
+		}
+		d.Signal(t, syscall.SIGINT)
+		start := time.Now()
+		if code := d.Wait(t, graceful/3); code != 0 {
+			t.Errorf("exit code %d, want 0", code)
+		}
+		t.Logf("exited %v after the second signal", time.Since(start).Round(time.Millisecond))
+		if got := d.Find(func(l proctest.Line) bool { return strings.Contains(l.Raw, "stopping now") }); len(got) != 1 {
+			t.Errorf("%d lines say stopping now, want 1", len(got))
+		}
+	})
 }

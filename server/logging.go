@@ -138,16 +138,11 @@ func reopenAll(reopens ...func() error) func() error {
 	}
 }
 
-// newAccessLog builds the access log for cfg.AccessLog: nil when empty,
-// stderr for "-" (in the mode's encoding), else JSON lines appended to a
-// file, buffered, that reopen flushes and reopens (USR1, after
-// logrotate). The caller calls the logger's Sync before it exits.
-func newAccessLog(cfg Config) (log *zap.Logger, reopen func() error, err error) {
-	return accessLogTo(cfg, zapcore.Lock(os.Stderr))
-}
-
-// accessLogTo is newAccessLog with "-" meaning std rather than stderr: a
-// worker's log output (workerOutput).
+// accessLogTo builds the access log for cfg.AccessLog: nil when empty,
+// std for "-" (in the mode's encoding: where the error log goes, see
+// bootApp), else JSON lines appended to a file, buffered, that reopen
+// flushes and reopens (USR1, after logrotate). The caller calls the
+// logger's Sync before it exits.
 func accessLogTo(cfg Config, std zapcore.WriteSyncer) (log *zap.Logger, reopen func() error, err error) {
 	pid := zap.Fields(zap.Int("pid", os.Getpid()))
 	switch cfg.AccessLog {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/remuda/remuda/internal/serve"
 	"github.com/remuda/remuda/workers"
 )
 
@@ -22,8 +20,8 @@ const (
 	ExitOK    = 0
 	ExitError = 1 // the server failed while running
 	ExitUsage = 2 // a bad command, flag, environment variable or config key
-	// ExitBootFailed: a worker could not boot, or the master's first
-	// generation could not (Gunicorn's arbiter uses 3 too).
+	// ExitBootFailed: a worker or the dev server could not boot, or the
+	// master's first generation could not (Gunicorn's arbiter uses 3 too).
 	ExitBootFailed = workers.ExitBootFailed
 	// ExitProtocol: a worker started by a master of another version.
 	ExitProtocol = workers.ExitProtocol
@@ -49,15 +47,17 @@ func runServer(app *App, cfg Config, args []string) int {
 	}
 	defer log.Sync()
 	defer routeSlog(log)()
+	// Each worker loads them again; a bad pair is a usage error here,
+	// not a boot failure there.
+	if _, err = tlsConfig(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
+		return ExitUsage
+	}
 	if !cfg.Prod {
-		err = runDev(app, cfg, log)
+		err = runDev(app, cfg, log, logOut)
 	} else {
 		var cred *syscall.Credential
 		if cred, err = credential(cfg); err != nil {
-			fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
-			return ExitUsage
-		}
-		if _, err = tlsConfig(cfg); err != nil {
 			fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
 			return ExitUsage
 		}
@@ -98,15 +98,19 @@ func runServer(app *App, cfg Config, args []string) int {
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.Is(err, workers.ErrBootFailed):
-		log.Error("boot failed", zap.Error(err))
-		return ExitBootFailed
 	case !cfg.Prod:
 		// One line for the developer at the terminal, without the dev
 		// logger's stack trace of this call, which says nothing of the
-		// cause: a port in use, a log file refused, a boot that failed.
+		// cause: a port in use, a log file refused, a boot that failed
+		// (exit 3, as a prod master whose workers cannot boot).
 		fmt.Fprintf(os.Stderr, "%s run: %v\n", progName(), err)
+		if errors.Is(err, workers.ErrBootFailed) {
+			return ExitBootFailed
+		}
 		return ExitError
+	case errors.Is(err, workers.ErrBootFailed):
+		log.Error("boot failed", zap.Error(err))
+		return ExitBootFailed
 	default:
 		log.Error("server stopped", zap.Error(err))
 		return ExitError
@@ -167,48 +171,7 @@ func runWorker(app *App) int {
 			return nil, err
 		}
 		routeSlog(log) // for the worker's life: the app's slog and log lines
-		access, reopenAccess, err := accessLogTo(cfg, out)
-		if err != nil {
-			return nil, err
-		}
-		// One set for the whole worker: requests are counted on it, and
-		// the modules count logins on it (Counters.Login).
-		counts := new(workers.Counters)
-		// What the modules open stays open for the worker's life and
-		// closes when it stops: PostgreSQL then sees its connections end.
-		closeModules, err := bootModules(app, cfg, log, counts.Login)
-		if err != nil {
-			return nil, err
-		}
-		if app.OnBoot != nil {
-			if err := app.OnBoot(cfg); err != nil {
-				closeModules()
-				return nil, err
-			}
-		}
-		proxies, err := serve.ParseProxies(cfg.ForwardedAllowIPs)
-		if err != nil {
-			return nil, err
-		}
-		tlsCfg, err := tlsConfig(cfg)
-		if err != nil {
-			return nil, err
-		}
-		var shutdown func(context.Context) error
-		if app.OnShutdown != nil {
-			shutdown = func(ctx context.Context) error { return app.OnShutdown(ctx, cfg) }
-		}
-		return &workers.Worker{
-			Shutdown:       shutdown,
-			Handler:        harden(app.Handler(), int64(cfg.MaxBodySize), log),
-			Logger:         log,
-			AccessLog:      access,
-			Reopen:         reopenAll(reopenLog, reopenAccess),
-			TrustedProxies: proxies,
-			TLS:            tlsCfg,
-			Counters:       counts,
-			Close:          closeModules,
-		}, nil
+		return bootApp(app, cfg, log, out, reopenLog)
 	})
 	if err == nil {
 		return ExitOK

@@ -256,10 +256,10 @@ func (r *reloader) fingerprint() uint64 {
 	return h.Sum64()
 }
 
-// watch polls the sources until they change and build; it sends the new
-// binary's path on next and returns. A failed build is printed and the
-// watch goes on. It stops when stop is closed.
-func (r *reloader) watch(next chan<- string, stop <-chan struct{}) {
+// watch polls the sources until they change and build, and returns the
+// new binary's path. A failed build is printed and the watch goes on. It
+// returns "" when stop is closed.
+func (r *reloader) watch(stop <-chan struct{}) string {
 	t := time.NewTicker(reloadPoll)
 	defer t.Stop()
 	seen := r.built
@@ -267,7 +267,7 @@ func (r *reloader) watch(next chan<- string, stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
-			return
+			return ""
 		case <-t.C:
 		}
 		fp := r.fingerprint()
@@ -286,12 +286,7 @@ func (r *reloader) watch(next chan<- string, stop <-chan struct{}) {
 			continue // reported by build; wait for the next change
 		}
 		r.built = fp
-		select {
-		case next <- bin:
-		case <-stop:
-			os.Remove(bin)
-		}
-		return
+		return bin
 	}
 }
 
@@ -344,9 +339,15 @@ func (r *reloader) close() {
 
 // handOver duplicates the listeners' descriptors without FD_CLOEXEC, so
 // they survive exec, and stops the listeners from unlinking their unix
-// socket files when closed. It returns the descriptor numbers.
-func handOver(lns []net.Listener) ([]int, error) {
-	var fds []int
+// socket files when closed. It returns the descriptor numbers; on error,
+// none (it closes the duplicates it made).
+func handOver(lns []net.Listener) (fds []int, err error) {
+	defer func() {
+		if err != nil {
+			closeFDs(fds)
+			fds = nil
+		}
+	}()
 	for _, ln := range lns {
 		sc, ok := ln.(syscall.Conn)
 		if !ok {
@@ -375,6 +376,13 @@ func handOver(lns []net.Listener) ([]int, error) {
 		}
 	}
 	return fds, nil
+}
+
+// closeFDs closes descriptors handOver made, when they are not passed on.
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		syscall.Close(fd)
+	}
 }
 
 // execReload replaces the process with bin, passing the listening

@@ -151,47 +151,18 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		log = zap.NewNop()
 	}
 	abandoned := false // the shutdown hook overran its deadline
-	if w.Close != nil {
-		defer func() {
-			if abandoned {
-				return // it may still be using what Close would close
-			}
-			if err := w.Close(); err != nil {
-				log.Warn("close after serving", zap.Error(err))
-			}
-		}()
-	}
-	if w.AccessLog != nil {
-		defer w.AccessLog.Sync() // a buffered access log keeps lines until then
-	}
+	defer func() { release(w, log, abandoned) }()
 	log = log.With(zap.Int("worker", hello.Worker), zap.Int("generation", hello.Generation))
 	counts := w.Counters
 	if counts == nil {
 		counts = new(Counters)
 	}
 
-	srv := serve.New(w.Handler, serve.Options{
-		Timeout:     cfg.Timeout,
-		KeepAlive:   cfg.KeepAlive,
-		MaxRequests: maxRequests(cfg),
-		OnRecycle: func(reason string) {
-			log.Info("asking to be recycled", zap.String("reason", reason))
-			// Not on the request's goroutine: a Send waits while the
-			// master does not read (stopped, its socket buffer full).
-			go ctrl.Send(ipc.Frame{Type: ipc.TypeRecycle, Reason: reason})
-		},
-		Logger:    log,
-		AccessLog: w.AccessLog,
-		Proxies:   w.TrustedProxies,
-		Hardened:  true,
-		Limits: strict.Limits{
-			RequestLine: cfg.LimitRequestLine,
-			Fields:      cfg.LimitRequestFields,
-			FieldSize:   cfg.LimitRequestFieldSize,
-		},
-		TLS:      w.TLS,
-		Metrics:  &counts.set,
-		MaxConns: cfg.connections(),
+	srv := newServer(w, cfg, log, &counts.set, func(reason string) {
+		log.Info("asking to be recycled", zap.String("reason", reason))
+		// Not on the request's goroutine: a Send waits while the
+		// master does not read (stopped, its socket buffer full).
+		go ctrl.Send(ipc.Frame{Type: ipc.TypeRecycle, Reason: reason})
 	})
 	srv.Serve(lns)
 	if err := ctrl.Send(ipc.Frame{Type: ipc.TypeReady}); err != nil {
@@ -225,20 +196,14 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		select {
 		case <-masterGone:
 			log.Warn("master gone")
-			ctx, cancel = drain(srv, cfg)
+			ctx, cancel = drain(context.Background(), srv, cfg)
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGTERM:
 				log.Info("signal", signalField(sig))
-				ctx, cancel = drain(srv, cfg)
+				ctx, cancel = drain(context.Background(), srv, cfg)
 			case syscall.SIGUSR1:
-				if w.Reopen != nil {
-					if err := w.Reopen(); err != nil {
-						log.Error("reopen logs", zap.Error(err))
-					} else {
-						log.Info("logs reopened")
-					}
-				}
+				reopen(w, log)
 			default: // INT
 				log.Info("stopping now", signalField(sig))
 				ctx, cancel = context.WithTimeout(context.Background(), FastStopShutdown)
@@ -255,14 +220,56 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 // (INT): the master kills the worker a second after it sent INT.
 const FastStopShutdown = 500 * time.Millisecond
 
+// newServer is the server of a booted Worker, under a master (RunWorker)
+// or without one (Solo): w's handler, logs, proxies and TLS, cfg's
+// request and connection limits, hardened (see Worker). counts, if
+// non-nil, counts its requests; onRecycle is told when the process should
+// be replaced (serve.Options).
+func newServer(w *Worker, cfg Config, log *zap.Logger, counts *metrics.Set, onRecycle func(reason string)) *serve.Server {
+	return serve.New(w.Handler, serve.Options{
+		Timeout:     cfg.Timeout,
+		KeepAlive:   cfg.KeepAlive,
+		MaxRequests: maxRequests(cfg),
+		OnRecycle:   onRecycle,
+		Logger:      log,
+		AccessLog:   w.AccessLog,
+		Proxies:     w.TrustedProxies,
+		Hardened:    true,
+		Limits: strict.Limits{
+			RequestLine: cfg.LimitRequestLine,
+			Fields:      cfg.LimitRequestFields,
+			FieldSize:   cfg.LimitRequestFieldSize,
+		},
+		TLS:      w.TLS,
+		Metrics:  counts,
+		MaxConns: cfg.connections(),
+	})
+}
+
 // drain retires the worker without losing a request (serve.Server.Drain),
-// within the graceful timeout; the drain logs how its connections ended.
-// It returns the context that bounded it, for the shutdown hook to use
-// what remains.
-func drain(srv *serve.Server, cfg Config) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.gracefulTimeout())
+// within the graceful timeout, or until parent is done; the drain logs how
+// its connections ended. It returns the context that bounded it, for the
+// shutdown hook to use what remains.
+func drain(parent context.Context, srv *serve.Server, cfg Config) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(parent, cfg.gracefulTimeout())
 	srv.Drain(ctx)
 	return ctx, cancel
+}
+
+// release ends a Worker's life once it has stopped serving: it syncs the
+// access log (a buffered one keeps lines until then) and calls Close,
+// unless the shutdown hook was abandoned: the hook may still be using
+// what Close would close.
+func release(w *Worker, log *zap.Logger, abandoned bool) {
+	if w.AccessLog != nil {
+		w.AccessLog.Sync()
+	}
+	if w.Close == nil || abandoned {
+		return
+	}
+	if err := w.Close(); err != nil {
+		log.Warn("close after serving", zap.Error(err))
+	}
 }
 
 // shutdown runs hook, if any, with ctx, and waits for it until ctx's
@@ -294,6 +301,18 @@ func shutdown(ctx context.Context, hook func(context.Context) error, log *zap.Lo
 		}
 		log.Error("shutdown hook abandoned", zap.Duration("duration", time.Since(start)))
 		return false
+	}
+}
+
+// reopen calls w.Reopen, if any, and logs how it went (USR1).
+func reopen(w *Worker, log *zap.Logger) {
+	if w.Reopen == nil {
+		return
+	}
+	if err := w.Reopen(); err != nil {
+		log.Error("reopen logs", zap.Error(err))
+	} else {
+		log.Info("logs reopened")
 	}
 }
 
