@@ -12,15 +12,15 @@ import (
 // an app without auth links no database driver.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/remuda/remuda"
-	public := []string{mod + "/server", mod + "/workers", mod + "/auth"}
+	public := []string{mod + "/server", mod + "/auth", mod + "/module"}
 	for _, tt := range []struct {
 		pkg    string
 		refuse []string // no package whose path starts with one of these
 	}{
-		{mod + "/auth", []string{mod + "/server", mod + "/workers"}},
-		{mod + "/workers", []string{mod + "/server", mod + "/auth"}},
+		{mod + "/auth", []string{mod + "/server", mod + "/internal/workers"}},
+		{mod + "/internal/workers", []string{mod + "/server", mod + "/auth"}},
 		{mod + "/server", []string{mod + "/auth"}},
-		{mod + "/module", append(public, mod+"/internal")},
+		{mod + "/module", []string{mod + "/server", mod + "/auth", mod + "/internal"}},
 		{mod + "/internal/...", public},
 		{mod + "/examples/hello", []string{"github.com/jackc/pgx", "modernc.org/sqlite", mod + "/auth"}},
 	} {

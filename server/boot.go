@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/remuda/remuda/internal/serve"
-	"github.com/remuda/remuda/workers"
+	"github.com/remuda/remuda/internal/workers"
 )
 
 // bootApp boots app into the Worker that serves it: the one boot path of

@@ -22,7 +22,7 @@ import (
 
 	"github.com/remuda/remuda/internal/serve"
 	"github.com/remuda/remuda/internal/strict"
-	"github.com/remuda/remuda/workers"
+	"github.com/remuda/remuda/internal/workers"
 )
 
 // Defaults and limits of the settings. A loaded Config holds a value for every

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/remuda/remuda/workers"
+	"github.com/remuda/remuda/internal/workers"
 )
 
 // env returns a getenv that reads from vars.

@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/remuda/remuda/internal/serve"
-	"github.com/remuda/remuda/workers"
+	"github.com/remuda/remuda/internal/workers"
 )
 
 // banner is printed at every dev start: a dev server has a single process,

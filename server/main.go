@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/remuda/remuda/workers"
+	"github.com/remuda/remuda/internal/workers"
 )
 
 // Exit codes of Main.

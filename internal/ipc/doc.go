@@ -38,7 +38,7 @@
 // stack dump after SIGABRT, a library printing to stderr. The master
 // writes each of their lines to the log as JSON (the worker's own JSON
 // lines as they are, any other as a JSON line naming the worker, with the
-// level the line gives itself: workers/output.go). While the master is
+// level the line gives itself: internal/workers/output.go). While the master is
 // stopped a pipe can fill (64 KiB; stdout is asked for 1 MiB); a worker
 // writing there then waits for the master.
 //

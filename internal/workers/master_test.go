@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/remuda/remuda/internal/proctest"
-	"github.com/remuda/remuda/workers"
+	"github.com/remuda/remuda/internal/workers"
 )
 
 // prod starts the test app as a prod master on a free port and waits

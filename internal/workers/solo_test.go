@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/remuda/remuda/internal/proctest"
-	"github.com/remuda/remuda/workers"
+	"github.com/remuda/remuda/internal/workers"
 )
 
 // TestSoloHandover serves a Worker with no master on a real socket, then
