@@ -201,11 +201,11 @@ type Config struct {
 	// "*") whose X-Forwarded-For/-Proto and X-Request-ID are believed.
 	// Default: DefaultForwardedAllowIPs.
 	ForwardedAllowIPs string `json:"forwarded_allow_ips"`
-	// MaxBodySize caps request bodies in prod (larger: 413); 0 is no cap.
+	// MaxBodySize caps request bodies (larger: 413); 0 is no cap.
 	// Default: DefaultMaxBodySize.
 	MaxBodySize int `json:"max_body_size"`
 	// CertFile and KeyFile, both or neither, serve HTTPS (TLS 1.2 and up,
-	// HTTP/2) in prod, for a server without a proxy in front.
+	// HTTP/2), for a server without a proxy in front.
 	CertFile string `json:"certfile"`
 	KeyFile  string `json:"keyfile"`
 	// User and Group (names or numeric ids) are who the prod master and
@@ -325,7 +325,7 @@ var settings = []setting{
 	{key: "log_level", arg: "LEVEL", help: "debug, info, warn or error",
 		want: "one of " + strings.Join(logLevels, ", "), enum: logLevels,
 		field: func(c *Config) any { return &c.LogLevel }},
-	{key: "error_log", arg: "PATH", help: `the server's own log: a file, or "-" for stderr; USR1 reopens it (prod)`,
+	{key: "error_log", arg: "PATH", help: `the server's own log: a file, or "-" for stderr; USR1 reopens it`,
 		want: `a file path or "-" for stderr`, field: func(c *Config) any { return &c.ErrorLog }},
 	{key: "metrics_bind", arg: "ADDR", help: "serve Prometheus /metrics and JSON /status here, from the master (prod; \"\": off)",
 		want: wantBind + `, or "" for off`, field: func(c *Config) any { return &c.MetricsBind }},
@@ -365,19 +365,19 @@ var settings = []setting{
 		want: "a string", field: func(c *Config) any { return &c.JWTAudience }},
 	{key: "forwarded_allow_ips", arg: "LIST", help: `proxies whose X-Forwarded-For/-Proto and X-Request-ID to believe ("*": all)`,
 		want: `IP addresses or CIDR prefixes, comma-separated, or "*"`, field: func(c *Config) any { return &c.ForwardedAllowIPs }},
-	{key: "max_body_size", arg: "SIZE", help: "larger request bodies get 413 in prod (K, M, G suffixes; 0: no limit)",
+	{key: "max_body_size", arg: "SIZE", help: "larger request bodies get 413 (K, M, G suffixes; 0: no limit)",
 		want: wantSize + ", as 10M", min: 0, max: 1 << 40, size: true,
 		field: func(c *Config) any { return &c.MaxBodySize }},
-	{key: "limit_request_line", arg: "BYTES", help: "a longer request line gets 414 in prod (0: up to the 64 KiB head cap)",
+	{key: "limit_request_line", arg: "BYTES", help: "a longer request line gets 414 (0: up to the 64 KiB head cap)",
 		want: fmt.Sprintf("a whole number from 0 to %d", strict.MaxRequestLine), min: 0, max: strict.MaxRequestLine,
 		field: func(c *Config) any { return &c.LimitRequestLine }},
-	{key: "limit_request_fields", arg: "N", help: fmt.Sprintf("more header fields get 431 in prod (0: %d)", strict.MaxFields),
+	{key: "limit_request_fields", arg: "N", help: fmt.Sprintf("more header fields get 431 (0: %d)", strict.MaxFields),
 		want: fmt.Sprintf("a whole number from 0 to %d", strict.MaxFields), min: 0, max: strict.MaxFields,
 		field: func(c *Config) any { return &c.LimitRequestFields }},
-	{key: "limit_request_field_size", arg: "BYTES", help: fmt.Sprintf("a longer header field line gets 431 in prod (0: %d)", strict.DefaultFieldSize),
+	{key: "limit_request_field_size", arg: "BYTES", help: fmt.Sprintf("a longer header field line gets 431 (0: %d)", strict.DefaultFieldSize),
 		want: fmt.Sprintf("a whole number from 0 to %d", MaxLimitRequestFieldSize), min: 0, max: MaxLimitRequestFieldSize,
 		field: func(c *Config) any { return &c.LimitRequestFieldSize }},
-	{key: "certfile", arg: "PATH", help: "PEM certificate chain: serve HTTPS in prod (with --keyfile)",
+	{key: "certfile", arg: "PATH", help: "PEM certificate chain: serve HTTPS (with --keyfile)",
 		want: "a file path", field: func(c *Config) any { return &c.CertFile }},
 	{key: "keyfile", arg: "PATH", help: "PEM private key of --certfile",
 		want: "a file path", field: func(c *Config) any { return &c.KeyFile }},
