@@ -110,7 +110,7 @@ func TestAppLoggers(t *testing.T) {
 		stdlog.Printf("log %d", 2)
 	})
 	srv := serve.New(h, serve.Options{Logger: log.With(zap.Int("worker", 3))})
-	ln, err := serve.Listen("127.0.0.1:0")
+	ln, err := serve.Listen("127.0.0.1:0", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

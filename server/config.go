@@ -335,7 +335,7 @@ var settings = []setting{
 	{key: "worker_connections", arg: "N", help: "connections one worker holds at once; more wait in the kernel's queue",
 		want: fmt.Sprintf("a whole number from 1 to %d", MaxWorkerConnections), min: 1, max: MaxWorkerConnections,
 		field: func(c *Config) any { return &c.Connections }},
-	{key: "backlog", arg: "N", help: "listen queue of the sockets the master binds; the kernel caps it at net.core.somaxconn (prod)",
+	{key: "backlog", arg: "N", help: "listen queue of the sockets the server binds; the kernel caps it at net.core.somaxconn",
 		want: fmt.Sprintf("a whole number from 1 to %d", MaxBacklog), min: 1, max: MaxBacklog,
 		field: func(c *Config) any { return &c.Backlog }},
 	{key: "database", arg: "URL", help: "users and tokens: sqlite:PATH, or postgres://… for several hosts",

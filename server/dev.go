@@ -93,7 +93,7 @@ func devListeners(cfg Config, in devInherited, log *zap.Logger) ([]net.Listener,
 	}
 	var lns []net.Listener
 	for _, addr := range cfg.Bind {
-		ln, err := serve.Listen(addr)
+		ln, err := serve.Listen(addr, cfg.Backlog)
 		if err != nil {
 			for _, l := range lns {
 				l.Close()

@@ -17,9 +17,25 @@ import (
 	"github.com/remuda/remuda/internal/proctest"
 )
 
+// checkSendQ checks that ss(8) shows the socket listening on addr with a
+// listen queue (its Send-Q column) of want.
+func checkSendQ(t *testing.T, addr, want string) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command("ss", "-ltnH", "sport = :"+port).Output()
+	if err != nil {
+		t.Fatalf("ss: %v", err)
+	}
+	f := strings.Fields(string(out))
+	if i := slices.Index(f, "LISTEN"); i < 0 || i+2 >= len(f) || f[i+2] != want {
+		t.Errorf("ss -ltnH 'sport = :%s': got %q, want a listening socket with Send-Q %s", port, out, want)
+	}
+}
+
 // TestBacklogAndRequestLimits starts the binary in prod with --backlog and
 // Gunicorn's request limits, and checks that ss(8) shows the listen queue
-// asked for (the Send-Q column of a listening socket), and that a worker
+// asked for (the Send-Q column of a listening socket), in the dev server
+// too, and that a worker
 // refuses a request line and a head past the limits with 414 and 431, the
 // connection closed, while it serves a request within them.
 func TestBacklogAndRequestLimits(t *testing.T) {
@@ -35,15 +51,13 @@ func TestBacklogAndRequestLimits(t *testing.T) {
 		"--backlog", "37", "--limit-request-line", "100", "--limit-request-fields", "3")
 	p.WaitReady(t, 1)
 
-	_, port, _ := net.SplitHostPort(addr)
-	out, err := exec.Command("ss", "-ltnH", "sport = :"+port).Output()
-	if err != nil {
-		t.Fatalf("ss: %v", err)
-	}
-	f := strings.Fields(string(out))
-	if i := slices.Index(f, "LISTEN"); i < 0 || i+2 >= len(f) || f[i+2] != "37" {
-		t.Errorf("ss -ltnH 'sport = :%s': got %q, want a listening socket with Send-Q 37", port, out)
-	}
+	checkSendQ(t, addr, "37")
+	// The dev server binds through the same code, with the same queue.
+	devAddr := proctest.FreeAddr(t)
+	dev := proctest.Start(t, os.Args[0], []string{envMain + "=1", "SERVER_RELOAD=0"},
+		"run", "--bind", devAddr, "--database", "sqlite:"+filepath.Join(t.TempDir(), "dev.db"), "--backlog", "41")
+	dev.WaitFor(t, 10*time.Second, 1, "dev listening", func(l proctest.Line) bool { return strings.Contains(l.Raw, "listening") })
+	checkSendQ(t, devAddr, "41")
 
 	long := "/" + strings.Repeat("a", 100)
 	for _, tc := range []struct {

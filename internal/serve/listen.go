@@ -22,7 +22,22 @@ const UnixSocketMode = 0o660
 // removed first; one that still answers is an error, as is any other kind of
 // file at that path (it is never deleted), and so is a unix path whose
 // directory does not exist (the error says so, and how to create it).
-func Listen(addr string) (net.Listener, error) {
+// backlog, if positive, is the socket's listen queue (see SetBacklog);
+// else it is Go's, net.core.somaxconn.
+func Listen(addr string, backlog int) (net.Listener, error) {
+	ln, err := listen(addr)
+	if err != nil || backlog <= 0 {
+		return ln, err
+	}
+	if err := SetBacklog(ln, backlog); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// listen is Listen with Go's backlog.
+func listen(addr string) (net.Listener, error) {
 	network, path := SplitAddr(addr)
 	if network != "unix" {
 		ln, err := net.Listen("tcp", addr)

@@ -14,7 +14,7 @@ import (
 // missing says so and how to create it.
 func TestListenMissingDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "remuda")
-	ln, err := Listen("unix:" + filepath.Join(dir, "server.sock"))
+	ln, err := Listen("unix:"+filepath.Join(dir, "server.sock"), 0)
 	if err == nil {
 		ln.Close()
 		t.Fatal("got a listener, want an error")
@@ -36,7 +36,7 @@ func TestSetBacklog(t *testing.T) {
 		t.Skip("ss (Debian package iproute2) is not installed")
 	}
 	for _, addr := range []string{"127.0.0.1:0", "unix:" + filepath.Join(t.TempDir(), "s.sock")} {
-		ln, err := Listen(addr)
+		ln, err := Listen(addr, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

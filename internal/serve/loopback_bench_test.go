@@ -16,7 +16,7 @@ func BenchmarkLoopback(b *testing.B) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })
 	proxies, _ := ParseProxies("127.0.0.1,::1")
 	s := New(ok, Options{Timeout: 30 * time.Second, Proxies: proxies, Hardened: true})
-	ln, err := Listen("127.0.0.1:0")
+	ln, err := Listen("127.0.0.1:0", 0)
 	if err != nil {
 		b.Fatal(err)
 	}

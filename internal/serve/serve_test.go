@@ -63,7 +63,7 @@ func FuzzRequestID(f *testing.F) {
 // serveOn starts a Server for h on a loopback listener.
 func serveOn(t *testing.T, h http.Handler, opts Options) (*Server, string) {
 	t.Helper()
-	ln, err := Listen("127.0.0.1:0")
+	ln, err := Listen("127.0.0.1:0", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

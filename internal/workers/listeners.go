@@ -98,17 +98,11 @@ func listen(upg *tableflip.Upgrader, addrs []string, backlog int, log *zap.Logge
 
 	checkBacklog(log, backlog)
 	for _, addr := range addrs {
-		ln, err := serve.Listen(addr)
+		ln, err := serve.Listen(addr, backlog)
 		if err != nil {
 			return fail(err)
 		}
 		network, a := serve.SplitAddr(addr)
-		if backlog > 0 {
-			if err := serve.SetBacklog(ln, backlog); err != nil {
-				ln.Close()
-				return fail(fmt.Errorf("listen on %s: %w", addr, err))
-			}
-		}
 		if err := add(network, a, ln); err != nil {
 			ln.Close()
 			return fail(err)

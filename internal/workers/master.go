@@ -287,7 +287,7 @@ func (m *Master) Run() error {
 		// socket gets mode 0660.
 		network, addr := serve.SplitAddr(m.MetricsBind)
 		ln, err := m.upg.Fds.ListenWithCallback(network, addr, func(string, string) (net.Listener, error) {
-			return serve.Listen(m.MetricsBind)
+			return serve.Listen(m.MetricsBind, 0)
 		})
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
