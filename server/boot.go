@@ -81,7 +81,7 @@ func bootApp(app *App, cfg Config, log *zap.Logger, out zapcore.WriteSyncer, reo
 	}
 	return &workers.Worker{
 		Shutdown:       shutdown,
-		Handler:        harden(h, int64(cfg.MaxBodySize), log),
+		Handler:        harden(h, log),
 		Logger:         log,
 		AccessLog:      access,
 		Reopen:         reopenAll(reopenLog, reopenAccess),

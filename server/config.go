@@ -131,7 +131,8 @@ type Config struct {
 	// GracefulTimeout (DefaultGracefulTimeout), BootTimeout
 	// (DefaultBootTimeout), KeepAlive (DefaultKeepAlive), MaxRequests and
 	// MaxRequestsJitter (0: off), MaxMemory (max_worker_memory; 0: off),
-	// Connections (worker_connections; DefaultWorkerConnections) and the
+	// Connections (worker_connections; DefaultWorkerConnections),
+	// MaxBodySize (max_body_size; DefaultMaxBodySize) and the
 	// request-head limits LimitRequestLine, LimitRequestFields and
 	// LimitRequestFieldSize (Gunicorn's defaults, strict.DefaultRequestLine,
 	// DefaultFields, DefaultFieldSize). Their meanings are workers.Config's;
@@ -201,9 +202,6 @@ type Config struct {
 	// "*") whose X-Forwarded-For/-Proto and X-Request-ID are believed.
 	// Default: DefaultForwardedAllowIPs.
 	ForwardedAllowIPs string `json:"forwarded_allow_ips"`
-	// MaxBodySize caps request bodies (larger: 413); 0 is no cap.
-	// Default: DefaultMaxBodySize.
-	MaxBodySize int `json:"max_body_size"`
 	// CertFile and KeyFile, both or neither, serve HTTPS (TLS 1.2 and up,
 	// HTTP/2), for a server without a proxy in front.
 	CertFile string `json:"certfile"`
@@ -232,6 +230,7 @@ func defaultConfig(prod bool) Config {
 			BootTimeout:     DefaultBootTimeout,
 			KeepAlive:       DefaultKeepAlive,
 			Connections:     DefaultWorkerConnections,
+			MaxBodySize:     DefaultMaxBodySize,
 
 			LimitRequestLine:      strict.DefaultRequestLine,
 			LimitRequestFields:    strict.DefaultFields,
@@ -249,7 +248,6 @@ func defaultConfig(prod bool) Config {
 		BlacklistAfterRotation: true,
 		JWTAlgorithm:           DefaultJWTAlgorithm,
 		ForwardedAllowIPs:      DefaultForwardedAllowIPs,
-		MaxBodySize:            DefaultMaxBodySize,
 	}
 	if prod {
 		c.Workers = min(runtime.NumCPU(), MaxWorkers)
@@ -366,7 +364,7 @@ var settings = []setting{
 	{key: "forwarded_allow_ips", arg: "LIST", help: `proxies whose X-Forwarded-For/-Proto and X-Request-ID to believe ("*": all)`,
 		want: `IP addresses or CIDR prefixes, comma-separated, or "*"`, field: func(c *Config) any { return &c.ForwardedAllowIPs }},
 	{key: "max_body_size", arg: "SIZE", help: "larger request bodies get 413 (K, M, G suffixes; 0: no limit)",
-		want: wantSize + ", as 10M", min: 0, max: 1 << 40, size: true,
+		want:  wantSize + ", as 10M",
 		field: func(c *Config) any { return &c.MaxBodySize }},
 	{key: "limit_request_line", arg: "BYTES", help: "a longer request line gets 414 (0: up to the 64 KiB head cap)",
 		want: fmt.Sprintf("a whole number from 0 to %d", strict.MaxRequestLine), min: 0, max: strict.MaxRequestLine,

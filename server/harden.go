@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"runtime/debug"
 
@@ -29,11 +28,10 @@ var securityHeaders = [...]struct {
 // did (the forwarded headers of others are removed before this runs).
 var hsts = []string{"max-age=31536000"}
 
-// harden is prod's middleware around the app: security headers, the body
-// size limit (a declared larger body gets 413 before the handler runs; a
-// chunked one fails the handler's read), and panics answered 500 with the
-// request id while the stack goes to the log only.
-func harden(h http.Handler, maxBody int64, log *zap.Logger) http.Handler {
+// harden is the middleware around the app: security headers, and panics
+// answered 500 with the request id while the stack goes to the log only.
+// (The body size limit is the HTTP layer's: serve.Options.MaxBodySize.)
+func harden(h http.Handler, log *zap.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hdr := w.Header()
 		for _, h := range securityHeaders {
@@ -41,17 +39,6 @@ func harden(h http.Handler, maxBody int64, log *zap.Logger) http.Handler {
 		}
 		if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
 			hdr["Strict-Transport-Security"] = hsts
-		}
-		if maxBody > 0 && r.ContentLength != 0 {
-			if r.ContentLength > maxBody {
-				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body larger than %d bytes.", maxBody), "")
-				return
-			}
-			// On a copy: net/http decides from the original request's body
-			// whether an unread body can be discarded after the response
-			// or the connection must close instead.
-			r = r.WithContext(r.Context())
-			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		defer func() {
 			p := recover()

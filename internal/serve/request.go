@@ -76,6 +76,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// wrapped on the copy only.
 	r = r.WithContext(ctx)
 	rw.req = r
+	h := s.handler
+	if max := s.opts.MaxBodySize; max > 0 && r.ContentLength != 0 {
+		if r.ContentLength > max {
+			h = tooLarge(max)
+		} else {
+			r.Body = http.MaxBytesReader(rw, r.Body, max)
+		}
+	}
 	if s.inflight != nil {
 		if r.Body != http.NoBody && r.Body != nil {
 			r.Body = &body{ReadCloser: r.Body, rw: rw}
@@ -83,7 +91,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.inflight.add(rw, start)
 		defer s.inflight.remove(rw)
 	}
-	s.handler.ServeHTTP(rw, r)
+	h.ServeHTTP(rw, r)
 
 	if rw.finish() {
 		s.logAccess(r, id, start, rw.status, rw.bytes)
@@ -91,6 +99,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			m.Record(r.Method, rw.status, time.Since(start))
 		}
 	}
+}
+
+// tooLarge answers a request whose declared body is over max bytes: 413
+// with DRF's {"detail": …} body, before the handler runs; the request's
+// body is never read.
+func tooLarge(max int64) http.Handler {
+	body := []byte(`{"detail":"Request body larger than ` + strconv.FormatInt(max, 10) + ` bytes."}`)
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		w.Write(body)
+	})
 }
 
 // timeout answers a request that ran past Options.Timeout, and cancels its

@@ -87,6 +87,12 @@ type Options struct {
 	// Metrics, if non-nil, counts every request by method, status code and
 	// duration (a timed-out request as the 503 its client got).
 	Metrics *metrics.Set
+	// MaxBodySize caps request bodies, in bytes: a request that declares a
+	// longer body (Content-Length) is answered 413 before the handler runs,
+	// and a chunked one longer than that fails the handler's read of it
+	// (http.MaxBytesReader), its connection then closed. If zero, bodies
+	// are not capped.
+	MaxBodySize int64
 	// MaxConns caps the connections open at once, over all listeners
 	// (idle keep-alive ones included). Past it the server stops accepting,
 	// and new connections wait in the kernel's accept queue, where another

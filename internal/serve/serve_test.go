@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -295,5 +296,50 @@ func TestMetricsCountsRequests(t *testing.T) {
 	}
 	if n != 4 || sum < 0.3 {
 		t.Errorf("histogram holds %d requests summing %.3fs, want 4 summing at least the 0.3s timeout", n, sum)
+	}
+}
+
+// TestMaxBodySize sends bodies to a Server whose limit is 10 bytes: one at
+// the limit reaches the handler whole; one declared larger is answered 413
+// before the handler runs; a chunked one larger than the limit fails the
+// handler's read at the limit.
+func TestMaxBodySize(t *testing.T) {
+	var ran atomic.Int32
+	_, url := serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ran.Add(1)
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "read "+strconv.Itoa(len(b))+" bytes: too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		w.Write(b)
+	}), Options{MaxBodySize: 10})
+
+	for _, tt := range []struct {
+		name    string
+		body    io.Reader
+		length  int64 // -1: chunked
+		status  int
+		handled bool
+		want    string // a part of the answer
+	}{
+		{"at the limit", strings.NewReader("0123456789"), 10, 200, true, "0123456789"},
+		{"declared over the limit", strings.NewReader("0123456789A"), 11, 413, false, `{"detail":"Request body larger than 10 bytes."}`},
+		{"chunked over the limit", io.MultiReader(strings.NewReader("0123456789A")), -1, 413, true, "read 10 bytes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ran.Store(0)
+			req, _ := http.NewRequest("POST", url, tt.body)
+			req.ContentLength = tt.length
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || !strings.Contains(string(b), tt.want) || (ran.Load() == 1) != tt.handled {
+				t.Errorf("got %d %q, handler ran %d times; want %d with %q, handler ran: %t", resp.StatusCode, b, ran.Load(), tt.status, tt.want, tt.handled)
+			}
+		})
 	}
 }

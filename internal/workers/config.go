@@ -54,6 +54,9 @@ type Config struct {
 	// measure of saturation (remuda_accept_queue_length). If zero,
 	// DefaultConnections.
 	Connections int `json:"worker_connections"`
+	// MaxBodySize caps request bodies, in bytes: larger ones get 413 (see
+	// serve.Options.MaxBodySize). If zero, bodies are not capped.
+	MaxBodySize int64 `json:"max_body_size"`
 	// LimitRequestLine, LimitRequestFields and LimitRequestFieldSize bound
 	// each request head as Gunicorn's settings of those names do, where
 	// requests are checked (plain HTTP; see Worker): a request line

@@ -240,9 +240,10 @@ func newServer(w *Worker, cfg Config, log *zap.Logger, counts *metrics.Set, onRe
 			Fields:      cfg.LimitRequestFields,
 			FieldSize:   cfg.LimitRequestFieldSize,
 		},
-		TLS:      w.TLS,
-		Metrics:  counts,
-		MaxConns: cfg.connections(),
+		TLS:         w.TLS,
+		Metrics:     counts,
+		MaxConns:    cfg.connections(),
+		MaxBodySize: cfg.MaxBodySize,
 	})
 }
 
