@@ -75,16 +75,18 @@
 // an access log on stderr, a debug page for panics, a secret key made up at
 // each start (tokens die with the process), and a rebuild and re-exec of
 // itself when the main module's Go sources change, keeping its socket
-// open. It prints a banner saying it is not for production.
+// open. It prints a banner saying it is not for production. It boots and
+// serves as one prod worker does, with no master: the same request limits,
+// TLS and drain.
 //
 // `server run --prod` is Gunicorn's model: a master binds the sockets (or
 // takes them from systemd) and supervises --workers worker processes that
 // serve; it replaces a worker that dies, recycles one stuck past
 // --timeout, and on HUP starts a new generation from the binary on disk
 // before retiring the old one, losing no request. Prod needs a secret key
-// of at least 32 bytes (SERVER_SECRET_KEY) when the app mounts auth,
-// writes JSON logs, refuses malformed HTTP, and answers a panic with a 500
-// that carries a request id (the stack goes to the log). Package workers
-// holds the process model; the README has the operator's side (flags,
-// signals, systemd, metrics).
+// of at least 32 bytes (SERVER_SECRET_KEY) when the app registers auth,
+// writes JSON logs, and answers a panic with a 500 that carries a request
+// id (the stack goes to the log). The process model lives in
+// internal/workers; the README has the operator's side (flags, signals,
+// systemd, metrics).
 package server
