@@ -16,8 +16,9 @@ import (
 )
 
 // Check is the module's part of the deploy checklist of `server check`:
-// the database (its directory, its mode, PostgreSQL's connection budget),
-// the signing keys and the token settings.
+// the database (SQLite's directory and mode; for PostgreSQL, the driver,
+// E006 without one, and the driver's Check: the connection budget), the
+// signing keys and the token settings.
 func (m *Module) Check(env module.Env) []module.Finding {
 	s, err := settingsOf(env)
 	if err != nil {
