@@ -84,14 +84,7 @@ func TestPostgresRefreshAfterFailedWrite(t *testing.T) {
 	url := cluster(t).NewDatabase(t)
 	f := faults{url}
 	storetest.RefreshAfterFailedWrite(t, openAt(t, url), func(presented string) {
-		f.exec(t, `CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-			BEGIN
-				IF NEW.jti <> '`+presented+`' THEN
-					RAISE EXCEPTION 'injected fault: no space left on device' USING ERRCODE = 'disk_full';
-				END IF;
-				RETURN NEW;
-			END $$`,
-			`CREATE TRIGGER injected_fault BEFORE INSERT ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION injected_fault()`)
+		f.failInserts(t, "NEW.jti <> '"+presented+"'")
 	}, func() { f.Heal(t) })
 }
 
@@ -116,9 +109,16 @@ func (f faults) exec(t *testing.T, stmts ...string) {
 
 func (f faults) FailRefreshInsert(t *testing.T, jti string) {
 	t.Helper()
+	f.failInserts(t, "NEW.jti = '"+jti+"'")
+}
+
+// failInserts makes the inserts of refresh tokens that meet cond (a
+// PL/pgSQL condition on NEW) fail; Heal undoes it.
+func (f faults) failInserts(t *testing.T, cond string) {
+	t.Helper()
 	f.exec(t, `CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
-			IF NEW.jti = '`+jti+`' THEN
+			IF `+cond+` THEN
 				RAISE EXCEPTION 'injected fault: no space left on device' USING ERRCODE = 'disk_full';
 			END IF;
 			RETURN NEW;
