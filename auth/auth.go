@@ -4,7 +4,10 @@
 // Required middleware for protected routes, password hashing (argon2id,
 // and Django's pbkdf2_sha256 until rehashed), and a Store of users and
 // refresh tokens shared by every worker process: SQLite for the workers of
-// one host (OpenSQLite), PostgreSQL for several hosts (OpenPostgres).
+// one host (OpenSQLite), PostgreSQL for several hosts (package
+// auth/postgres). SQLite, the embedded default, is package auth's own;
+// PostgreSQL's client (pgx) is linked only by a binary that imports
+// auth/postgres, as one that sets Module.Postgres does.
 //
 // # When the store is unavailable
 //

@@ -30,20 +30,20 @@ func (m *Module) Commands() []module.Command {
 			About: `Creates the SQLite database if it does not exist and brings its schema to
 this build's version (PostgreSQL: the database must exist). Idempotent; the
 production master does the same as it starts.`,
-			Run: migrate},
+			Run: m.migrate},
 		{Name: "createuser", Synopsis: "--username NAME [--password-stdin] [flags]", Reads: []string{"database"},
 			Summary: "add a user (without --password-stdin: a no-echo prompt)",
 			About: `Adds a user with a password, read twice at a no-echo prompt on a terminal,
 or once from standard input with --password-stdin.`,
 			Flags: userFlags,
-			Run:   createUser},
+			Run:   m.createUser},
 		{Name: "changepassword", Synopsis: "--username NAME [--password-stdin] [flags]", Reads: []string{"database"},
 			Summary: "set a user's password; its tokens stop working",
 			About: `Sets a user's password, read as createuser reads it. The tokens issued to
 the user before stop working (401 password_changed), as with simplejwt's
 CHECK_REVOKE_TOKEN.`,
 			Flags: userFlags,
-			Run:   changePassword},
+			Run:   m.changePassword},
 		{Name: "importusers", Synopsis: "--from-django FILE [flags]", Reads: []string{"database", "jwt_leeway"},
 			Summary: "users and simplejwt's token records from manage.py dumpdata",
 			About: `Imports the users of a Django project, ids and password hashes kept, and
@@ -51,22 +51,22 @@ simplejwt's records of the refresh tokens it issued and blacklisted, from
 the output of: python manage.py dumpdata auth.user token_blacklist.
 Running it again updates; a token blacklisted stays refused.`,
 			Flags: []module.Flag{{Name: "from-django", Arg: "FILE", Help: "the dumpdata output (JSON)"}},
-			Run:   importUsers},
+			Run:   m.importUsers},
 		{Name: "flushexpiredtokens", Synopsis: "[flags]", Reads: []string{"database"},
 			Summary: "drop expired refresh tokens (cron it daily)",
 			About: `Deletes the records of refresh tokens past their expiry, as simplejwt's
 manage.py flushexpiredtokens does.`,
-			Run: flushExpiredTokens},
+			Run: m.flushExpiredTokens},
 	}
 }
 
 // openCommandStore opens the store of a command's invocation, or says why
 // not.
-func openCommandStore(inv module.Invocation) (Store, settings, bool) {
+func (m *Module) openCommandStore(inv module.Invocation) (Store, settings, bool) {
 	s, err := settingsOf(inv.Env)
 	if err == nil {
 		var st Store
-		if st, err = openStore(s.Database); err == nil {
+		if st, err = m.openStore(s, inv.Env); err == nil {
 			return st, s, true
 		}
 	}
@@ -79,7 +79,7 @@ func openCommandStore(inv module.Invocation) (Store, settings, bool) {
 // schema to this build's version (PostgreSQL: the database must exist).
 // It is idempotent. The prod master does the same as it starts (Start);
 // systemd units may run it as ExecStartPre= too.
-func migrate(inv module.Invocation) int {
+func (m *Module) migrate(inv module.Invocation) int {
 	what := "the PostgreSQL database"
 	if s, err := settingsOf(inv.Env); err == nil {
 		if path, ok := strings.CutPrefix(s.Database, "sqlite:"); ok {
@@ -89,7 +89,7 @@ func migrate(inv module.Invocation) int {
 			}
 		}
 	}
-	st, _, ok := openCommandStore(inv)
+	st, _, ok := m.openCommandStore(inv)
 	if !ok {
 		return module.ExitError
 	}
@@ -102,8 +102,8 @@ func migrate(inv module.Invocation) int {
 }
 
 // createUser is `server createuser --username NAME [--password-stdin]`.
-func createUser(inv module.Invocation) int {
-	return userCommand(inv, func(st Store, username, password string) (string, error) {
+func (m *Module) createUser(inv module.Invocation) int {
+	return m.userCommand(inv, func(st Store, username, password string) (string, error) {
 		u, err := CreateUser(context.Background(), st, username, password)
 		return fmt.Sprintf("created user %q with id %s", u.Username, u.ID), err
 	})
@@ -111,8 +111,8 @@ func createUser(inv module.Invocation) int {
 
 // changePassword is `server changepassword --username NAME
 // [--password-stdin]`: the user's tokens stop working.
-func changePassword(inv module.Invocation) int {
-	return userCommand(inv, func(st Store, username, password string) (string, error) {
+func (m *Module) changePassword(inv module.Invocation) int {
+	return m.userCommand(inv, func(st Store, username, password string) (string, error) {
 		err := ChangePassword(context.Background(), st, username, password)
 		return fmt.Sprintf("changed the password of %q; the tokens issued before are revoked", username), err
 	})
@@ -120,7 +120,7 @@ func changePassword(inv module.Invocation) int {
 
 // userCommand runs a command that sets a user's password (--username,
 // --password-stdin): it reads the password and calls do with the store.
-func userCommand(inv module.Invocation, do func(st Store, username, password string) (string, error)) int {
+func (m *Module) userCommand(inv module.Invocation, do func(st Store, username, password string) (string, error)) int {
 	username := inv.Flags["username"]
 	if username == "" {
 		inv.Errorf("--username is required")
@@ -141,7 +141,7 @@ func userCommand(inv module.Invocation, do func(st Store, username, password str
 		inv.Errorf("%v", err)
 		return module.ExitUsage
 	}
-	st, _, ok := openCommandStore(inv)
+	st, _, ok := m.openCommandStore(inv)
 	if !ok {
 		return module.ExitError
 	}
@@ -189,8 +189,8 @@ func readPassword(stdin *os.File, fromStdin bool, prompt io.Writer) (string, err
 }
 
 // flushExpiredTokens is `server flushexpiredtokens`.
-func flushExpiredTokens(inv module.Invocation) int {
-	st, _, ok := openCommandStore(inv)
+func (m *Module) flushExpiredTokens(inv module.Invocation) int {
+	st, _, ok := m.openCommandStore(inv)
 	if !ok {
 		return module.ExitError
 	}
@@ -207,7 +207,7 @@ func flushExpiredTokens(inv module.Invocation) int {
 // refreshImporter is a store that can take the refresh tokens another
 // deployment issued: simplejwt's outstanding and blacklisted tokens, so that
 // a token simplejwt had blacklisted (rotated out, or logged out) stays
-// refused after the switch. *SQLite and *Postgres are.
+// refused after the switch. *SQLite and *postgres.Store are.
 type refreshImporter interface {
 	ImportRefreshTokens(ctx context.Context, tokens []ImportedToken) (added, blacklisted int, err error)
 }
@@ -221,7 +221,7 @@ type refreshImporter interface {
 // completes it. Tokens already expired, beyond the leeway, are left out:
 // they are refused anyway. A dump without token_blacklist records imports
 // the users, with a warning.
-func importUsers(inv module.Invocation) int {
+func (m *Module) importUsers(inv module.Invocation) int {
 	file := inv.Flags["from-django"]
 	if file == "" {
 		inv.Errorf("--from-django FILE is required (the output of manage.py dumpdata auth.user token_blacklist)")
@@ -238,7 +238,7 @@ func importUsers(inv module.Invocation) int {
 		inv.Errorf("%s: %v", file, err)
 		return module.ExitError
 	}
-	st, s, ok := openCommandStore(inv)
+	st, s, ok := m.openCommandStore(inv)
 	if !ok {
 		return module.ExitError
 	}

@@ -28,12 +28,17 @@ import (
 // makes the prod master create a missing SQLite database, adds its items
 // to `server check`, and adds the commands migrate, createuser,
 // changepassword, importusers and flushexpiredtokens. Its zero value is
-// ready to use:
+// ready to use with SQLite:
 //
 //	users := new(auth.Module)
 //	app.Register(users)
 //	users.Mount(app, "/api/token")
 //	app.Handle("GET /me/", users.Required(http.HandlerFunc(me)))
+//
+// A binary that may serve from PostgreSQL gives it the driver of package
+// auth/postgres, which only such a binary links (with pgx):
+//
+//	users := &auth.Module{Postgres: postgres.Driver{}}
 //
 // Until a process has booted the module its endpoints and protected
 // routes answer 500 "Authentication is not configured."; under
@@ -47,9 +52,31 @@ type Module struct {
 	// claims added to the tokens at login.
 	Claims func(ctx context.Context, u User) (map[string]any, error)
 
+	// Postgres opens a database setting that is a postgres:// URL, and
+	// checks it for `server check`: postgres.Driver{} of package
+	// auth/postgres. If nil, such a setting is refused (Validate, Check
+	// and the commands say to set this field) and the binary does not
+	// link PostgreSQL's client.
+	Postgres Driver
+
 	// auth is what Boot built: set once before the process serves, read by
 	// every request after.
 	auth *Auth
+}
+
+// Driver is a database for Module that package auth does not link
+// itself: package auth/postgres's Driver, so that only the binaries that
+// set Module.Postgres link pgx. SQLite, the embedded default, is auth's
+// own (OpenSQLite).
+type Driver interface {
+	// Open connects to the database at url, migrates its schema to this
+	// build's version, and returns the store; an unreachable database
+	// gives an error matching ErrUnavailable.
+	Open(ctx context.Context, url string) (Store, error)
+	// Check is the database's part of the deploy checklist of `server
+	// check`, for a host that runs workers processes, each of which opens
+	// the store at url; nil if nothing is wrong.
+	Check(ctx context.Context, url string, workers int) []module.Finding
 }
 
 var (
@@ -127,16 +154,31 @@ func (m *Module) booted(w http.ResponseWriter) *Auth {
 	return m.auth
 }
 
-// Validate refuses settings that cannot sign tokens (see keyProblem).
+// Validate refuses settings that cannot sign tokens (see keyProblem), and
+// a PostgreSQL database without a driver (see driverProblem).
 func (m *Module) Validate(env module.Env) error {
 	s, err := settingsOf(env)
 	if err != nil {
 		return err
 	}
+	if msg := m.driverProblem(s, env); msg != "" {
+		return errors.New(msg)
+	}
 	if _, msg := keyProblem(s, env); msg != "" {
 		return errors.New(msg)
 	}
 	return nil
+}
+
+// driverProblem says why the database setting of s cannot be opened for
+// want of a driver, where it came from and what to do, or "". It names
+// the setting, never its value: a database URL may hold a password.
+func (m *Module) driverProblem(s settings, env module.Env) string {
+	if strings.HasPrefix(s.Database, "sqlite:") || m.Postgres != nil {
+		return ""
+	}
+	return fmt.Sprintf("database%s is a PostgreSQL URL, and this binary's auth module has no PostgreSQL driver; register it as users := &auth.Module{Postgres: postgres.Driver{}} (package github.com/remuda/remuda/auth/postgres), as the server command does, or use an SQLite database (sqlite:PATH).",
+		from(env, "database"))
 }
 
 // Start creates the SQLite database if it is missing: it runs this
@@ -187,7 +229,7 @@ func (m *Module) Boot(env module.Env) (close func() error, err error) {
 		os.Setenv("SERVER_SECRET_KEY", s.SecretKey)
 		env.Logger.Warn("no secret key given: using a random one, so every token dies with this process; set SERVER_SECRET_KEY to keep them")
 	}
-	store, err := openServingStore(s, env)
+	store, err := m.openServingStore(s, env)
 	if err != nil {
 		return nil, err
 	}
@@ -245,17 +287,20 @@ func (s settings) config(log *zap.Logger, count func(outcome string)) Config {
 	}
 }
 
-// openStore opens the store named by database: SQLite, or PostgreSQL for
-// any other URL (the server allows only postgres:// URLs). It is the
-// commands' (createuser, importusers, …): a missing SQLite file is
-// created. Opening a PostgreSQL store connects and migrates: a worker that
-// boots while the database is down fails its boot, and the master retries
-// it with backoff.
-func openStore(database string) (Store, error) {
-	if path, ok := strings.CutPrefix(database, "sqlite:"); ok {
+// openStore opens the store named by the database setting of s: SQLite,
+// or PostgreSQL through m.Postgres for any other URL (the server allows
+// only postgres:// URLs). It is the commands' (createuser, importusers,
+// …): a missing SQLite file is created. Opening a PostgreSQL store
+// connects and migrates: a worker that boots while the database is down
+// fails its boot, and the master retries it with backoff.
+func (m *Module) openStore(s settings, env module.Env) (Store, error) {
+	if path, ok := strings.CutPrefix(s.Database, "sqlite:"); ok {
 		return OpenSQLite(path)
 	}
-	return OpenPostgres(context.Background(), database)
+	if msg := m.driverProblem(s, env); msg != "" {
+		return nil, errors.New(msg)
+	}
+	return m.Postgres.Open(context.Background(), s.Database)
 }
 
 // openServingStore opens the store of a serving process. A prod worker
@@ -266,10 +311,10 @@ func openStore(database string) (Store, error) {
 // creates it. The SQLite store checks that its path still names the file
 // it opened, and the log hears at once when it does not (see SQLite): the
 // auth endpoints then answer 503.
-func openServingStore(s settings, env module.Env) (Store, error) {
+func (m *Module) openServingStore(s settings, env module.Env) (Store, error) {
 	path, ok := strings.CutPrefix(s.Database, "sqlite:")
 	if !ok {
-		return openStore(s.Database)
+		return m.openStore(s, env)
 	}
 	log := env.Logger
 	st, err := OpenSQLiteConfig(SQLiteConfig{

@@ -16,8 +16,9 @@ import (
 )
 
 // Check is the module's part of the deploy checklist of `server check`:
-// the database (its directory, its mode, PostgreSQL's connection budget),
-// the signing keys and the token settings.
+// the database (SQLite's directory and mode; for PostgreSQL, the driver,
+// E006 without one, and the driver's Check: the connection budget), the
+// signing keys and the token settings.
 func (m *Module) Check(env module.Env) []module.Finding {
 	s, err := settingsOf(env)
 	if err != nil {
@@ -40,8 +41,12 @@ func (m *Module) Check(env module.Env) []module.Finding {
 		if msg := sqliteDirProblem(s, env, path); msg != "" {
 			fail("E004", "%s", msg)
 		}
+	} else if msg := m.driverProblem(s, env); msg != "" {
+		fail("E006", "%s", msg)
 	} else {
-		fs = append(fs, postgresChecks(s)...)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		fs = append(fs, m.Postgres.Check(ctx, s.Database, s.Workers)...)
+		cancel()
 	}
 	if id, msg := keyProblem(s, env); id != "" {
 		fail(id, "%s", msg)
@@ -128,26 +133,6 @@ func sqliteDirProblem(s settings, env module.Env, path string) string {
 		return fmt.Sprintf("%s: %s is not a directory.", setting, dir)
 	}
 	return ""
-}
-
-// postgresChecks connects to the PostgreSQL database once and weighs this
-// host's pools against what it allows: each worker keeps a pool of its
-// own, so this host will open up to workers × pool connections on top of
-// those other hosts hold. A host that is already running counts among the
-// others; during a reload (HUP, USR2) two generations hold pools at once.
-func postgresChecks(s settings) []module.Finding {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	capacity, err := CheckPostgres(ctx, s.Database)
-	if err != nil {
-		return []module.Finding{{ID: "W017", Msg: fmt.Sprintf("database cannot be checked: %v; workers fail to boot until it can be reached.", err)}}
-	}
-	need := s.Workers * capacity.Pool
-	if need+capacity.InUse <= capacity.Limit {
-		return nil
-	}
-	return []module.Finding{{ID: "W016", Msg: fmt.Sprintf("database allows %d connections and Remuda processes hold %d; workers = %d with pool_max_conns = %d adds up to %d more: lower pool_max_conns in the database URL or the workers, or raise PostgreSQL's max_connections (or put PgBouncer in front).",
-		capacity.Limit, capacity.InUse, s.Workers, capacity.Pool, need)}}
 }
 
 // shortDuration is d.String() without zero minutes and seconds: "1h",

@@ -1,15 +1,12 @@
 package auth
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,18 +16,16 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
-	"github.com/remuda/remuda/internal/pgtest"
+	"github.com/remuda/remuda/auth/internal/testkit"
 	"github.com/remuda/remuda/internal/proctest"
 )
 
 // TestMain lets the test binary impersonate a worker process opening the
-// SQLite store (sqliteChild) or the PostgreSQL store
-// (postgresChild). It stops the shared PostgreSQL cluster once the
-// tests are done, and fails the run if a process it started outlived them.
+// SQLite store (sqliteChild), and fails the run if a process it started
+// outlived the tests.
 func TestMain(m *testing.M) {
-	runChild(envSQLiteChild, sqliteChild)
-	runChild(envPostgresChild, postgresChild)
-	code := pgtest.Run(m)
+	testkit.RunChild(envSQLiteChild, sqliteChild)
+	code := m.Run()
 	if left := proctest.Leftovers(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "processes outlived the tests: %v\n", left)
 		code = 1
@@ -44,23 +39,6 @@ const envSQLiteChild = "REMUDA_TEST_SQLITE_CHILD"
 
 // sqliteChildJTI is the refresh token every child adds and consumes.
 const sqliteChildJTI = "multi-process"
-
-// runChild returns unless the test binary runs as a child process of a
-// multi-process test, which sets env (envSQLiteChild, envPostgresChild):
-// then it runs child with the variable's value, and exits 0, or 1 with
-// child's error on stderr.
-func runChild(env string, child func(string) error) {
-	v, ok := os.LookupEnv(env)
-	if !ok {
-		return
-	}
-	os.Unsetenv(env)
-	if err := child(v); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
 
 // sqliteChild is a child of TestSQLiteProcesses. It prints "ready", waits
 // for its stdin to close (the parent closes every child's at once), opens
@@ -90,7 +68,7 @@ func sqliteChild(path string) error {
 	if got.Family != sqliteChildJTI {
 		return fmt.Errorf("consume: got family %q, want %q", got.Family, sqliteChildJTI)
 	}
-	fmt.Printf("result=%s open=%s\n", storeResultName(res), opened)
+	fmt.Printf("result=%s open=%s\n", res, opened)
 	return s.Close()
 }
 
@@ -103,35 +81,6 @@ func openTestSQLite(t *testing.T) *SQLite {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
-}
-
-func TestSQLiteStore(t *testing.T) {
-	testStore(t, func(t *testing.T) Store { return openTestSQLite(t) })
-	testStoreFaults(t, func(t *testing.T) (Store, storeFaults) {
-		s := openTestSQLite(t)
-		return s, sqliteFaults{s}
-	})
-}
-
-// sqliteFaults fails inserts with a trigger. SQLite's RAISE gives a
-// constraint error, not one of a full disk: the tests of sqliteError's
-// classes make those (TestSQLiteFaults).
-type sqliteFaults struct{ s *SQLite }
-
-func (f sqliteFaults) failRefreshInsert(t *testing.T, jti string) {
-	t.Helper()
-	_, err := f.s.db.ExecContext(t.Context(), `CREATE TRIGGER injected_fault BEFORE INSERT ON refresh_tokens
-		WHEN NEW.jti = '`+jti+`' BEGIN SELECT RAISE(ABORT, 'injected fault'); END`)
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (f sqliteFaults) heal(t *testing.T) {
-	t.Helper()
-	if _, err := f.s.db.ExecContext(t.Context(), `DROP TRIGGER injected_fault`); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestSQLiteFileMode(t *testing.T) {
@@ -231,43 +180,6 @@ func TestSQLiteOpenWaitsForWALSwitch(t *testing.T) {
 	}
 }
 
-func TestSQLiteReopen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "auth.db")
-	ctx := t.Context()
-	s, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatalf("OpenSQLite: %v", err)
-	}
-	u, err := s.CreateUser(ctx, "alice", "hash", true)
-	if err != nil {
-		t.Fatalf("CreateUser: %v", err)
-	}
-	storeAdd(t, s, "consumed", "fam")
-	storeAdd(t, s, "outstanding", "fam")
-	storeConsume(t, s, "consumed", ConsumeOK)
-	storeFail(t, s, "alice", "192.0.2.1", storeNow)
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-
-	s, err = OpenSQLite(path)
-	if err != nil {
-		t.Fatalf("OpenSQLite again: %v", err)
-	}
-	defer s.Close()
-	if got, err := s.UserByUsername(ctx, "alice"); err != nil || got.ID != u.ID {
-		t.Errorf("UserByUsername(alice) after reopen: got %+v, %v; want id %s", got, err, u.ID)
-	}
-	storeState(t, s, "consumed", ConsumeReused)
-	storeState(t, s, "outstanding", ConsumeOK)
-	if n, _, err := s.LoginFailures(ctx, "alice", "192.0.2.1", storeNow); err != nil || n != 1 {
-		t.Errorf("LoginFailures after reopen: got %d, %v; want 1", n, err)
-	}
-	if _, err := s.CreateUser(ctx, "alice", "hash", true); !errors.Is(err, ErrUserExists) {
-		t.Errorf("CreateUser(alice) after reopen: got error %v, want ErrUserExists", err)
-	}
-}
-
 func TestSQLiteNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.db")
 	s, err := OpenSQLite(path)
@@ -315,77 +227,6 @@ func TestSQLitePathNeedsEscaping(t *testing.T) {
 	}
 }
 
-// TestSQLiteRecords checks what the rows hold where the Store interface
-// cannot tell.
-func TestSQLiteRecords(t *testing.T) {
-	s := openTestSQLite(t)
-	ctx := t.Context()
-	column := func(query string, args ...any) (v *int64) {
-		t.Helper()
-		if err := s.db.QueryRowContext(ctx, query, args...).Scan(&v); err != nil {
-			t.Fatalf("%s: %v", query, err)
-		}
-		return v
-	}
-
-	t.Run("blacklist keeps the first time", func(t *testing.T) {
-		storeAdd(t, s, "bl", "bl")
-		for _, at := range []time.Time{storeNow, storeNow.Add(time.Hour)} {
-			if err := s.Blacklist(ctx, "bl", at); err != nil {
-				t.Fatalf("Blacklist: %v", err)
-			}
-		}
-		if got := column(`SELECT blacklisted_at FROM refresh_tokens WHERE jti = 'bl'`); got == nil || *got != storeNow.Unix() {
-			t.Errorf("blacklisted_at: got %v, want %d", got, storeNow.Unix())
-		}
-	})
-	t.Run("consume records the time", func(t *testing.T) {
-		storeAdd(t, s, "c", "c")
-		storeConsume(t, s, "c", ConsumeOK)
-		storeConsume(t, s, "c", ConsumeReused) // a replay changes nothing
-		if got := column(`SELECT consumed_at FROM refresh_tokens WHERE jti = 'c'`); got == nil || *got != storeNow.Unix() {
-			t.Errorf("consumed_at: got %v, want %d", got, storeNow.Unix())
-		}
-	})
-	t.Run("revoke family keeps the first time", func(t *testing.T) {
-		for _, at := range []time.Time{storeNow, storeNow.Add(time.Hour)} {
-			if err := s.RevokeFamily(ctx, "rf", at); err != nil {
-				t.Fatalf("RevokeFamily: %v", err)
-			}
-		}
-		if got := column(`SELECT revoked_at FROM revoked_families WHERE family = 'rf'`); got == nil || *got != storeNow.Unix() {
-			t.Errorf("revoked_at: got %v, want %d", got, storeNow.Unix())
-		}
-	})
-	t.Run("flush drops revoked families without tokens", func(t *testing.T) {
-		storeAdd(t, s, "keep", "kept-family")
-		for _, fam := range []string{"kept-family", "empty-family"} {
-			if err := s.RevokeFamily(ctx, fam, storeNow); err != nil {
-				t.Fatalf("RevokeFamily(%s): %v", fam, err)
-			}
-		}
-		if _, err := s.FlushExpired(ctx, storeNow); err != nil {
-			t.Fatalf("FlushExpired: %v", err)
-		}
-		for fam, want := range map[string]int64{"kept-family": 1, "empty-family": 0, "rf": 0} {
-			if got := column(`SELECT COUNT(*) FROM revoked_families WHERE family = ?`, fam); *got != want {
-				t.Errorf("revoked_families rows for %s after flush: got %d, want %d", fam, *got, want)
-			}
-		}
-	})
-	t.Run("user id of a token must be decimal", func(t *testing.T) {
-		for _, rt := range []RefreshToken{
-			{JTI: "x", Family: "x", UserID: "alice@example.com", ExpiresAt: storeNow},
-			{JTI: "", Family: "x", UserID: "1", ExpiresAt: storeNow},
-			{JTI: "x", Family: "", UserID: "1", ExpiresAt: storeNow},
-		} {
-			if err := s.AddRefresh(ctx, rt); err == nil {
-				t.Errorf("AddRefresh(%+v): got no error", rt)
-			}
-		}
-	})
-}
-
 // TestSQLiteProcesses starts 6 processes that open one new database at the
 // same moment (racing to create the file, switch it to WAL and migrate
 // it), then each add and consume the same refresh token once: exactly one
@@ -396,21 +237,21 @@ func TestSQLiteProcesses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
-	children := startChildren(t, ctx, n, envSQLiteChild+"="+path)
+	children := testkit.StartChildren(t, ctx, n, envSQLiteChild+"="+path)
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("database exists before the children open it: %v", err)
 	}
 
 	start := time.Now()
 	for _, c := range children {
-		c.stdin.Close()
+		c.Stdin.Close()
 	}
 	results := map[string]int{}
 	for i, c := range children {
-		out, _ := io.ReadAll(c.stdout)
-		err := c.cmd.Wait()
+		out, _ := io.ReadAll(c.Stdout)
+		err := c.Cmd.Wait()
 		if err != nil {
-			t.Errorf("child %d: %v; stderr: %s", i, err, c.stderr.String())
+			t.Errorf("child %d: %v; stderr: %s", i, err, c.Stderr.String())
 			continue
 		}
 		res, open, ok := strings.Cut(strings.TrimSpace(string(out)), " ")
@@ -440,59 +281,13 @@ func TestSQLiteProcesses(t *testing.T) {
 		t.Fatalf("OpenSQLite: %v", err)
 	}
 	defer s.Close()
-	storeState(t, s, sqliteChildJTI, ConsumeReused)
+	if got, err := s.RefreshState(t.Context(), sqliteChildJTI); err != nil || got != ConsumeReused {
+		t.Errorf("RefreshState(%q): got %s, %v; want ConsumeReused", sqliteChildJTI, got, err)
+	}
 	var version int
 	if err := s.db.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&version); err != nil || version != len(sqliteSchema) {
 		t.Errorf("user_version: got %d, %v; want %d", version, err, len(sqliteSchema))
 	}
-}
-
-// child is a copy of the test binary that races others on one database:
-// it opens its store(s), prints "ready", waits for its stdin to close (the
-// start signal), then does its part and prints what it got.
-type child struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *bufio.Reader
-	stderr bytes.Buffer
-}
-
-// startChildren starts n children with env (NAME=VALUE, which selects what
-// the child does in TestMain) and waits until each is ready; they are
-// killed when the test ends.
-func startChildren(t *testing.T, ctx context.Context, n int, env string) []*child {
-	t.Helper()
-	children := make([]*child, n)
-	for i := range children {
-		c := &child{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^$")}
-		c.cmd.Env = append(os.Environ(), env,
-			"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-		c.cmd.Stderr = &c.stderr
-		var err error
-		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := c.cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.stdout = bufio.NewReader(stdout)
-		if err := c.cmd.Start(); err != nil {
-			t.Fatalf("start child %d: %v", i, err)
-		}
-		t.Cleanup(func() {
-			c.stdin.Close()
-			c.cmd.Process.Kill()
-			c.cmd.Wait()
-		})
-		children[i] = c
-	}
-	for i, c := range children {
-		if line, err := c.stdout.ReadString('\n'); line != "ready\n" {
-			t.Fatalf("child %d: got %q, %v; want ready (stderr: %s)", i, line, err, c.stderr.String())
-		}
-	}
-	return children
 }
 
 // sqliteOneConn makes every call of s use one connection, so that a
@@ -533,95 +328,6 @@ func sqliteFill(t *testing.T, s *SQLite) {
 			}
 			break
 		}
-	}
-}
-
-// TestSQLiteFaults makes the database refuse writes as a full disk, a
-// read-only database and a lock held past the busy timeout do: every
-// write then fails with ErrUnavailable, and nothing is written.
-func TestSQLiteFaults(t *testing.T) {
-	tests := []struct {
-		name   string
-		inject func(t *testing.T, s *SQLite) (heal func())
-	}{
-		{"full (SQLITE_FULL)", func(t *testing.T, s *SQLite) func() { sqliteFill(t, s); return func() {} }},
-		{"read-only (SQLITE_READONLY)", func(t *testing.T, s *SQLite) func() { sqliteOneConn(t, s, "query_only = 1"); return func() {} }},
-		{"locked past the busy timeout (SQLITE_BUSY)", func(t *testing.T, s *SQLite) func() {
-			sqliteOneConn(t, s, "busy_timeout = 50")
-			other, err := sql.Open("sqlite", s.path+"?_txlock=immediate")
-			if err != nil {
-				t.Fatal(err)
-			}
-			tx, err := other.BeginTx(t.Context(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return func() { tx.Rollback(); other.Close() }
-		}},
-	}
-	big := func(c string) string { return strings.Repeat(c, 8000) } // more than a page: needs room
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := openTestSQLite(t)
-			ctx := t.Context()
-			u, err := s.CreateUser(ctx, "alice", "hash", true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			storeAdd(t, s, "presented", "fam")
-			heal := tt.inject(t, s)
-
-			writes := []struct {
-				name string
-				call func() error
-			}{
-				{"CreateUser", func() error { _, err := s.CreateUser(ctx, big("b"), "hash", true); return err }},
-				{"ReserveLogin", func() error {
-					_, _, err := s.ReserveLogin(ctx, big("a"), "192.0.2.1", storeNow, storeNow.Add(-time.Hour), 5)
-					return err
-				}},
-				{"RecordLogin", func() error {
-					return s.RecordLogin(ctx, Login{UserID: u.ID, At: storeNow, PasswordHash: big("h"),
-						Refresh: RefreshToken{JTI: big("j"), Family: "f", UserID: u.ID, ExpiresAt: storeNow}})
-				}},
-				{"RotateRefresh", func() error {
-					_, _, err := s.RotateRefresh(ctx, RefreshToken{JTI: "presented", Family: "presented", UserID: "1", ExpiresAt: storeNow},
-						RefreshToken{JTI: big("n"), UserID: "1", ExpiresAt: storeNow}, storeNow)
-					return err
-				}},
-				{"AddRefresh", func() error {
-					return s.AddRefresh(ctx, RefreshToken{JTI: big("r"), Family: "f", UserID: "1", ExpiresAt: storeNow})
-				}},
-			}
-			for _, w := range writes {
-				err := w.call()
-				if !errors.Is(err, ErrUnavailable) {
-					t.Errorf("%s: got error %v, want ErrUnavailable", w.name, err)
-				}
-			}
-			t.Logf("e.g. %v", writes[0].call())
-			// Nothing was written.
-			heal()
-			s.db.Close()
-			s2, err := OpenSQLite(s.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s2.Close()
-			if got, err := s2.UserByID(ctx, u.ID); err != nil || got.PasswordHash != "hash" || !got.LastLogin.IsZero() {
-				t.Errorf("alice after the failed writes: %+v, %v; want as created", got, err)
-			}
-			if _, err := s2.UserByUsername(ctx, big("b")); !errors.Is(err, ErrNotFound) {
-				t.Errorf("the user of the failed CreateUser: got %v, want ErrNotFound", err)
-			}
-			if n, _, err := s2.LoginFailures(ctx, big("a"), "192.0.2.1", time.Time{}); err != nil || n != 0 {
-				t.Errorf("attempts after a failed ReserveLogin: %d, %v; want 0", n, err)
-			}
-			storeState(t, s2, "presented", ConsumeOK)
-			for _, jti := range []string{big("j"), big("n"), big("r")} {
-				storeState(t, s2, jti, ConsumeUnknown)
-			}
-		})
 	}
 }
 

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -143,6 +144,21 @@ const (
 	ConsumeReused                       // consumed before: a replay
 	ConsumeRevoked                      // blacklisted, or its family revoked
 )
+
+// String is the constant's name, such as "ConsumeOK".
+func (r ConsumeResult) String() string {
+	switch r {
+	case ConsumeUnknown:
+		return "ConsumeUnknown"
+	case ConsumeOK:
+		return "ConsumeOK"
+	case ConsumeReused:
+		return "ConsumeReused"
+	case ConsumeRevoked:
+		return "ConsumeRevoked"
+	}
+	return "ConsumeResult(" + strconv.Itoa(int(r)) + ")"
+}
 
 // Errors of a Store. Callers test for them with errors.Is: a store wraps
 // them with what it was doing.

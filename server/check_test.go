@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/remuda/remuda/auth"
+	"github.com/remuda/remuda/auth/postgres"
 	"github.com/remuda/remuda/internal/pgtest"
 	"github.com/remuda/remuda/internal/proctest"
 	"github.com/remuda/remuda/module"
@@ -180,7 +181,7 @@ func TestPostgresChecks(t *testing.T) {
 func checklist(c Config, withAuth bool) []module.Finding {
 	app := NewApp()
 	if withAuth {
-		app.Register(new(auth.Module))
+		app.Register(&auth.Module{Postgres: postgres.Driver{}})
 	}
 	return append(deployChecks(c), moduleFindings(app, c)...)
 }

@@ -335,6 +335,33 @@ func TestKeyErrorsOfRun(t *testing.T) {
 	}
 }
 
+// TestPostgresWithoutDriver gives a PostgreSQL database to an app whose
+// auth module has no PostgreSQL driver (a binary that does not link pgx):
+// run refuses to start, check reports it as an error, and the commands
+// that open the store fail, each saying where the setting came from and
+// how to register the driver, never the URL (it holds a password).
+func TestPostgresWithoutDriver(t *testing.T) {
+	t.Setenv("SERVER_SECRET_KEY", goodKey)
+	t.Setenv("SERVER_DATABASE", "postgres://remuda:s3cret@127.0.0.1:1/app")
+	want := "database (env SERVER_DATABASE) is a PostgreSQL URL, and this binary's auth module has no PostgreSQL driver; register it as users := &auth.Module{Postgres: postgres.Driver{}}"
+	for _, tt := range []struct {
+		args []string
+		code int
+		line string
+	}{
+		{[]string{"run", "--prod", "--bind", "127.0.0.1:0"}, ExitUsage, "myapp run: " + want},
+		{[]string{"check", "--prod", "--workers", "2"}, ExitError, "error E006: " + want},
+		{[]string{"migrate"}, ExitError, "myapp migrate: " + want},
+		{[]string{"flushexpiredtokens"}, ExitError, "myapp flushexpiredtokens: " + want},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(authApp(), "myapp", tt.args, &stdout, &stderr)
+		if out := stderr.String(); code != tt.code || !strings.Contains(out, tt.line) || strings.Contains(out, "s3cret") {
+			t.Errorf("myapp %q without a PostgreSQL driver: exit %d, stderr %q; want %d and %q, without the URL's password", tt.args, code, out, tt.code, tt.line)
+		}
+	}
+}
+
 // TestUnknownEnvWarned sets a misspelled SERVER_* variable: every command
 // that reads the settings warns on stderr, naming the closest variable,
 // and goes on; check lists it as W018.

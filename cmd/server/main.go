@@ -13,6 +13,7 @@ import (
 	"net/http"
 
 	"github.com/remuda/remuda/auth"
+	"github.com/remuda/remuda/auth/postgres"
 	"github.com/remuda/remuda/server"
 )
 
@@ -22,7 +23,7 @@ func main() {
 
 // newApp is the demo app.
 func newApp() *server.App {
-	users := new(auth.Module)
+	users := &auth.Module{Postgres: postgres.Driver{}}
 	app := server.NewApp()
 	app.Register(users)
 	app.HandleFunc("GET /healthz", healthz)

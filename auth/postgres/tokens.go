@@ -1,4 +1,4 @@
-package auth
+package postgres
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/remuda/remuda/auth"
 )
 
 // ImportRefreshTokens records refresh tokens another deployment issued, in
@@ -14,9 +16,9 @@ import (
 // keeps its record and is blacklisted if the import says so, never made
 // usable again. It returns how many were added, and how many the import
 // blacklisted.
-func (p *Postgres) ImportRefreshTokens(ctx context.Context, tokens []ImportedToken) (added, blacklisted int, err error) {
+func (p *Store) ImportRefreshTokens(ctx context.Context, tokens []auth.ImportedToken) (added, blacklisted int, err error) {
 	var (
-		now        = pgSecond(time.Now())
+		now        = second(time.Now())
 		jtis       = make([]string, len(tokens))
 		users      = make([]int64, len(tokens))
 		created    = make([]time.Time, len(tokens))
@@ -24,16 +26,16 @@ func (p *Postgres) ImportRefreshTokens(ctx context.Context, tokens []ImportedTok
 		blacklists = make([]*time.Time, len(tokens))
 	)
 	for i, t := range tokens {
-		uid, ok := pgUserID(t.UserID)
+		uid, ok := userID(t.UserID)
 		if t.JTI == "" || !ok {
 			return 0, 0, fmt.Errorf("auth: postgres: import refresh tokens: token %q: want a jti and a decimal user id (got %q)", t.JTI, t.UserID)
 		}
-		jtis[i], users[i], created[i], expires[i] = t.JTI, uid, now, pgSecond(t.ExpiresAt)
+		jtis[i], users[i], created[i], expires[i] = t.JTI, uid, now, second(t.ExpiresAt)
 		if !t.CreatedAt.IsZero() {
-			created[i] = pgSecond(t.CreatedAt)
+			created[i] = second(t.CreatedAt)
 		}
 		if !t.BlacklistedAt.IsZero() {
-			at := pgSecond(t.BlacklistedAt)
+			at := second(t.BlacklistedAt)
 			blacklists[i] = &at
 		}
 	}
@@ -88,7 +90,7 @@ func (p *Postgres) ImportRefreshTokens(ctx context.Context, tokens []ImportedTok
 		return rows.Err()
 	})
 	if err != nil {
-		return 0, 0, pgErrorf("import refresh tokens", err)
+		return 0, 0, errorf("import refresh tokens", err)
 	}
 	return added, blacklisted, nil
 }

@@ -1,4 +1,4 @@
-package auth
+package postgres
 
 import (
 	"context"
@@ -13,9 +13,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/remuda/remuda/auth"
 )
 
-// DefaultPostgresPool is the most connections a Postgres opens, per
+// DefaultPool is the most connections a Store opens, per
 // process, when its URL does not say (pgx's pool_max_conns parameter).
 // Every worker process holds a pool of its own, so a deployment opens up
 // to hosts × workers × pool connections: 2 hosts × 8 workers × 4 = 64,
@@ -23,38 +25,38 @@ import (
 // connections it reserves for superusers and replication. A request holds
 // a connection for one statement at a time, so 4 serve a worker well;
 // raise max_connections (or put PgBouncer in front) before raising this.
-const DefaultPostgresPool = 4
+const DefaultPool = 4
 
-// DefaultPostgresConnectTimeout is how long a Postgres waits for a new
+// DefaultConnectTimeout is how long a Store waits for a new
 // connection when the URL sets no connect_timeout: short, so that a
 // database that is down (or a host that drops packets) is answered with
-// ErrUnavailable within a request, not after the kernel's minutes-long TCP
+// auth.ErrUnavailable within a request, not after the kernel's minutes-long TCP
 // timeout.
-const DefaultPostgresConnectTimeout = 2 * time.Second
+const DefaultConnectTimeout = 2 * time.Second
 
-// postgresAppName is the application_name of our connections unless the
+// appName is the application_name of our connections unless the
 // URL (or PGAPPNAME) sets one: `server check` counts connections by it in
 // pg_stat_activity.
-const postgresAppName = "remuda"
+const appName = "remuda"
 
-// postgresMigrationLock is the pg_advisory_xact_lock key that serializes
+// migrationLock is the pg_advisory_xact_lock key that serializes
 // schema migrations: the bytes of "remudamg". Advisory lock keys are per
 // database, shared by every application that uses it; this one is ours.
-const postgresMigrationLock int64 = 0x72656d7564616d67
+const migrationLock int64 = 0x72656d7564616d67
 
-// postgresLoginLock is the first of the two int4 keys of the
+// loginLock is the first of the two int4 keys of the
 // pg_advisory_xact_lock that serializes the ReserveLogin calls of one
 // username and address (the second is a hash of them): the bytes of
 // "reml". Two-key locks are a key space apart from one-key locks.
-const postgresLoginLock int32 = 0x72656d6c
+const loginLock int32 = 0x72656d6c
 
-// postgresSchema holds the schema migrations: postgresSchema[i] takes a
+// schema holds the schema migrations: schema[i] takes a
 // database from version i to version i+1, and the version table
 // (remuda_schema) gets a row for each version applied, with its time.
 // Append a new step for a new version; never edit a released one. The
-// versions match sqliteSchema's: the same tables and columns, in
+// versions match the SQLite store's (auth.SQLite): the same tables and columns, in
 // PostgreSQL's types.
-var postgresSchema = [][]string{
+var schema = [][]string{
 	// Version 1. Times are timestamptz, kept to the second. Only jtis and
 	// password hashes are stored, never a raw token or a clear password.
 	// refresh_tokens has no foreign key to users: a blacklist entry
@@ -104,7 +106,7 @@ var postgresSchema = [][]string{
 	},
 }
 
-// Postgres is a Store in a PostgreSQL database, shared by the workers of
+// Store is an auth.Store in a PostgreSQL database, shared by the workers of
 // any number of hosts. It is safe for concurrent use by goroutines and by
 // processes that open the same database.
 //
@@ -118,23 +120,23 @@ var postgresSchema = [][]string{
 // write now (a disk full, an I/O error, a read-only database or
 // transaction, a missing privilege, a lock or statement timeout, a
 // serialization failure or deadlock), methods return an error that
-// matches ErrUnavailable. Every method that writes more than one row does
+// matches auth.ErrUnavailable. Every method that writes more than one row does
 // so in one transaction: a failure writes nothing. The pool drops broken connections
-// and opens new ones, so once the database is back the same Postgres
+// and opens new ones, so once the database is back the same Store
 // serves again without being reopened.
-type Postgres struct {
+type Store struct {
 	pool *pgxpool.Pool
 }
 
-var _ Store = (*Postgres)(nil)
+var _ auth.Store = (*Store)(nil)
 
-// OpenPostgres connects to the PostgreSQL database at url (a postgres://
+// Open connects to the PostgreSQL database at url (a postgres://
 // URL or a key=value connection string, as pgx parses them) and migrates
 // its schema to the current version. It opens one connection to migrate;
-// it then keeps up to pool_max_conns connections (DefaultPostgresPool if
+// it then keeps up to pool_max_conns connections (DefaultPool if
 // the URL does not set it), opened as needed. Unless the URL sets them,
 // connections are named application_name=remuda and time out after
-// DefaultPostgresConnectTimeout.
+// DefaultConnectTimeout.
 //
 // Migrations run in one transaction that first takes a transaction-level
 // advisory lock (pg_advisory_xact_lock). Every worker of every host opens
@@ -147,10 +149,10 @@ var _ Store = (*Postgres)(nil)
 // so a crashed opener never leaves it held. A database whose schema is
 // newer than this build knows is refused.
 //
-// An unreachable database fails with an error matching ErrUnavailable.
+// An unreachable database fails with an error matching auth.ErrUnavailable.
 // Call Close when done.
-func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
-	cfg, err := postgresConfig(url)
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := poolConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("auth: postgres: open: %w", err)
 	}
@@ -158,17 +160,17 @@ func OpenPostgres(ctx context.Context, url string) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: postgres: open: %w", err)
 	}
-	p := &Postgres{pool: pool}
+	p := &Store{pool: pool}
 	if err := p.migrate(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("auth: postgres: open: migrate: %w", postgresError(err))
+		return nil, fmt.Errorf("auth: postgres: open: migrate: %w", classify(err))
 	}
 	return p, nil
 }
 
-// postgresConfig parses url and applies our defaults where it is silent.
+// poolConfig parses url and applies our defaults where it is silent.
 // The error never holds the URL, which may hold a password.
-func postgresConfig(url string) (*pgxpool.Config, error) {
+func poolConfig(url string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, errors.New("cannot parse the database URL") // pgx's error quotes it, password included
@@ -179,22 +181,22 @@ func postgresConfig(url string) (*pgxpool.Config, error) {
 		return nil, errors.New("cannot parse the database URL")
 	}
 	if _, ok := raw.RuntimeParams["pool_max_conns"]; !ok {
-		cfg.MaxConns = DefaultPostgresPool
+		cfg.MaxConns = DefaultPool
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = DefaultPostgresConnectTimeout
+		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
-		cfg.ConnConfig.RuntimeParams["application_name"] = postgresAppName
+		cfg.ConnConfig.RuntimeParams["application_name"] = appName
 	}
 	return cfg, nil
 }
 
-// migrate brings the schema to len(postgresSchema), under the migration
-// lock; see OpenPostgres.
-func (p *Postgres) migrate(ctx context.Context) error {
+// migrate brings the schema to len(schema), under the migration
+// lock; see Open.
+func (p *Store) migrate(ctx context.Context) error {
 	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgresMigrationLock); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 			return fmt.Errorf("take migration lock: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS remuda_schema (
@@ -207,11 +209,11 @@ func (p *Postgres) migrate(ctx context.Context) error {
 		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM remuda_schema`).Scan(&version); err != nil {
 			return fmt.Errorf("read schema version: %w", err)
 		}
-		if version > len(postgresSchema) {
-			return fmt.Errorf("schema version %d is newer than this build's %d", version, len(postgresSchema))
+		if version > len(schema) {
+			return fmt.Errorf("schema version %d is newer than this build's %d", version, len(schema))
 		}
-		for v := version; v < len(postgresSchema); v++ {
-			for _, stmt := range postgresSchema[v] {
+		for v := version; v < len(schema); v++ {
+			for _, stmt := range schema[v] {
 				if _, err := tx.Exec(ctx, stmt); err != nil {
 					return fmt.Errorf("to schema version %d: %w", v+1, err)
 				}
@@ -225,25 +227,25 @@ func (p *Postgres) migrate(ctx context.Context) error {
 }
 
 // Close closes every connection of the pool, waiting for those in use to
-// be released. The Postgres may not be used afterwards.
-func (p *Postgres) Close() error {
+// be released. The Store may not be used afterwards.
+func (p *Store) Close() error {
 	p.pool.Close()
 	return nil
 }
 
-// postgresError marks err as ErrUnavailable when it says the database
+// classify marks err as auth.ErrUnavailable when it says the database
 // could not be reached, and returns it otherwise.
-func postgresError(err error) error {
-	if err == nil || errors.Is(err, ErrUnavailable) || !postgresUnavailable(err) {
+func classify(err error) error {
+	if err == nil || errors.Is(err, auth.ErrUnavailable) || !unavailable(err) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", auth.ErrUnavailable, err)
 }
 
-// postgresUnavailable tells whether err means the database cannot be
+// unavailable tells whether err means the database cannot be
 // reached, or cannot take the statement now, rather than that the
 // statement is wrong.
-func postgresUnavailable(err error) bool {
+func unavailable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
@@ -281,138 +283,143 @@ func postgresUnavailable(err error) bool {
 	return false
 }
 
-// pgErrorf wraps err with the operation, marking it ErrUnavailable when it
+// errorf wraps err with the operation, marking it auth.ErrUnavailable when it
 // is.
-func pgErrorf(what string, err error) error {
-	return fmt.Errorf("auth: postgres: %s: %w", what, postgresError(err))
+func errorf(what string, err error) error {
+	return fmt.Errorf("auth: postgres: %s: %w", what, classify(err))
 }
 
-// pgSecond is t truncated to its second, in UTC: what the store keeps.
-func pgSecond(t time.Time) time.Time { return time.Unix(t.Unix(), 0).UTC() }
+// second is t truncated to its second, in UTC: what the store keeps.
+func second(t time.Time) time.Time { return time.Unix(t.Unix(), 0).UTC() }
 
-// pgTime is a nullable column's time in UTC; the zero Time for NULL.
-func pgTime(t *time.Time) time.Time {
+// nullTime is a nullable column's time in UTC; the zero Time for NULL.
+func nullTime(t *time.Time) time.Time {
 	if t == nil {
 		return time.Time{}
 	}
 	return t.UTC()
 }
 
-// pgUserID parses a User.ID as sqliteUserID does.
-func pgUserID(id string) (int64, bool) { return sqliteUserID(id) }
+// userID parses a User.ID: the decimal form of a positive integer (the
+// users table's identity), without sign or leading zeros, as the SQLite
+// store does. ok is false for anything else, which names no user.
+func userID(id string) (n int64, ok bool) {
+	n, err := strconv.ParseInt(id, 10, 64)
+	return n, err == nil && n > 0 && strconv.FormatInt(n, 10) == id
+}
 
-const postgresUserColumns = `id, username, password, is_active, last_login, date_joined, password_changed_at`
+const userColumns = `id, username, password, is_active, last_login, date_joined, password_changed_at`
 
-func scanPostgresUser(row pgx.Row) (User, error) {
+func scanUser(row pgx.Row) (auth.User, error) {
 	var (
-		u                  User
+		u                  auth.User
 		id                 int64
 		lastLogin, changed *time.Time
 		joined             time.Time
 	)
 	if err := row.Scan(&id, &u.Username, &u.PasswordHash, &u.Active, &lastLogin, &joined, &changed); err != nil {
-		return User{}, err
+		return auth.User{}, err
 	}
 	u.ID = strconv.FormatInt(id, 10)
-	u.LastLogin = pgTime(lastLogin)
+	u.LastLogin = nullTime(lastLogin)
 	u.DateJoined = joined.UTC()
-	u.PasswordChangedAt = pgTime(changed)
+	u.PasswordChangedAt = nullTime(changed)
 	return u, nil
 }
 
-// CreateUser adds a user who joins now; ErrUserExists if the username is
+// CreateUser adds a user who joins now; auth.ErrUserExists if the username is
 // taken.
-func (p *Postgres) CreateUser(ctx context.Context, username, passwordHash string, active bool) (User, error) {
+func (p *Store) CreateUser(ctx context.Context, username, passwordHash string, active bool) (auth.User, error) {
 	row := p.pool.QueryRow(ctx, `
 		INSERT INTO users (username, password, is_active, date_joined)
 		VALUES ($1, $2, $3, $4)
 		ON CONFLICT (username) DO NOTHING
-		RETURNING `+postgresUserColumns,
-		username, passwordHash, active, pgSecond(time.Now()))
-	u, err := scanPostgresUser(row)
+		RETURNING `+userColumns,
+		username, passwordHash, active, second(time.Now()))
+	u, err := scanUser(row)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, pgErrorf("create user", ErrUserExists)
+		return auth.User{}, errorf("create user", auth.ErrUserExists)
 	}
 	if err != nil {
-		return User{}, pgErrorf("create user", err)
+		return auth.User{}, errorf("create user", err)
 	}
 	return u, nil
 }
 
-// UserByUsername returns the user named username; ErrNotFound if none.
-func (p *Postgres) UserByUsername(ctx context.Context, username string) (User, error) {
-	u, err := scanPostgresUser(p.pool.QueryRow(ctx, `SELECT `+postgresUserColumns+` FROM users WHERE username = $1`, username))
+// UserByUsername returns the user named username; auth.ErrNotFound if none.
+func (p *Store) UserByUsername(ctx context.Context, username string) (auth.User, error) {
+	u, err := scanUser(p.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, pgErrorf("user by username", ErrNotFound)
+		return auth.User{}, errorf("user by username", auth.ErrNotFound)
 	}
 	if err != nil {
-		return User{}, pgErrorf("user by username", err)
+		return auth.User{}, errorf("user by username", err)
 	}
 	return u, nil
 }
 
-// UserByID returns the user with id; ErrNotFound if none, or if id is not
+// UserByID returns the user with id; auth.ErrNotFound if none, or if id is not
 // the decimal form of a user id.
-func (p *Postgres) UserByID(ctx context.Context, id string) (User, error) {
-	n, ok := pgUserID(id)
+func (p *Store) UserByID(ctx context.Context, id string) (auth.User, error) {
+	n, ok := userID(id)
 	if !ok {
-		return User{}, pgErrorf("user by id", ErrNotFound)
+		return auth.User{}, errorf("user by id", auth.ErrNotFound)
 	}
-	u, err := scanPostgresUser(p.pool.QueryRow(ctx, `SELECT `+postgresUserColumns+` FROM users WHERE id = $1`, n))
+	u, err := scanUser(p.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, n))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, pgErrorf("user by id", ErrNotFound)
+		return auth.User{}, errorf("user by id", auth.ErrNotFound)
 	}
 	if err != nil {
-		return User{}, pgErrorf("user by id", err)
+		return auth.User{}, errorf("user by id", err)
 	}
 	return u, nil
 }
 
 // updateUser runs an UPDATE of one user whose first parameter is the id;
-// ErrNotFound if no user has that id.
-func (p *Postgres) updateUser(ctx context.Context, what, query, id string, args ...any) error {
-	n, ok := pgUserID(id)
+// auth.ErrNotFound if no user has that id.
+func (p *Store) updateUser(ctx context.Context, what, query, id string, args ...any) error {
+	n, ok := userID(id)
 	if !ok {
-		return pgErrorf(what, ErrNotFound)
+		return errorf(what, auth.ErrNotFound)
 	}
 	tag, err := p.pool.Exec(ctx, query, append([]any{n}, args...)...)
 	if err != nil {
-		return pgErrorf(what, err)
+		return errorf(what, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return pgErrorf(what, ErrNotFound)
+		return errorf(what, auth.ErrNotFound)
 	}
 	return nil
 }
 
-// SetPassword replaces a user's password hash; ErrNotFound if no such
+// SetPassword replaces a user's password hash; auth.ErrNotFound if no such
 // user.
-func (p *Postgres) SetPassword(ctx context.Context, id, passwordHash string) error {
+func (p *Store) SetPassword(ctx context.Context, id, passwordHash string) error {
 	return p.updateUser(ctx, "set password", `UPDATE users SET password = $2 WHERE id = $1`, id, passwordHash)
 }
 
 // ChangePassword replaces a user's password hash, records the change at
 // at, and blacklists every refresh token of the user, in one transaction;
-// ErrNotFound if no such user.
-func (p *Postgres) ChangePassword(ctx context.Context, id, passwordHash string, at time.Time) error {
-	n, ok := pgUserID(id)
+// auth.ErrNotFound if no such user.
+func (p *Store) ChangePassword(ctx context.Context, id, passwordHash string, at time.Time) error {
+	n, ok := userID(id)
 	if !ok {
-		return pgErrorf("change password", ErrNotFound)
+		return errorf("change password", auth.ErrNotFound)
 	}
-	at = pgSecond(at)
+	at = second(at)
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE users SET password = $2, password_changed_at = $3 WHERE id = $1`, n, passwordHash, at)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return ErrNotFound
+			return auth.ErrNotFound
 		}
 		_, err = tx.Exec(ctx, `UPDATE refresh_tokens SET blacklisted_at = $2 WHERE user_id = $1 AND blacklisted_at IS NULL`, n, at)
 		return err
 	})
 	if err != nil {
-		return pgErrorf("change password", err)
+		return errorf("change password", err)
 	}
 	return nil
 }
@@ -420,11 +427,11 @@ func (p *Postgres) ChangePassword(ctx context.Context, id, passwordHash string, 
 // ImportUsers writes users with their ids in one transaction; see Store.
 // The id sequence is moved past the highest id, so that users created
 // afterwards get new ids.
-func (p *Postgres) ImportUsers(ctx context.Context, users []User) (created, updated int, err error) {
+func (p *Store) ImportUsers(ctx context.Context, users []auth.User) (created, updated int, err error) {
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		created, updated = 0, 0
 		for _, u := range users {
-			id, ok := pgUserID(u.ID)
+			id, ok := userID(u.ID)
 			if !ok {
 				return fmt.Errorf("import user %q: id %q is not a decimal id", u.Username, u.ID)
 			}
@@ -435,11 +442,11 @@ func (p *Postgres) ImportUsers(ctx context.Context, users []User) (created, upda
 				return fmt.Errorf("import user %q: %w", u.Username, err)
 			}
 			if taken {
-				return fmt.Errorf("import user %q (id %s): %w", u.Username, u.ID, ErrUserExists)
+				return fmt.Errorf("import user %q (id %s): %w", u.Username, u.ID, auth.ErrUserExists)
 			}
 			var lastLogin *time.Time
 			if !u.LastLogin.IsZero() {
-				t := pgSecond(u.LastLogin)
+				t := second(u.LastLogin)
 				lastLogin = &t
 			}
 			joined := u.DateJoined
@@ -451,10 +458,10 @@ func (p *Postgres) ImportUsers(ctx context.Context, users []User) (created, upda
 				VALUES ($1, $2, $3, $4, $5, $6)
 				ON CONFLICT (id) DO UPDATE SET username = excluded.username, password = excluded.password,
 					is_active = excluded.is_active, last_login = excluded.last_login, date_joined = excluded.date_joined`,
-				id, u.Username, u.PasswordHash, u.Active, lastLogin, pgSecond(joined))
+				id, u.Username, u.PasswordHash, u.Active, lastLogin, second(joined))
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "23505" { // a concurrent writer took the username
-				return fmt.Errorf("import user %q (id %s): %w", u.Username, u.ID, ErrUserExists)
+				return fmt.Errorf("import user %q (id %s): %w", u.Username, u.ID, auth.ErrUserExists)
 			}
 			if err != nil {
 				return fmt.Errorf("import user %q: %w", u.Username, err)
@@ -475,25 +482,25 @@ func (p *Postgres) ImportUsers(ctx context.Context, users []User) (created, upda
 		return nil
 	})
 	if err != nil {
-		return 0, 0, pgErrorf("import users", err)
+		return 0, 0, errorf("import users", err)
 	}
 	return created, updated, nil
 }
 
-// SetActive activates or deactivates a user; ErrNotFound if no such user.
-func (p *Postgres) SetActive(ctx context.Context, id string, active bool) error {
+// SetActive activates or deactivates a user; auth.ErrNotFound if no such user.
+func (p *Store) SetActive(ctx context.Context, id string, active bool) error {
 	return p.updateUser(ctx, "set active", `UPDATE users SET is_active = $2 WHERE id = $1`, id, active)
 }
 
 // RecordLogin records a successful login in one transaction; see Store
-// and Login. ErrNotFound if no such user.
-func (p *Postgres) RecordLogin(ctx context.Context, l Login) error {
-	n, ok := pgUserID(l.UserID)
+// and Login. auth.ErrNotFound if no such user.
+func (p *Store) RecordLogin(ctx context.Context, l auth.Login) error {
+	n, ok := userID(l.UserID)
 	if !ok {
-		return pgErrorf("record login", ErrNotFound)
+		return errorf("record login", auth.ErrNotFound)
 	}
 	if l.Refresh.JTI != "" {
-		if err := pgCheckRefresh(l.Refresh); err != nil {
+		if err := checkRefresh(l.Refresh); err != nil {
 			return fmt.Errorf("auth: postgres: record login: %w", err)
 		}
 	}
@@ -501,12 +508,12 @@ func (p *Postgres) RecordLogin(ctx context.Context, l Login) error {
 		tag, err := tx.Exec(ctx, `
 			UPDATE users SET last_login = $2, password = CASE WHEN $3 = '' THEN password ELSE $3 END
 			WHERE id = $1`,
-			n, pgSecond(l.At), l.PasswordHash)
+			n, second(l.At), l.PasswordHash)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return ErrNotFound
+			return auth.ErrNotFound
 		}
 		if l.Attempt > 0 {
 			if _, err := tx.Exec(ctx, `DELETE FROM login_failures WHERE username = $1 AND addr = $2 AND id <= $3`,
@@ -515,63 +522,63 @@ func (p *Postgres) RecordLogin(ctx context.Context, l Login) error {
 			}
 		}
 		if l.Refresh.JTI != "" {
-			return pgAddRefresh(ctx, tx, l.Refresh)
+			return addRefresh(ctx, tx, l.Refresh)
 		}
 		return nil
 	})
 	if err != nil {
-		return pgErrorf("record login", err)
+		return errorf("record login", err)
 	}
 	return nil
 }
 
-// pgCheckRefresh checks a token record before it is written: a jti, a
+// checkRefresh checks a token record before it is written: a jti, a
 // family, and a decimal user id.
-func pgCheckRefresh(t RefreshToken) error {
+func checkRefresh(t auth.RefreshToken) error {
 	if t.JTI == "" || t.Family == "" {
 		return errors.New("empty jti or family")
 	}
-	if _, ok := pgUserID(t.UserID); !ok {
+	if _, ok := userID(t.UserID); !ok {
 		return fmt.Errorf("user id %q is not a decimal id", t.UserID)
 	}
 	return nil
 }
 
-// pgQuerier is a pool or a transaction.
-type pgQuerier interface {
+// querier is a pool or a transaction.
+type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// pgAddRefresh inserts the checked record t, created now, unless its jti
+// addRefresh inserts the checked record t, created now, unless its jti
 // is recorded already.
-func pgAddRefresh(ctx context.Context, q pgQuerier, t RefreshToken) error {
-	uid, _ := pgUserID(t.UserID)
+func addRefresh(ctx context.Context, q querier, t auth.RefreshToken) error {
+	uid, _ := userID(t.UserID)
 	_, err := q.Exec(ctx, `
 		INSERT INTO refresh_tokens (jti, family, user_id, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (jti) DO NOTHING`,
-		t.JTI, t.Family, uid, pgSecond(time.Now()), pgSecond(t.ExpiresAt))
+		t.JTI, t.Family, uid, second(time.Now()), second(t.ExpiresAt))
 	return err
 }
 
 // AddRefresh records a refresh token as outstanding, created now. Like
 // SQLite's, it is idempotent: a jti recorded before is left as it is.
 // t.UserID must be a user id (decimal).
-func (p *Postgres) AddRefresh(ctx context.Context, t RefreshToken) error {
-	if err := pgCheckRefresh(t); err != nil {
+func (p *Store) AddRefresh(ctx context.Context, t auth.RefreshToken) error {
+	if err := checkRefresh(t); err != nil {
 		return fmt.Errorf("auth: postgres: add refresh token: %w", err)
 	}
-	if err := pgAddRefresh(ctx, p.pool, t); err != nil {
-		return pgErrorf("add refresh token", err)
+	if err := addRefresh(ctx, p.pool, t); err != nil {
+		return errorf("add refresh token", err)
 	}
 	return nil
 }
 
-// pgRefreshState classifies the token jti as sqliteRefreshState does.
-func pgRefreshState(ctx context.Context, q pgQuerier, jti string) (ConsumeResult, RefreshToken, error) {
+// refreshState classifies the token jti as the SQLite store does.
+func refreshState(ctx context.Context, q querier, jti string) (auth.ConsumeResult, auth.RefreshToken, error) {
 	var (
-		t                 = RefreshToken{JTI: jti}
+		t                 = auth.RefreshToken{JTI: jti}
 		uid               int64
 		consumed, revoked bool
 	)
@@ -582,46 +589,46 @@ func pgRefreshState(ctx context.Context, q pgQuerier, jti string) (ConsumeResult
 				OR EXISTS (SELECT 1 FROM revoked_families r WHERE r.family = t.family)
 		FROM refresh_tokens t WHERE jti = $1`, jti).Scan(&t.Family, &uid, &t.ExpiresAt, &consumed, &revoked)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ConsumeUnknown, RefreshToken{}, nil
+		return auth.ConsumeUnknown, auth.RefreshToken{}, nil
 	}
 	if err != nil {
-		return ConsumeUnknown, RefreshToken{}, err
+		return auth.ConsumeUnknown, auth.RefreshToken{}, err
 	}
 	t.UserID = strconv.FormatInt(uid, 10)
 	t.ExpiresAt = t.ExpiresAt.UTC()
 	switch {
 	case revoked:
-		return ConsumeRevoked, t, nil
+		return auth.ConsumeRevoked, t, nil
 	case consumed:
-		return ConsumeReused, t, nil
+		return auth.ConsumeReused, t, nil
 	default:
-		return ConsumeOK, t, nil
+		return auth.ConsumeOK, t, nil
 	}
 }
 
-// pgConsume consumes the token jti at now with one conditional UPDATE, or
+// consume consumes the token jti at now with one conditional UPDATE, or
 // says why it cannot. A concurrent caller waits for the winner's row lock,
 // then finds consumed_at set and updates nothing; a consumed, blacklisted
 // or revoked token never becomes consumable again, so reading its state
 // after the UPDATE (a new snapshot in READ COMMITTED) is safe.
-func pgConsume(ctx context.Context, q pgQuerier, jti string, now time.Time) (ConsumeResult, RefreshToken, error) {
-	t := RefreshToken{JTI: jti}
+func consume(ctx context.Context, q querier, jti string, now time.Time) (auth.ConsumeResult, auth.RefreshToken, error) {
+	t := auth.RefreshToken{JTI: jti}
 	var uid int64
 	err := q.QueryRow(ctx, `
 		UPDATE refresh_tokens t SET consumed_at = $2
 		WHERE jti = $1 AND consumed_at IS NULL AND blacklisted_at IS NULL
 			AND NOT EXISTS (SELECT 1 FROM revoked_families r WHERE r.family = t.family)
 		RETURNING family, user_id, expires_at`,
-		jti, pgSecond(now)).Scan(&t.Family, &uid, &t.ExpiresAt)
+		jti, second(now)).Scan(&t.Family, &uid, &t.ExpiresAt)
 	if err == nil {
 		t.UserID = strconv.FormatInt(uid, 10)
 		t.ExpiresAt = t.ExpiresAt.UTC()
-		return ConsumeOK, t, nil
+		return auth.ConsumeOK, t, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return ConsumeUnknown, RefreshToken{}, err
+		return auth.ConsumeUnknown, auth.RefreshToken{}, err
 	}
-	return pgRefreshState(ctx, q, jti)
+	return refreshState(ctx, q, jti)
 }
 
 // ConsumeRefresh marks the outstanding refresh token jti consumed at now,
@@ -632,74 +639,77 @@ func pgConsume(ctx context.Context, q pgQuerier, jti string, now time.Time) (Con
 // ConsumeUnknown for a jti never recorded, or flushed; the record for
 // every result but ConsumeUnknown. Expiry is not checked here: the
 // token's exp claim is.
-func (p *Postgres) ConsumeRefresh(ctx context.Context, jti string, now time.Time) (ConsumeResult, RefreshToken, error) {
-	res, t, err := pgConsume(ctx, p.pool, jti, now)
+func (p *Store) ConsumeRefresh(ctx context.Context, jti string, now time.Time) (auth.ConsumeResult, auth.RefreshToken, error) {
+	res, t, err := consume(ctx, p.pool, jti, now)
 	if err != nil {
-		return ConsumeUnknown, RefreshToken{}, pgErrorf("consume refresh token", err)
+		return auth.ConsumeUnknown, auth.RefreshToken{}, errorf("consume refresh token", err)
 	}
 	return res, t, nil
 }
+
+// errNoRotation rolls back a rotation whose token was not consumable.
+var errNoRotation = errors.New("auth: postgres: no rotation")
 
 // RotateRefresh adopts presented if it is unknown, consumes it and records
 // next in its family, in one transaction; see Store. Of concurrent
 // rotations of one token, on any number of hosts, exactly one gets
 // ConsumeOK: the others wait for its row lock (or its adoption's unique
 // index entry), then find the token consumed.
-func (p *Postgres) RotateRefresh(ctx context.Context, presented, next RefreshToken, now time.Time) (ConsumeResult, RefreshToken, error) {
-	if err := pgCheckRefresh(presented); err != nil {
-		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: postgres: rotate refresh token: presented: %w", err)
+func (p *Store) RotateRefresh(ctx context.Context, presented, next auth.RefreshToken, now time.Time) (auth.ConsumeResult, auth.RefreshToken, error) {
+	if err := checkRefresh(presented); err != nil {
+		return auth.ConsumeUnknown, auth.RefreshToken{}, fmt.Errorf("auth: postgres: rotate refresh token: presented: %w", err)
 	}
 	next.Family = presented.Family // replaced by the consumed token's; checked for emptiness here
-	if err := pgCheckRefresh(next); err != nil {
-		return ConsumeUnknown, RefreshToken{}, fmt.Errorf("auth: postgres: rotate refresh token: next: %w", err)
+	if err := checkRefresh(next); err != nil {
+		return auth.ConsumeUnknown, auth.RefreshToken{}, fmt.Errorf("auth: postgres: rotate refresh token: next: %w", err)
 	}
 	var (
-		res ConsumeResult
-		t   RefreshToken
+		res auth.ConsumeResult
+		t   auth.RefreshToken
 	)
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) (err error) {
-		if err := pgAddRefresh(ctx, tx, presented); err != nil {
+		if err := addRefresh(ctx, tx, presented); err != nil {
 			return err
 		}
-		if res, t, err = pgConsume(ctx, tx, presented.JTI, now); err != nil {
+		if res, t, err = consume(ctx, tx, presented.JTI, now); err != nil {
 			return err
 		}
-		if res != ConsumeOK {
+		if res != auth.ConsumeOK {
 			return errNoRotation
 		}
 		next.Family = t.Family
-		return pgAddRefresh(ctx, tx, next)
+		return addRefresh(ctx, tx, next)
 	})
 	if errors.Is(err, errNoRotation) {
 		return res, t, nil
 	}
 	if err != nil {
-		return ConsumeUnknown, RefreshToken{}, pgErrorf("rotate refresh token", err)
+		return auth.ConsumeUnknown, auth.RefreshToken{}, errorf("rotate refresh token", err)
 	}
 	return res, t, nil
 }
 
 // RefreshState tells the state of the refresh token jti, as
 // ConsumeRefresh would, changing nothing.
-func (p *Postgres) RefreshState(ctx context.Context, jti string) (ConsumeResult, error) {
-	res, _, err := pgRefreshState(ctx, p.pool, jti)
+func (p *Store) RefreshState(ctx context.Context, jti string) (auth.ConsumeResult, error) {
+	res, _, err := refreshState(ctx, p.pool, jti)
 	if err != nil {
-		return ConsumeUnknown, pgErrorf("refresh token state", err)
+		return auth.ConsumeUnknown, errorf("refresh token state", err)
 	}
 	return res, nil
 }
 
 // Blacklist revokes the refresh token jti as of now (a token blacklisted
-// before keeps its first time); ErrNotFound if the jti was never recorded.
-func (p *Postgres) Blacklist(ctx context.Context, jti string, now time.Time) error {
+// before keeps its first time); auth.ErrNotFound if the jti was never recorded.
+func (p *Store) Blacklist(ctx context.Context, jti string, now time.Time) error {
 	tag, err := p.pool.Exec(ctx, `
 		UPDATE refresh_tokens SET blacklisted_at = COALESCE(blacklisted_at, $2)
-		WHERE jti = $1`, jti, pgSecond(now))
+		WHERE jti = $1`, jti, second(now))
 	if err != nil {
-		return pgErrorf("blacklist refresh token", err)
+		return errorf("blacklist refresh token", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return pgErrorf("blacklist refresh token", ErrNotFound)
+		return errorf("blacklist refresh token", auth.ErrNotFound)
 	}
 	return nil
 }
@@ -707,24 +717,24 @@ func (p *Postgres) Blacklist(ctx context.Context, jti string, now time.Time) err
 // RevokeFamily revokes every token of family, as of now; revoking a family
 // again changes nothing. FlushExpired drops the revocation with the
 // family's last token.
-func (p *Postgres) RevokeFamily(ctx context.Context, family string, now time.Time) error {
+func (p *Store) RevokeFamily(ctx context.Context, family string, now time.Time) error {
 	_, err := p.pool.Exec(ctx, `
 		INSERT INTO revoked_families (family, revoked_at) VALUES ($1, $2)
-		ON CONFLICT (family) DO NOTHING`, family, pgSecond(now))
+		ON CONFLICT (family) DO NOTHING`, family, second(now))
 	if err != nil {
-		return pgErrorf("revoke token family", err)
+		return errorf("revoke token family", err)
 	}
 	return nil
 }
 
 // FlushExpired deletes, in one transaction, the refresh tokens that
 // expired before now, the revoked families left without a token, and the
-// login attempts older than now - LoginFailureRetention. It returns how
+// login attempts older than now - auth.LoginFailureRetention. It returns how
 // many tokens went.
-func (p *Postgres) FlushExpired(ctx context.Context, now time.Time) (int, error) {
+func (p *Store) FlushExpired(ctx context.Context, now time.Time) (int, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM refresh_tokens WHERE expires_at < $1`, pgSecond(now))
+		tag, err := tx.Exec(ctx, `DELETE FROM refresh_tokens WHERE expires_at < $1`, second(now))
 		if err != nil {
 			return err
 		}
@@ -734,11 +744,11 @@ func (p *Postgres) FlushExpired(ctx context.Context, now time.Time) (int, error)
 			WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family = r.family)`); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM login_failures WHERE at < $1`, pgSecond(now.Add(-LoginFailureRetention)))
+		_, err = tx.Exec(ctx, `DELETE FROM login_failures WHERE at < $1`, second(now.Add(-auth.LoginFailureRetention)))
 		return err
 	})
 	if err != nil {
-		return 0, pgErrorf("flush expired", err)
+		return 0, errorf("flush expired", err)
 	}
 	return int(n), nil
 }
@@ -746,18 +756,18 @@ func (p *Postgres) FlushExpired(ctx context.Context, now time.Time) (int, error)
 // ReserveLogin counts a login attempt unless limit are counted since
 // since; see Store. The count and the insert run in one transaction that
 // first takes a transaction-level advisory lock on the username and
-// address (two int4 keys: postgresLoginLock and a hash of them), so that
+// address (two int4 keys: loginLock and a hash of them), so that
 // the calls for one username and address, on any host, take turns;
 // others run in parallel (a hash collision only makes two take turns).
 // Times are to the second.
-func (p *Postgres) ReserveLogin(ctx context.Context, username, addr string, now, since time.Time, limit int) (int64, time.Time, error) {
+func (p *Store) ReserveLogin(ctx context.Context, username, addr string, now, since time.Time, limit int) (int64, time.Time, error) {
 	var (
 		id     int64
 		oldest time.Time
 	)
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2 || chr(10) || $3))`,
-			postgresLoginLock, username, addr); err != nil {
+			loginLock, username, addr); err != nil {
 			return err
 		}
 		var (
@@ -767,26 +777,26 @@ func (p *Postgres) ReserveLogin(ctx context.Context, username, addr string, now,
 		if err := tx.QueryRow(ctx, `
 			SELECT COUNT(*), MIN(at) FROM login_failures
 			WHERE username = $1 AND addr = $2 AND at >= $3`,
-			username, addr, pgSecond(since)).Scan(&n, &min); err != nil {
+			username, addr, second(since)).Scan(&n, &min); err != nil {
 			return err
 		}
 		if n >= limit {
-			oldest = pgTime(min)
+			oldest = nullTime(min)
 			return nil
 		}
 		return tx.QueryRow(ctx, `INSERT INTO login_failures (username, addr, at) VALUES ($1, $2, $3) RETURNING id`,
-			username, addr, pgSecond(now)).Scan(&id)
+			username, addr, second(now)).Scan(&id)
 	})
 	if err != nil {
-		return 0, time.Time{}, pgErrorf("reserve login", err)
+		return 0, time.Time{}, errorf("reserve login", err)
 	}
 	return id, oldest, nil
 }
 
 // ReleaseLogin forgets the attempt with id attempt; see Store.
-func (p *Postgres) ReleaseLogin(ctx context.Context, attempt int64) error {
+func (p *Store) ReleaseLogin(ctx context.Context, attempt int64) error {
 	if _, err := p.pool.Exec(ctx, `DELETE FROM login_failures WHERE id = $1`, attempt); err != nil {
-		return pgErrorf("release login", err)
+		return errorf("release login", err)
 	}
 	return nil
 }
@@ -794,7 +804,7 @@ func (p *Postgres) ReleaseLogin(ctx context.Context, attempt int64) error {
 // LoginFailures counts the login attempts for username from addr at or
 // after since (to the second), and returns the oldest of them (the zero
 // Time if none).
-func (p *Postgres) LoginFailures(ctx context.Context, username, addr string, since time.Time) (int, time.Time, error) {
+func (p *Store) LoginFailures(ctx context.Context, username, addr string, since time.Time) (int, time.Time, error) {
 	var (
 		n      int
 		oldest *time.Time
@@ -802,50 +812,50 @@ func (p *Postgres) LoginFailures(ctx context.Context, username, addr string, sin
 	err := p.pool.QueryRow(ctx, `
 		SELECT COUNT(*), MIN(at) FROM login_failures
 		WHERE username = $1 AND addr = $2 AND at >= $3`,
-		username, addr, pgSecond(since)).Scan(&n, &oldest)
+		username, addr, second(since)).Scan(&n, &oldest)
 	if err != nil {
-		return 0, time.Time{}, pgErrorf("count login failures", err)
+		return 0, time.Time{}, errorf("count login failures", err)
 	}
-	return n, pgTime(oldest), nil
+	return n, nullTime(oldest), nil
 }
 
-// PostgresCapacity is what `server check` weighs a deployment's pools
+// Capacity is what `server check` weighs a deployment's pools
 // against: the connections the database at a URL allows ordinary roles,
 // how many Remuda processes hold now, and the pool each process of this
 // URL would keep.
-type PostgresCapacity struct {
+type Capacity struct {
 	// Limit is max_connections less the slots reserved for superusers
 	// (and, from PostgreSQL 16, for reserved_connections roles).
 	Limit int
 	// InUse counts the open connections named application_name=remuda,
 	// from every host; while a server runs, its own count too.
 	InUse int
-	// Pool is pool_max_conns of the URL, or DefaultPostgresPool.
+	// Pool is pool_max_conns of the URL, or DefaultPool.
 	Pool int
 }
 
-// CheckPostgres connects once to the database at url, without migrating
+// Check connects once to the database at url, without migrating
 // it, and reports its capacity; an unreachable database gives an error
-// matching ErrUnavailable.
-func CheckPostgres(ctx context.Context, url string) (PostgresCapacity, error) {
-	cfg, err := postgresConfig(url)
+// matching auth.ErrUnavailable.
+func Check(ctx context.Context, url string) (Capacity, error) {
+	cfg, err := poolConfig(url)
 	if err != nil {
-		return PostgresCapacity{}, fmt.Errorf("auth: postgres: %w", err)
+		return Capacity{}, fmt.Errorf("auth: postgres: %w", err)
 	}
 	c, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
 	if err != nil {
-		return PostgresCapacity{}, fmt.Errorf("auth: postgres: connect: %w", postgresError(err))
+		return Capacity{}, fmt.Errorf("auth: postgres: connect: %w", classify(err))
 	}
 	defer c.Close(context.Background())
-	capacity := PostgresCapacity{Pool: int(cfg.MaxConns)}
+	capacity := Capacity{Pool: int(cfg.MaxConns)}
 	err = c.QueryRow(ctx, `SELECT
 		current_setting('max_connections')::int
 			- current_setting('superuser_reserved_connections')::int
 			- coalesce(current_setting('reserved_connections', true)::int, 0),
 		(SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid())`,
-		postgresAppName).Scan(&capacity.Limit, &capacity.InUse)
+		appName).Scan(&capacity.Limit, &capacity.InUse)
 	if err != nil {
-		return PostgresCapacity{}, fmt.Errorf("auth: postgres: read max_connections: %w", postgresError(err))
+		return Capacity{}, fmt.Errorf("auth: postgres: read max_connections: %w", classify(err))
 	}
 	return capacity, nil
 }

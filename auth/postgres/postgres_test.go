@@ -1,7 +1,6 @@
-package auth
+package postgres
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,13 +16,30 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/remuda/remuda/auth"
+	"github.com/remuda/remuda/auth/internal/storetest"
+	"github.com/remuda/remuda/auth/internal/testkit"
 	"github.com/remuda/remuda/internal/pgtest"
+	"github.com/remuda/remuda/internal/proctest"
 )
 
-// postgresCluster returns the package's shared PostgreSQL cluster. The
+// TestMain lets the test binary impersonate a worker process opening the
+// store (child). It stops the shared PostgreSQL cluster once the tests
+// are done, and fails the run if a process it started outlived them.
+func TestMain(m *testing.M) {
+	testkit.RunChild(envChild, child)
+	code := pgtest.Run(m)
+	if left := proctest.Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "processes outlived the tests: %v\n", left)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// cluster returns the package's shared PostgreSQL cluster. The
 // PostgreSQL tests are skipped in -short mode: the first one pays for an
 // initdb (seconds on a busy machine).
-func postgresCluster(t *testing.T) *pgtest.Cluster {
+func cluster(t *testing.T) *pgtest.Cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("PostgreSQL tests are not short")
@@ -31,37 +47,53 @@ func postgresCluster(t *testing.T) *pgtest.Cluster {
 	return pgtest.Shared(t)
 }
 
-// openTestPostgres opens a Postgres store on a new, empty database.
-func openTestPostgres(t *testing.T) *Postgres {
+// openTest opens a Store on a new, empty database.
+func openTest(t *testing.T) *Store {
 	t.Helper()
-	return openPostgresAt(t, postgresCluster(t).NewDatabase(t))
+	return openAt(t, cluster(t).NewDatabase(t))
 }
 
-func openPostgresAt(t *testing.T, url string) *Postgres {
+func openAt(t *testing.T, url string) *Store {
 	t.Helper()
-	s, err := OpenPostgres(t.Context(), url)
+	s, err := Open(t.Context(), url)
 	if err != nil {
-		t.Fatalf("OpenPostgres: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
 }
 
 func TestPostgresStore(t *testing.T) {
-	c := postgresCluster(t)
-	testStore(t, func(t *testing.T) Store { return openPostgresAt(t, c.NewDatabase(t)) })
-	testStoreFaults(t, func(t *testing.T) (Store, storeFaults) {
+	c := cluster(t)
+	storetest.Run(t, func(t *testing.T) auth.Store { return openAt(t, c.NewDatabase(t)) })
+	storetest.RunFaults(t, func(t *testing.T) (auth.Store, storetest.Faults) {
 		url := c.NewDatabase(t)
-		return openPostgresAt(t, url), postgresFaults{url}
+		return openAt(t, url), faults{url}
 	})
 }
 
-// postgresFaults fails inserts with a trigger that raises disk_full, as
+func TestPostgresImportRefreshTokens(t *testing.T) {
+	c := cluster(t)
+	storetest.ImportRefreshTokens(t, func(t *testing.T) storetest.Importer { return openAt(t, c.NewDatabase(t)) })
+}
+
+// TestPostgresRefreshAfterFailedWrite fails the new token's insert as a
+// full disk would, after the presented token's consumption, during a
+// refresh (storetest.RefreshAfterFailedWrite).
+func TestPostgresRefreshAfterFailedWrite(t *testing.T) {
+	url := cluster(t).NewDatabase(t)
+	f := faults{url}
+	storetest.RefreshAfterFailedWrite(t, openAt(t, url), func(presented string) {
+		f.failInserts(t, "NEW.jti <> '"+presented+"'")
+	}, func() { f.Heal(t) })
+}
+
+// faults fails inserts with a trigger that raises disk_full, as
 // a full disk would.
-type postgresFaults struct{ url string }
+type faults struct{ url string }
 
 // exec runs statements on a connection of its own.
-func (f postgresFaults) exec(t *testing.T, stmts ...string) {
+func (f faults) exec(t *testing.T, stmts ...string) {
 	t.Helper()
 	c, err := pgx.Connect(t.Context(), f.url)
 	if err != nil {
@@ -75,11 +107,18 @@ func (f postgresFaults) exec(t *testing.T, stmts ...string) {
 	}
 }
 
-func (f postgresFaults) failRefreshInsert(t *testing.T, jti string) {
+func (f faults) FailRefreshInsert(t *testing.T, jti string) {
+	t.Helper()
+	f.failInserts(t, "NEW.jti = '"+jti+"'")
+}
+
+// failInserts makes the inserts of refresh tokens that meet cond (a
+// PL/pgSQL condition on NEW) fail; Heal undoes it.
+func (f faults) failInserts(t *testing.T, cond string) {
 	t.Helper()
 	f.exec(t, `CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
-			IF NEW.jti = '`+jti+`' THEN
+			IF `+cond+` THEN
 				RAISE EXCEPTION 'injected fault: no space left on device' USING ERRCODE = 'disk_full';
 			END IF;
 			RETURN NEW;
@@ -87,7 +126,7 @@ func (f postgresFaults) failRefreshInsert(t *testing.T, jti string) {
 		`CREATE TRIGGER injected_fault BEFORE INSERT ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION injected_fault()`)
 }
 
-func (f postgresFaults) heal(t *testing.T) {
+func (f faults) Heal(t *testing.T) {
 	t.Helper()
 	f.exec(t, `DROP TRIGGER injected_fault ON refresh_tokens`, `DROP FUNCTION injected_fault()`)
 }
@@ -99,15 +138,15 @@ func TestPostgresConfig(t *testing.T) {
 		timeout   time.Duration
 		app       string
 	}{
-		{"defaults", "postgres://u@db.example/app", DefaultPostgresPool, DefaultPostgresConnectTimeout, "remuda"},
+		{"defaults", "postgres://u@db.example/app", DefaultPool, DefaultConnectTimeout, "remuda"},
 		{"URL's own", "postgres://u@db.example/app?pool_max_conns=9&connect_timeout=7&application_name=billing", 9, 7 * time.Second, "billing"},
-		{"key=value", "host=db.example user=u pool_max_conns=2", 2, DefaultPostgresConnectTimeout, "remuda"},
+		{"key=value", "host=db.example user=u pool_max_conns=2", 2, DefaultConnectTimeout, "remuda"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := postgresConfig(tt.url)
+			cfg, err := poolConfig(tt.url)
 			if err != nil {
-				t.Fatalf("postgresConfig(%q): %v", tt.url, err)
+				t.Fatalf("poolConfig(%q): %v", tt.url, err)
 			}
 			if cfg.MaxConns != tt.maxConns {
 				t.Errorf("MaxConns: got %d, want %d", cfg.MaxConns, tt.maxConns)
@@ -123,35 +162,35 @@ func TestPostgresConfig(t *testing.T) {
 			}
 		})
 	}
-	_, err := postgresConfig("postgres://u:s3cret@db.example:notaport/app")
+	_, err := poolConfig("postgres://u:s3cret@db.example:notaport/app")
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
-		t.Errorf("postgresConfig of a bad URL: got error %v, want one without the password", err)
+		t.Errorf("poolConfig of a bad URL: got error %v, want one without the password", err)
 	}
 }
 
 // TestPostgresRecords checks what the rows hold where the Store interface
 // cannot tell, and the connection settings.
 func TestPostgresRecords(t *testing.T) {
-	s := openTestPostgres(t)
+	s := openTest(t)
 	ctx := t.Context()
 	var app string
 	if err := s.pool.QueryRow(ctx, `SELECT current_setting('application_name')`).Scan(&app); err != nil || app != "remuda" {
 		t.Errorf("application_name: got %q, %v; want remuda", app, err)
 	}
-	storeAdd(t, s, "c", "c")
-	storeConsume(t, s, "c", ConsumeOK)
-	storeConsume(t, s, "c", ConsumeReused)
+	storetest.Add(t, s, "c", "c")
+	storetest.Consume(t, s, "c", auth.ConsumeOK)
+	storetest.Consume(t, s, "c", auth.ConsumeReused)
 	var consumed time.Time
-	if err := s.pool.QueryRow(ctx, `SELECT consumed_at FROM refresh_tokens WHERE jti = 'c'`).Scan(&consumed); err != nil || !consumed.Equal(storeNow) {
-		t.Errorf("consumed_at: got %v, %v; want %v", consumed, err, storeNow)
+	if err := s.pool.QueryRow(ctx, `SELECT consumed_at FROM refresh_tokens WHERE jti = 'c'`).Scan(&consumed); err != nil || !consumed.Equal(storetest.Now) {
+		t.Errorf("consumed_at: got %v, %v; want %v", consumed, err, storetest.Now)
 	}
-	if err := s.AddRefresh(ctx, RefreshToken{JTI: "x", Family: "x", UserID: "alice", ExpiresAt: storeNow}); err == nil {
+	if err := s.AddRefresh(ctx, auth.RefreshToken{JTI: "x", Family: "x", UserID: "alice", ExpiresAt: storetest.Now}); err == nil {
 		t.Error("AddRefresh with a non-decimal user id: got no error")
 	}
 }
 
-// postgresVersions returns the rows of the version table.
-func postgresVersions(t *testing.T, url string) (versions []int) {
+// versions returns the rows of the version table.
+func versions(t *testing.T, url string) (versions []int) {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), url)
 	if err != nil {
@@ -169,10 +208,10 @@ func postgresVersions(t *testing.T, url string) (versions []int) {
 	return versions
 }
 
-func checkPostgresVersions(t *testing.T, url string) {
+func checkVersions(t *testing.T, url string) {
 	t.Helper()
-	got := postgresVersions(t, url)
-	want := make([]int, len(postgresSchema))
+	got := versions(t, url)
+	want := make([]int, len(schema))
 	for i := range want {
 		want[i] = i + 1
 	}
@@ -186,13 +225,13 @@ func checkPostgresVersions(t *testing.T, url string) {
 // migration is applied once.
 func TestPostgresOpenConcurrent(t *testing.T) {
 	const n = 20
-	url := postgresCluster(t).NewDatabase(t)
+	url := cluster(t).NewDatabase(t)
 	start := time.Now()
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			s, err := OpenPostgres(t.Context(), url)
+			s, err := Open(t.Context(), url)
 			if err == nil {
 				s.Close()
 			}
@@ -206,38 +245,41 @@ func TestPostgresOpenConcurrent(t *testing.T) {
 			t.Errorf("open %d: %v", i, err)
 		}
 	}
-	checkPostgresVersions(t, url)
+	checkVersions(t, url)
 	// And again, on the migrated database.
-	openPostgresAt(t, url)
-	checkPostgresVersions(t, url)
+	openAt(t, url)
+	checkVersions(t, url)
 }
 
 func TestPostgresNewerSchemaRefused(t *testing.T) {
-	url := postgresCluster(t).NewDatabase(t)
-	s := openPostgresAt(t, url)
+	url := cluster(t).NewDatabase(t)
+	s := openAt(t, url)
 	if _, err := s.pool.Exec(t.Context(), `INSERT INTO remuda_schema VALUES (99, now())`); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := OpenPostgres(t.Context(), url); err == nil || !strings.Contains(err.Error(), "schema version 99") {
+	if s, err := Open(t.Context(), url); err == nil || !strings.Contains(err.Error(), "schema version 99") {
 		if err == nil {
 			s.Close()
 		}
-		t.Errorf("OpenPostgres of a version 99 database: got error %v, want one naming schema version 99", err)
+		t.Errorf("Open of a version 99 database: got error %v, want one naming schema version 99", err)
 	}
 }
 
-// envPostgresChild, set to a database URL, makes the test binary a child
+// envChild, set to a database URL, makes the test binary a child
 // of TestPostgresProcesses.
-const envPostgresChild = "REMUDA_TEST_POSTGRES_CHILD"
+const envChild = "REMUDA_TEST_POSTGRES_CHILD"
 
-// postgresChildOpens is how many stores each child opens at once.
-const postgresChildOpens = 5
+// childJTI is the refresh token every child adds and consumes.
+const childJTI = "multi-process"
 
-// postgresChild is a child of TestPostgresProcesses. It prints "ready",
-// waits for its stdin to close, then opens postgresChildOpens stores at
-// once on the database at url; each adds and consumes sqliteChildJTI once
+// childOpens is how many stores each child opens at once.
+const childOpens = 5
+
+// child is a child of TestPostgresProcesses. It prints "ready",
+// waits for its stdin to close, then opens childOpens stores at
+// once on the database at url; each adds and consumes childJTI once
 // and prints "result=<ConsumeResult>".
-func postgresChild(url string) error {
+func child(url string) error {
 	fmt.Println("ready")
 	if _, err := io.Copy(io.Discard, os.Stdin); err != nil {
 		return fmt.Errorf("wait for start: %w", err)
@@ -250,19 +292,19 @@ func postgresChild(url string) error {
 		out []string
 		all []error
 	)
-	for range postgresChildOpens {
+	for range childOpens {
 		wg.Go(func() {
-			res, err := func() (ConsumeResult, error) {
-				s, err := OpenPostgres(ctx, url)
+			res, err := func() (auth.ConsumeResult, error) {
+				s, err := Open(ctx, url)
 				if err != nil {
 					return 0, err
 				}
 				defer s.Close()
-				rt := RefreshToken{JTI: sqliteChildJTI, Family: sqliteChildJTI, UserID: "1", ExpiresAt: time.Now().Add(time.Hour)}
+				rt := auth.RefreshToken{JTI: childJTI, Family: childJTI, UserID: "1", ExpiresAt: time.Now().Add(time.Hour)}
 				if err := s.AddRefresh(ctx, rt); err != nil {
 					return 0, err
 				}
-				res, _, err := s.ConsumeRefresh(ctx, sqliteChildJTI, time.Now())
+				res, _, err := s.ConsumeRefresh(ctx, childJTI, time.Now())
 				return res, err
 			}()
 			mu.Lock()
@@ -271,7 +313,7 @@ func postgresChild(url string) error {
 				all = append(all, err)
 				return
 			}
-			out = append(out, "result="+storeResultName(res))
+			out = append(out, "result="+res.String())
 		})
 	}
 	wg.Wait()
@@ -285,31 +327,31 @@ func postgresChild(url string) error {
 // one of the 20 may consume it.
 func TestPostgresProcesses(t *testing.T) {
 	const procs = 4
-	dbURL := postgresCluster(t).NewDatabase(t)
+	dbURL := cluster(t).NewDatabase(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 	defer cancel()
 
-	children := startChildren(t, ctx, procs, envPostgresChild+"="+dbURL)
+	children := testkit.StartChildren(t, ctx, procs, envChild+"="+dbURL)
 	start := time.Now()
 	for _, c := range children {
-		c.stdin.Close()
+		c.Stdin.Close()
 	}
 	results := map[string]int{}
 	for i, c := range children {
-		out, _ := io.ReadAll(c.stdout)
-		if err := c.cmd.Wait(); err != nil {
-			t.Errorf("child %d: %v; stderr: %s", i, err, c.stderr.String())
+		out, _ := io.ReadAll(c.Stdout)
+		if err := c.Cmd.Wait(); err != nil {
+			t.Errorf("child %d: %v; stderr: %s", i, err, c.Stderr.String())
 			continue
 		}
 		for line := range strings.Lines(string(out)) {
 			results[strings.TrimPrefix(strings.TrimSpace(line), "result=")]++
 		}
 	}
-	t.Logf("%d processes × %d stores opened, migrated, added and consumed in %v: %v", procs, postgresChildOpens, time.Since(start), results)
-	if n := procs * postgresChildOpens; results["ConsumeOK"] != 1 || results["ConsumeReused"] != n-1 {
-		t.Errorf("results: got %v, want 1 ConsumeOK and %d ConsumeReused", results, n-1)
+	t.Logf("%d processes × %d stores opened, migrated, added and consumed in %v: %v", procs, childOpens, time.Since(start), results)
+	if n := procs * childOpens; results["ConsumeOK"] != 1 || results["ConsumeReused"] != n-1 {
+		t.Errorf("results: got %v, want 1 auth.ConsumeOK and %d ConsumeReused", results, n-1)
 	}
-	checkPostgresVersions(t, dbURL)
+	checkVersions(t, dbURL)
 }
 
 // TestPostgresOutage stops the database under a running Auth: store calls
@@ -321,17 +363,17 @@ func TestPostgresOutage(t *testing.T) {
 		t.Skip("PostgreSQL tests are not short")
 	}
 	c := pgtest.Start(t) // a cluster of its own: this test stops it
-	s := openPostgresAt(t, c.NewDatabase(t))
+	s := openAt(t, c.NewDatabase(t))
 	ctx := t.Context()
 
-	var logins []LoginOutcome
+	var logins []auth.LoginOutcome
 	var mu sync.Mutex
-	a, err := New(Config{
-		Tokens:                 TokenConfig{SecretKey: "outage-test-key-0123456789-abcdefghijkl"},
+	a, err := auth.New(auth.Config{
+		Tokens:                 auth.TokenConfig{SecretKey: "outage-test-key-0123456789-abcdefghijkl"},
 		RotateRefreshTokens:    true,
 		BlacklistAfterRotation: true,
 		UserCacheTTL:           50 * time.Millisecond,
-		OnLogin: func(r *http.Request, username string, outcome LoginOutcome) {
+		OnLogin: func(r *http.Request, username string, outcome auth.LoginOutcome) {
 			mu.Lock()
 			logins = append(logins, outcome)
 			mu.Unlock()
@@ -343,20 +385,20 @@ func TestPostgresOutage(t *testing.T) {
 	mux := http.NewServeMux()
 	a.Mount(mux, "/api/token")
 	mux.Handle("/hello/", a.Required(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, _ := UserFrom(r.Context())
+		u, _ := auth.UserFrom(r.Context())
 		fmt.Fprintf(w, "hello %s (%s)", u.Username, u.ID)
 	})))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
 	for _, name := range []string{"alice", "bob"} {
-		if _, err := CreateUser(ctx, s, name, "correct horse"); err != nil {
+		if _, err := auth.CreateUser(ctx, s, name, "correct horse"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	alice := outageLogin(t, srv.URL, "alice")
 	bob := outageLogin(t, srv.URL, "bob") // never seen by Required before the outage
-	if code, body := outageGet(t, srv.URL+"/hello/", alice["access"]); code != 200 {
+	if code, body := testkit.Get(t, srv.URL+"/hello/", alice["access"]); code != 200 {
 		t.Fatalf("protected route before the outage: got %d %s", code, body)
 	}
 
@@ -369,12 +411,12 @@ func TestPostgresOutage(t *testing.T) {
 	}{
 		{"UserByID", func(ctx context.Context) error { _, err := s.UserByID(ctx, "1"); return err }},
 		{"UserByUsername", func(ctx context.Context) error { _, err := s.UserByUsername(ctx, "alice"); return err }},
-		{"ConsumeRefresh", func(ctx context.Context) error { _, _, err := s.ConsumeRefresh(ctx, "x", storeNow); return err }},
+		{"ConsumeRefresh", func(ctx context.Context) error { _, _, err := s.ConsumeRefresh(ctx, "x", storetest.Now); return err }},
 		{"LoginFailures", func(ctx context.Context) error {
-			_, _, err := s.LoginFailures(ctx, "alice", "::1", storeNow)
+			_, _, err := s.LoginFailures(ctx, "alice", "::1", storetest.Now)
 			return err
 		}},
-		{"ChangePassword", func(ctx context.Context) error { return s.ChangePassword(ctx, "1", "h", storeNow) }},
+		{"ChangePassword", func(ctx context.Context) error { return s.ChangePassword(ctx, "1", "h", storetest.Now) }},
 	}
 	for _, tt := range calls {
 		start := time.Now()
@@ -383,15 +425,15 @@ func TestPostgresOutage(t *testing.T) {
 		cancel()
 		took := time.Since(start)
 		t.Logf("%s during the outage: %v in %v", tt.name, err, took)
-		if !errors.Is(err, ErrUnavailable) {
+		if !errors.Is(err, auth.ErrUnavailable) {
 			t.Errorf("%s during the outage: got error %v, want ErrUnavailable", tt.name, err)
 		}
 		if took > 3*time.Second {
 			t.Errorf("%s during the outage took %v, want under 3s", tt.name, took)
 		}
 	}
-	if _, err := OpenPostgres(t.Context(), c.URL("postgres")); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("OpenPostgres during the outage: got error %v, want ErrUnavailable", err)
+	if _, err := Open(t.Context(), c.URL("postgres")); !errors.Is(err, auth.ErrUnavailable) {
+		t.Errorf("Open during the outage: got error %v, want ErrUnavailable", err)
 	}
 
 	const unavailable = `{"detail":"The authentication service is temporarily unavailable. Try again shortly.","code":"service_unavailable"}`
@@ -405,15 +447,15 @@ func TestPostgresOutage(t *testing.T) {
 		if tt.field == "" {
 			body = map[string]string{"username": "alice", "password": "correct horse"}
 		}
-		resp := outagePost(t, srv.URL+tt.path, body)
-		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" || resp.body != unavailable {
+		resp := testkit.Post(t, srv.URL+tt.path, body)
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" || resp.Body != unavailable {
 			t.Errorf("POST %s during the outage: got %d, Retry-After %q, %s; want 503, 5, %s",
-				tt.path, resp.StatusCode, resp.Header.Get("Retry-After"), resp.body, unavailable)
+				tt.path, resp.StatusCode, resp.Header.Get("Retry-After"), resp.Body, unavailable)
 		}
 	}
 	// An access token's verification needs no store.
-	if resp := outagePost(t, srv.URL+"/api/token/verify/", map[string]string{"token": alice["access"]}); resp.StatusCode != 200 {
-		t.Errorf("verify an access token during the outage: got %d %s, want 200", resp.StatusCode, resp.body)
+	if resp := testkit.Post(t, srv.URL+"/api/token/verify/", map[string]string{"token": alice["access"]}); resp.StatusCode != 200 {
+		t.Errorf("verify an access token during the outage: got %d %s, want 200", resp.StatusCode, resp.Body)
 	}
 	for _, tt := range []struct {
 		who, token, want string
@@ -422,72 +464,42 @@ func TestPostgresOutage(t *testing.T) {
 		{"bob (no cache entry: the token alone)", bob["access"], "hello  (2)"},
 	} {
 		for range 3 {
-			if code, body := outageGet(t, srv.URL+"/hello/", tt.token); code != 200 || body != tt.want {
+			if code, body := testkit.Get(t, srv.URL+"/hello/", tt.token); code != 200 || body != tt.want {
 				t.Errorf("protected route for %s during the outage: got %d %q, want 200 %q", tt.who, code, body, tt.want)
 			}
 		}
 	}
-	if code, _ := outageGet(t, srv.URL+"/hello/", alice["access"]+"x"); code != 401 {
+	if code, _ := testkit.Get(t, srv.URL+"/hello/", alice["access"]+"x"); code != 401 {
 		t.Errorf("protected route with a bad token during the outage: got %d, want 401", code)
 	}
 
 	c.Restart(t)
 	start := time.Now()
 	for {
-		resp := outagePost(t, srv.URL+"/api/token/", map[string]string{"username": "alice", "password": "correct horse"})
+		resp := testkit.Post(t, srv.URL+"/api/token/", map[string]string{"username": "alice", "password": "correct horse"})
 		if resp.StatusCode == 200 {
 			break
 		}
 		if time.Since(start) > 5*time.Second {
-			t.Fatalf("login after the restart: still %d %s after %v", resp.StatusCode, resp.body, time.Since(start))
+			t.Fatalf("login after the restart: still %d %s after %v", resp.StatusCode, resp.Body, time.Since(start))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("login served again %v after the restart", time.Since(start))
 	mu.Lock()
 	t.Logf("login outcomes: %v", logins)
-	if logins[0] != LoginSucceeded || logins[2] != LoginUnavailable || logins[len(logins)-1] != LoginSucceeded {
+	if logins[0] != auth.LoginSucceeded || logins[2] != auth.LoginUnavailable || logins[len(logins)-1] != auth.LoginSucceeded {
 		t.Errorf("login outcomes: got %v, want success, success, unavailable, …, success", logins)
 	}
 	mu.Unlock()
 }
 
-type outageReply struct {
-	*http.Response
-	body string
-}
-
-func outagePost(t *testing.T, u string, fields map[string]string) outageReply {
-	t.Helper()
-	b, _ := json.Marshal(fields)
-	resp, err := http.Post(u, "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return outageReply{resp, string(body)}
-}
-
-func outageGet(t *testing.T, u, access string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", u, nil)
-	req.Header.Set("Authorization", "Bearer "+access)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
-
 func outageLogin(t *testing.T, base, username string) map[string]string {
 	t.Helper()
-	resp := outagePost(t, base+"/api/token/", map[string]string{"username": username, "password": "correct horse"})
+	resp := testkit.Post(t, base+"/api/token/", map[string]string{"username": username, "password": "correct horse"})
 	var pair map[string]string
-	if resp.StatusCode != 200 || json.Unmarshal([]byte(resp.body), &pair) != nil {
-		t.Fatalf("login %s: got %d %s", username, resp.StatusCode, resp.body)
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(resp.Body), &pair) != nil {
+		t.Fatalf("login %s: got %d %s", username, resp.StatusCode, resp.Body)
 	}
 	return pair
 }
@@ -496,16 +508,16 @@ func outageLogin(t *testing.T, base, username string) map[string]string {
 // read-only database and a revoked privilege do: every write then fails
 // with ErrUnavailable, and nothing is written.
 func TestPostgresFaults(t *testing.T) {
-	c := postgresCluster(t)
+	c := cluster(t)
 	tests := []struct {
 		name string
 		// inject makes the store's writes fail; it returns the URL the
 		// store is opened on, and heal undoes the fault.
-		inject func(t *testing.T, url string, open func(url string) *Postgres) (s *Postgres, heal func())
+		inject func(t *testing.T, url string, open func(url string) *Store) (s *Store, heal func())
 	}{
-		{"disk full (53100)", func(t *testing.T, url string, open func(string) *Postgres) (*Postgres, func()) {
+		{"disk full (53100)", func(t *testing.T, url string, open func(string) *Store) (*Store, func()) {
 			s := open(url)
-			f := postgresFaults{url}
+			f := faults{url}
 			f.exec(t, `CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$
 				BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$`)
 			for _, table := range []string{"users", "refresh_tokens", "login_failures", "revoked_families"} {
@@ -517,18 +529,18 @@ func TestPostgresFaults(t *testing.T) {
 				}
 			}
 		}},
-		{"read-only database (25006)", func(t *testing.T, url string, open func(string) *Postgres) (*Postgres, func()) {
+		{"read-only database (25006)", func(t *testing.T, url string, open func(string) *Store) (*Store, func()) {
 			s := open(url)
-			name := postgresDatabase(t, url)
-			f := postgresFaults{c.URL("postgres")} // a session not made read-only, to undo it
+			name := databaseName(t, url)
+			f := faults{c.URL("postgres")} // a session not made read-only, to undo it
 			f.exec(t, `ALTER DATABASE `+name+` SET default_transaction_read_only = on`)
 			s.pool.Reset() // new sessions take the setting
 			return s, func() { f.exec(t, `ALTER DATABASE `+name+` RESET default_transaction_read_only`) }
 		}},
-		{"privilege revoked (42501)", func(t *testing.T, url string, open func(string) *Postgres) (*Postgres, func()) {
-			name := postgresDatabase(t, url)
+		{"privilege revoked (42501)", func(t *testing.T, url string, open func(string) *Store) (*Store, func()) {
+			name := databaseName(t, url)
 			role := "app_" + name
-			f := postgresFaults{url}
+			f := faults{url}
 			f.exec(t, `CREATE ROLE `+role+` LOGIN`, `ALTER DATABASE `+name+` OWNER TO `+role)
 			s := open(strings.Replace(url, "postgres@", role+"@", 1)) // the role migrates: it owns the tables
 			f.exec(t, `REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public FROM `+role)
@@ -539,14 +551,14 @@ func TestPostgresFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			url := c.NewDatabase(t)
 			ctx := t.Context()
-			var u User
-			s, heal := tt.inject(t, url, func(url string) *Postgres {
-				s := openPostgresAt(t, url)
+			var u auth.User
+			s, heal := tt.inject(t, url, func(url string) *Store {
+				s := openAt(t, url)
 				var err error
 				if u, err = s.CreateUser(ctx, "alice", "hash", true); err != nil {
 					t.Fatal(err)
 				}
-				storeAdd(t, s, "presented", "fam")
+				storetest.Add(t, s, "presented", "fam")
 				return s
 			})
 			writes := []struct {
@@ -555,22 +567,22 @@ func TestPostgresFaults(t *testing.T) {
 			}{
 				{"CreateUser", func() error { _, err := s.CreateUser(ctx, "bob", "hash", true); return err }},
 				{"ReserveLogin", func() error {
-					_, _, err := s.ReserveLogin(ctx, "alice", "192.0.2.1", storeNow, storeNow.Add(-time.Hour), 5)
+					_, _, err := s.ReserveLogin(ctx, "alice", "192.0.2.1", storetest.Now, storetest.Now.Add(-time.Hour), 5)
 					return err
 				}},
 				{"RecordLogin", func() error {
-					return s.RecordLogin(ctx, Login{UserID: u.ID, At: storeNow, PasswordHash: "new",
-						Refresh: RefreshToken{JTI: "login", Family: "login", UserID: u.ID, ExpiresAt: storeNow}})
+					return s.RecordLogin(ctx, auth.Login{UserID: u.ID, At: storetest.Now, PasswordHash: "new",
+						Refresh: auth.RefreshToken{JTI: "login", Family: "login", UserID: u.ID, ExpiresAt: storetest.Now}})
 				}},
 				{"RotateRefresh", func() error {
-					_, _, err := s.RotateRefresh(ctx, RefreshToken{JTI: "presented", Family: "presented", UserID: "1", ExpiresAt: storeNow},
-						RefreshToken{JTI: "next", UserID: "1", ExpiresAt: storeNow}, storeNow)
+					_, _, err := s.RotateRefresh(ctx, auth.RefreshToken{JTI: "presented", Family: "presented", UserID: "1", ExpiresAt: storetest.Now},
+						auth.RefreshToken{JTI: "next", UserID: "1", ExpiresAt: storetest.Now}, storetest.Now)
 					return err
 				}},
-				{"RevokeFamily", func() error { return s.RevokeFamily(ctx, "fam", storeNow) }},
+				{"RevokeFamily", func() error { return s.RevokeFamily(ctx, "fam", storetest.Now) }},
 			}
 			for _, w := range writes {
-				if err := w.call(); !errors.Is(err, ErrUnavailable) {
+				if err := w.call(); !errors.Is(err, auth.ErrUnavailable) {
 					t.Errorf("%s: got error %v, want ErrUnavailable", w.name, err)
 				}
 			}
@@ -580,21 +592,21 @@ func TestPostgresFaults(t *testing.T) {
 			if got, err := s.UserByID(ctx, u.ID); err != nil || got.PasswordHash != "hash" || !got.LastLogin.IsZero() {
 				t.Errorf("alice after the failed writes: %+v, %v; want as created", got, err)
 			}
-			if _, err := s.UserByUsername(ctx, "bob"); !errors.Is(err, ErrNotFound) {
+			if _, err := s.UserByUsername(ctx, "bob"); !errors.Is(err, auth.ErrNotFound) {
 				t.Errorf("bob after a failed CreateUser: %v, want ErrNotFound", err)
 			}
 			if n, _, err := s.LoginFailures(ctx, "alice", "192.0.2.1", time.Time{}); err != nil || n != 0 {
 				t.Errorf("attempts after a failed ReserveLogin: %d, %v; want 0", n, err)
 			}
-			storeState(t, s, "presented", ConsumeOK)
-			storeState(t, s, "next", ConsumeUnknown)
-			storeState(t, s, "login", ConsumeUnknown)
+			storetest.State(t, s, "presented", auth.ConsumeOK)
+			storetest.State(t, s, "next", auth.ConsumeUnknown)
+			storetest.State(t, s, "login", auth.ConsumeUnknown)
 		})
 	}
 }
 
-// postgresDatabase is the database name of url.
-func postgresDatabase(t *testing.T, url string) string {
+// databaseName is the database name of url.
+func databaseName(t *testing.T, url string) string {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
