@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"regexp"
 	"runtime"
 	"slices"
 	"sort"
@@ -274,8 +275,11 @@ type setting struct {
 	// parseSize reads it ("10M", or a TOML integer). *int64 settings
 	// always are.
 	size   bool
-	secret bool              // never printed
-	field  func(*Config) any // a pointer to the field
+	secret bool // never printed
+	// credentials: a URL whose password (user:PASSWORD@, or libpq's
+	// password= parameter) is never printed.
+	credentials bool
+	field       func(*Config) any // a pointer to the field
 }
 
 func (s setting) maxDuration() time.Duration {
@@ -337,7 +341,7 @@ var settings = []setting{
 		want: fmt.Sprintf("a whole number from 1 to %d", MaxBacklog), min: 1, max: MaxBacklog,
 		field: func(c *Config) any { return &c.Backlog }},
 	{key: "database", arg: "URL", help: "users and tokens: sqlite:PATH, or postgres://… for several hosts",
-		want: "sqlite:PATH or postgres://…", field: func(c *Config) any { return &c.Database }},
+		want: "sqlite:PATH or postgres://…", credentials: true, field: func(c *Config) any { return &c.Database }},
 	{key: "secret_key", arg: "KEY", help: "HMAC signing key; prefer SERVER_SECRET_KEY (a flag shows in ps)",
 		want: "a key of at least 32 bytes", secret: true, field: func(c *Config) any { return &c.SecretKey }},
 	{key: "access_token_lifetime", arg: "DUR", help: "lifetime of access tokens, at most 1h: one cannot be revoked before it expires",
@@ -1092,11 +1096,22 @@ func (c Config) from(key string) string {
 
 // hide replaces a secret setting's value in a message.
 func (s setting) hide(v string) string {
-	if s.secret {
+	switch {
+	case s.secret:
 		return "(hidden)"
+	case s.credentials:
+		v = urlPassword.ReplaceAllString(v, "${1}(hidden)@")
+		return passwordParam.ReplaceAllString(v, "${1}(hidden)")
 	}
 	return v
 }
+
+// urlPassword and passwordParam find the password of a database URL, as
+// user:PASSWORD@ and as libpq's password=PASSWORD parameter.
+var (
+	urlPassword   = regexp.MustCompile(`(://[^/@:"]*:)[^/@"]*@`)
+	passwordParam = regexp.MustCompile(`([?&]password=)[^&"]*`)
+)
 
 // shown is the value of s in c for a message.
 func (s setting) shown(c Config) string { return s.hide(s.value(c)) }
@@ -1231,7 +1246,7 @@ func writeConfig(w io.Writer, c Config) error {
 			}
 			fmt.Fprintf(tw, "# %s = (%s)", s.key, state)
 		} else {
-			fmt.Fprintf(tw, "%s = %s", s.key, s.value(c))
+			fmt.Fprintf(tw, "%s = %s", s.key, s.shown(c))
 		}
 		if src := c.sources[s.key]; src != "" {
 			fmt.Fprintf(tw, "\t# %s", src)

@@ -821,6 +821,33 @@ func TestWriteConfigHidesSecretKey(t *testing.T) {
 	}
 }
 
+// TestDatabasePasswordHidden checks that a database URL's password, in
+// either of libpq's places, is printed neither by writeConfig (`server
+// check`) nor in the error about a setting that holds it.
+func TestDatabasePasswordHidden(t *testing.T) {
+	const pw = "s3cr3t-pw"
+	for _, tt := range []struct{ url, want string }{
+		{"postgres://remuda:" + pw + "@db.example/remuda", `database = "postgres://remuda:(hidden)@db.example/remuda"`},
+		{"postgresql://db.example/remuda?user=remuda&password=" + pw + "&sslmode=require", `database = "postgresql://db.example/remuda?user=remuda&password=(hidden)&sslmode=require"`},
+	} {
+		c, err := loadConfig([]string{"--database", tt.url}, env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := writeConfig(&b, c); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(b.String(), pw) || !strings.Contains(b.String(), tt.want) {
+			t.Errorf("writeConfig of %s:\n%s\nwant %s, and not the password", tt.url, b.String(), tt.want)
+		}
+		_, err = loadConfig([]string{"--database", strings.Replace(tt.url, "postgres", "mysql", 1)}, env(nil))
+		if err == nil || strings.Contains(err.Error(), pw) || !strings.Contains(err.Error(), "(hidden)") {
+			t.Errorf("a refused database URL: error %v, want one that hides the password", err)
+		}
+	}
+}
+
 func TestParseSize(t *testing.T) {
 	tests := []struct {
 		in   string
