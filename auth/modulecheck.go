@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -58,7 +57,7 @@ func (m *Module) Check(env module.Env) []module.Finding {
 		warn("W014", "rotate_refresh_tokens = %t, blacklist_after_rotation = %t: a stolen refresh token stays usable until it expires; turn both on.", s.RotateRefreshTokens, s.BlacklistAfterRotation)
 	}
 	if s.AccessTokenLifetime > 15*time.Minute {
-		warn("W015", "access_token_lifetime = %s: an access token cannot be revoked before it expires; keep it short, such as 5m.", shortDuration(s.AccessTokenLifetime))
+		warn("W015", "access_token_lifetime = %s: an access token cannot be revoked before it expires; keep it short, such as 5m.", env.Shown("access_token_lifetime"))
 	}
 	return fs
 }
@@ -122,7 +121,7 @@ func from(env module.Env, key string) string {
 func sqliteDirProblem(s settings, env module.Env, path string) string {
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)
-	setting := "database = " + strconv.Quote(s.Database) + from(env, "database")
+	setting := "database = " + env.Shown("database") + from(env, "database")
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return fmt.Sprintf("%s: directory %s does not exist, and the server creates the database file, not its directory; create it, writable by the user the server runs as (mkdir -p %s; systemd: StateDirectory=, see systemd/README.md).",
@@ -133,17 +132,4 @@ func sqliteDirProblem(s settings, env module.Env, path string) string {
 		return fmt.Sprintf("%s: %s is not a directory.", setting, dir)
 	}
 	return ""
-}
-
-// shortDuration is d.String() without zero minutes and seconds: "1h",
-// "1h30m", "20m".
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if t, ok := strings.CutSuffix(s, "m0s"); ok {
-		s = t + "m"
-	}
-	if t, ok := strings.CutSuffix(s, "h0m"); ok {
-		s = t + "h"
-	}
-	return s
 }

@@ -83,6 +83,10 @@ type Env struct {
 	// "file", "env SERVER_SECRET_KEY", "flag --database"; "" when unknown.
 	// Never nil.
 	From func(key string) string
+	// Shown is the value of the setting named key as `server check`
+	// prints it, a TOML value with secrets hidden ("5m", "(hidden)"), for
+	// messages; "" for a name that is no setting. Never nil.
+	Shown func(key string) string
 	// Logger is the process's logger. Never nil.
 	Logger *zap.Logger
 	// CountLogin, if non-nil, counts a login attempt by outcome in the

@@ -13,13 +13,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/remuda/remuda/internal/workers"
+	"github.com/remuda/remuda/module"
 )
 
 // Exit codes of Main.
 const (
-	ExitOK    = 0
-	ExitError = 1 // the server failed while running
-	ExitUsage = 2 // a bad command, flag, environment variable or config key
+	ExitOK    = module.ExitOK
+	ExitError = module.ExitError // the server failed while running
+	ExitUsage = module.ExitUsage // a bad command, flag, environment variable or config key
 	// ExitBootFailed: a worker or the dev server could not boot, or the
 	// master's first generation could not (Gunicorn's arbiter uses 3 too).
 	ExitBootFailed = workers.ExitBootFailed

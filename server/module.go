@@ -32,9 +32,15 @@ func moduleEnv(cfg Config, log *zap.Logger, countLogin func(outcome string)) mod
 		panic(err) // Config is plain data: it always encodes
 	}
 	return module.Env{
-		Prod:       cfg.Prod,
-		Settings:   settings,
-		From:       func(key string) string { return cfg.sources[key] },
+		Prod:     cfg.Prod,
+		Settings: settings,
+		From:     func(key string) string { return cfg.sources[key] },
+		Shown: func(key string) string {
+			if s, ok := lookupSetting(key); ok {
+				return s.shown(cfg)
+			}
+			return ""
+		},
 		Logger:     log,
 		CountLogin: countLogin,
 	}
@@ -68,13 +74,13 @@ func startModules(app *App, cfg Config, log *zap.Logger) error {
 	return nil
 }
 
-// bootModules boots app's modules in a serving process. close closes
+// bootModules boots app's modules in a serving process. closeAll closes
 // those booted, last booted first; after an error, those booted are
 // closed already.
-func bootModules(app *App, cfg Config, log *zap.Logger, countLogin func(outcome string)) (close func() error, err error) {
+func bootModules(app *App, cfg Config, log *zap.Logger, countLogin func(outcome string)) (closeAll func() error, err error) {
 	env := moduleEnv(cfg, log, countLogin)
 	var closers []func() error
-	close = func() error {
+	closeAll = func() error {
 		var errs []error
 		for i := len(closers) - 1; i >= 0; i-- {
 			errs = append(errs, closers[i]())
@@ -84,14 +90,14 @@ func bootModules(app *App, cfg Config, log *zap.Logger, countLogin func(outcome 
 	for _, m := range app.modules {
 		c, err := m.Boot(env)
 		if err != nil {
-			close()
+			closeAll()
 			return nil, fmt.Errorf("boot %s: %w", m.Name(), err)
 		}
 		if c != nil {
 			closers = append(closers, c)
 		}
 	}
-	return close, nil
+	return closeAll, nil
 }
 
 // moduleFindings are the modules' items of the deploy checklist.

@@ -79,7 +79,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	h := s.handler
 	if max := s.opts.MaxBodySize; max > 0 && r.ContentLength != 0 {
 		if r.ContentLength > max {
-			h = tooLarge(max)
+			h = s.tooLarge
 		} else {
 			r.Body = http.MaxBytesReader(rw, r.Body, max)
 		}

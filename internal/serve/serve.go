@@ -120,6 +120,7 @@ type Server struct {
 	recycled atomic.Bool
 	slots    chan struct{} // one element per open connection, when MaxConns > 0
 	inflight *inflight     // requests being served, when Timeout > 0
+	tooLarge http.Handler  // answers a body over MaxBodySize, when set
 
 	mu    sync.Mutex
 	conns map[*conn]struct{} // open, hijacked ones included
@@ -148,6 +149,9 @@ func New(h http.Handler, opts Options) *Server {
 	}
 	if opts.Timeout > 0 {
 		s.inflight = newInflight(opts.Timeout, s.timeout)
+	}
+	if opts.MaxBodySize > 0 {
+		s.tooLarge = tooLarge(opts.MaxBodySize)
 	}
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
