@@ -263,6 +263,12 @@ func TestDevReload(t *testing.T) {
 
 	took := make([]time.Duration, len(edits))
 	for i, e := range edits {
+		// Every kind of client has had an answer in the phase that ends
+		// here (on a busy machine one kind may start late): each phase is
+		// then checked for both.
+		if !proctest.WaitUntil(10*time.Second, func() bool { return load.everyKindAnswered(i) }) {
+			t.Fatalf("phase %d: not every kind of client answered within 10s", i)
+		}
 		phase := i + 1
 		load.phase.Store(int64(phase))
 		edit := time.Now()
@@ -293,7 +299,9 @@ func TestDevReload(t *testing.T) {
 	}
 	// A last moment of load on the last code, then the figures.
 	n := load.answers(len(edits))
-	proctest.WaitUntil(5*time.Second, func() bool { return load.answers(len(edits)) >= n+100 })
+	proctest.WaitUntil(5*time.Second, func() bool {
+		return load.answers(len(edits)) >= n+100 && load.everyKindAnswered(len(edits))
+	})
 	counts := stopLoad()
 	for i, e := range edits {
 		what := "served"
@@ -465,6 +473,19 @@ func (l *devLoad) firstSeen(answer string) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.seen[answer]
+}
+
+// everyKindAnswered reports whether each kind of client has had a good
+// answer to a request begun in the phase.
+func (l *devLoad) everyKindAnswered(phase int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, kind := range []string{"keep-alive", "fresh"} {
+		if c := l.counts[kind]; c.okByPhase == nil || c.okByPhase[phase] == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // answers is the number of good answers to requests begun in the phase.
