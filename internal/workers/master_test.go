@@ -170,9 +170,13 @@ func TestStuckRequestGets503AndWorkerIsRecycled(t *testing.T) {
 	if timedOut.Fields["path"] != "/stuck" || timedOut.Fields["method"] != "GET" {
 		t.Errorf("timeout line names %v %v, want GET /stuck", timedOut.Fields["method"], timedOut.Fields["path"])
 	}
-	access := p.Find(func(l proctest.Line) bool {
+	// The access line follows the 503 on the wire: wait for it, then
+	// check there is one.
+	access503 := func(l proctest.Line) bool {
 		return l.Msg() == "request" && l.Fields["path"] == "/stuck" && l.Int("status") == 503
-	})
+	}
+	p.WaitFor(t, 5*time.Second, 1, "the 503's access line", access503)
+	access := p.Find(access503)
 	if len(access) != 1 || access[0].Fields["request_id"] != timedOut.Fields["request_id"] {
 		t.Errorf("access-log lines for the 503: %v, want one with request_id %v", access, timedOut.Fields["request_id"])
 	}
