@@ -253,6 +253,10 @@ func TestTERMServesQueuedAndInFlight(t *testing.T) {
 	}
 	t.Logf("queued connections served after TERM: %d of %d", served, queued)
 
+	// The queued connections may be answered before the worker has even
+	// taken its TERM (on a busy machine): wait for its drain to begin,
+	// then past the time it keeps accepting.
+	p.WaitFor(t, 5*time.Second, 1, "the worker draining", proctest.Msg("draining"))
 	time.Sleep(200 * time.Millisecond)
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
