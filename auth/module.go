@@ -5,14 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -85,32 +83,6 @@ var (
 	_ module.Checker   = (*Module)(nil)
 	_ module.Commander = (*Module)(nil)
 )
-
-// settings are the server settings the module reads (module.Env.Settings),
-// by their names.
-type settings struct {
-	Workers                int           `json:"workers"`
-	Database               string        `json:"database"`
-	SecretKey              string        `json:"secret_key"`
-	AccessTokenLifetime    time.Duration `json:"access_token_lifetime"`
-	RefreshTokenLifetime   time.Duration `json:"refresh_token_lifetime"`
-	RotateRefreshTokens    bool          `json:"rotate_refresh_tokens"`
-	BlacklistAfterRotation bool          `json:"blacklist_after_rotation"`
-	JWTAlgorithm           string        `json:"jwt_algorithm"`
-	JWTPrivateKey          string        `json:"jwt_private_key"`
-	JWTPublicKeys          string        `json:"jwt_public_keys"`
-	JWTIssuer              string        `json:"jwt_issuer"`
-	JWTAudience            string        `json:"jwt_audience"`
-	JWTLeeway              time.Duration `json:"jwt_leeway"`
-}
-
-func settingsOf(env module.Env) (settings, error) {
-	var s settings
-	if err := json.Unmarshal(env.Settings, &s); err != nil {
-		return settings{}, fmt.Errorf("auth: settings: %w", err)
-	}
-	return s, nil
-}
 
 // Name is "auth".
 func (m *Module) Name() string { return "auth" }

@@ -1,6 +1,7 @@
 // Package module states what a Remuda module is: a part of an app that the
-// server boots and stops with the app, whose commands join the binary's
-// command line and whose findings join `server check`'s deploy checklist.
+// server boots and stops with the app, whose settings join the server's,
+// whose commands join the binary's command line and whose findings join
+// `server check`'s deploy checklist.
 // Package auth's Module (djangorestframework-simplejwt's endpoints and the
 // users' store) is one.
 //
@@ -27,6 +28,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -64,6 +66,51 @@ type Checker interface {
 	Check(env Env) []Finding
 }
 
+// Configurable is a module with settings of its own. The server reads
+// them as it reads its own: a flag --NAME (underscores as dashes), an
+// environment variable SERVER_NAME and a key of the TOML file, by the
+// same precedence; it refuses a value out of the Setting's bounds before
+// anything starts, naming where it came from; it lists them in the usage
+// of `run` and prints them in `server check`; and it gives their values
+// to the module in Env.Settings, by name. App.Register panics on a name
+// that another setting has, or on a Default of a type not listed below.
+type Configurable interface {
+	Settings() []Setting
+}
+
+// Setting declares one setting of a module.
+type Setting struct {
+	// Name is the TOML key, lower case with underscores ("database").
+	Name string
+	// Default is the value when no flag, variable or file gives one, in
+	// both modes. Its type is the setting's: bool, string or
+	// time.Duration.
+	Default any
+	// Arg names the flag's value in usage ("URL"); "" for a bool.
+	Arg string
+	// Help is the setting's line in usage.
+	Help string
+	// Want says what is allowed, after "want" in the error that refuses a
+	// value ("a key of at least 32 bytes").
+	Want string
+	// Enum, if non-nil, lists the values a string setting may take.
+	Enum []string
+	// A time.Duration setting is above 0, or 0 too if ZeroOK, and at most
+	// MaxDuration (if 0, the server's limit for every duration: 24h).
+	MaxDuration time.Duration
+	ZeroOK      bool
+	// Check, if non-nil, refuses a value that the bounds above let
+	// through: it gets the value, of Default's type, and says why it is
+	// refused, or returns nil.
+	Check func(v any) error
+	// Secret is never printed: `server check` says only whether it is
+	// set, and an error about it hides its value.
+	Secret bool
+	// Credentials is a URL whose password (user:PASSWORD@, or libpq's
+	// password= parameter) is never printed.
+	Credentials bool
+}
+
 // Commander is a module that adds commands to the binary (auth adds
 // createuser, changepassword, importusers, flushexpiredtokens, migrate).
 type Commander interface {
@@ -74,10 +121,10 @@ type Commander interface {
 type Env struct {
 	// Prod tells the production runner (--prod) from the dev server.
 	Prod bool
-	// Settings are the effective settings, as a JSON object keyed by the
-	// settings' names (the TOML keys: "database", "secret_key", …); a
-	// module decodes the ones it reads. Durations are JSON numbers of
-	// nanoseconds (time.Duration).
+	// Settings are the effective settings, the server's and every
+	// module's, as a JSON object keyed by the settings' names (the TOML
+	// keys: "workers", "database", …); a module decodes the ones it reads.
+	// Durations are JSON numbers of nanoseconds (time.Duration).
 	Settings json.RawMessage
 	// From says where the setting named key got its value: "default",
 	// "file", "env SERVER_SECRET_KEY", "flag --database"; "" when unknown.

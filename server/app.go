@@ -80,8 +80,11 @@ type App struct {
 	mux        *http.ServeMux
 	middleware []func(http.Handler) http.Handler
 	modules    []Module
-	once       sync.Once
-	handler    http.Handler
+	// moduleSettings are the server's settings and those of modules, once
+	// a module is registered (see settings).
+	moduleSettings settingTable
+	once           sync.Once
+	handler        http.Handler
 }
 
 // NewApp returns an App with no routes.

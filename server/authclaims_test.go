@@ -18,11 +18,11 @@ import (
 // TestModuleClaims checks that auth.Module's Claims, booted by the server
 // (bootModules), reach the tokens its endpoints issue.
 func TestModuleClaims(t *testing.T) {
-	cfg, err := loadConfig([]string{"--database", "sqlite:" + filepath.Join(t.TempDir(), "server.db")}, func(string) string { return "" })
+	db := filepath.Join(t.TempDir(), "server.db")
+	cfg, err := loadConfig([]string{"--database", "sqlite:" + db}, env(map[string]string{"SERVER_SECRET_KEY": "remuda-test-secret-key-0123456789-abcdefghij"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.SecretKey = "remuda-test-secret-key-0123456789-abcdefghij"
 	users := &auth.Module{Claims: func(_ context.Context, u auth.User) (map[string]any, error) {
 		return map[string]any{"username": u.Username, "roles": []string{"editor"}}, nil
 	}}
@@ -34,7 +34,7 @@ func TestModuleClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeModules()
-	store, err := auth.OpenSQLite(strings.TrimPrefix(cfg.Database, "sqlite:"))
+	store, err := auth.OpenSQLite(db)
 	if err != nil {
 		t.Fatal(err)
 	}

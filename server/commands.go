@@ -24,8 +24,8 @@ type command struct {
 	synopsis string // what follows NAME CMD in its usage line
 	summary  string // one line, in the list of commands
 	about    string // what it does, in its --help
-	// settings: it takes the settings (their flags, SERVER_* variables
-	// and the config file: loadConfig), reads those named by reads and
+	// settings: it takes the app's settings (their flags, SERVER_*
+	// variables and the config file: settingTable.load), reads those named by reads and
 	// ignores the others, so that one environment serves every command.
 	// run and check list every setting in their --help.
 	settings bool
@@ -173,10 +173,14 @@ func run(app *App, prog string, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	inv := &invocation{app: app, prog: prog, cmd: cmd, args: args, stdin: os.Stdin, stdout: stdout, stderr: stderr}
-	flags, err := parseFlags(args, cmd.settings, cmd.flags)
+	var settings settingTable
+	if cmd.settings {
+		settings = app.settings()
+	}
+	flags, err := parseFlags(args, settings, cmd.flags)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		cmd.usage(stdout, prog)
+		cmd.usage(stdout, prog, app.settings())
 		return ExitOK
 	case err != nil:
 		inv.errorf("%v", err)
@@ -185,11 +189,11 @@ func run(app *App, prog string, args []string, stdout, stderr io.Writer) int {
 	}
 	inv.own = flags.own
 	if cmd.settings {
-		inv.cfg, err = configFrom(flags, os.Getenv)
+		inv.cfg, err = settings.configFrom(flags, os.Getenv)
 		// First, as a misspelled variable may explain a bad config; check
 		// lists them among its findings (W018) when it gets that far.
 		if err != nil || cmd.name != "check" {
-			for _, w := range unknownEnv(os.Environ()) {
+			for _, w := range settings.unknownEnv(os.Environ()) {
 				inv.errorf("warning: %s", w)
 			}
 		}
@@ -205,7 +209,7 @@ func run(app *App, prog string, args []string, stdout, stderr io.Writer) int {
 func help(app *App, prog string, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
-		lookupCommand(app, "help").usage(stdout, prog)
+		lookupCommand(app, "help").usage(stdout, prog, app.settings())
 		return ExitOK
 	case len(args) == 0:
 		mainUsage(stdout, app, prog)
@@ -220,7 +224,7 @@ func help(app *App, prog string, args []string, stdout, stderr io.Writer) int {
 		mainUsage(stderr, app, prog)
 		return ExitUsage
 	}
-	cmd.usage(stdout, prog)
+	cmd.usage(stdout, prog, app.settings())
 	return ExitOK
 }
 
@@ -244,8 +248,9 @@ func mainUsage(w io.Writer, app *App, prog string) {
 	fmt.Fprintf(w, "\nRun %q for a command's flags.\n", prog+" COMMAND --help")
 }
 
-// usage prints the command's usage: its synopsis, what it does, its flags.
-func (c *command) usage(w io.Writer, prog string) {
+// usage prints the command's usage: its synopsis, what it does, its
+// flags, of its own and of settings, the app's.
+func (c *command) usage(w io.Writer, prog string, settings settingTable) {
 	line := prog + " " + c.name
 	if c.synopsis != "" {
 		line += " " + c.synopsis
@@ -265,7 +270,7 @@ func (c *command) usage(w io.Writer, prog string) {
 			fmt.Fprintf(tw, "  --config PATH\tTOML file of the settings (SERVER_CONFIG)\n")
 		}
 		for _, key := range c.reads {
-			s, _ := lookupSetting(key)
+			s, _ := settings.lookup(key)
 			fmt.Fprintf(tw, "  %s %s\t%s (%s)\n", s.flag(), s.arg, s.help, s.env())
 		}
 		tw.Flush()
@@ -275,7 +280,7 @@ func (c *command) usage(w io.Writer, prog string) {
 		fmt.Fprintf(w, "\nThe other settings of %q are accepted and ignored, so that one\nenvironment (SERVER_* variables, the config file) serves every command.\n", prog+" run --help")
 	case c.settings:
 		fmt.Fprintln(w)
-		usage(w)
+		settings.usage(w)
 	}
 }
 
@@ -290,5 +295,5 @@ func runCommand(inv *invocation) int {
 
 // checkCommand is `NAME check`.
 func checkCommand(inv *invocation) int {
-	return check(inv, unknownEnv(os.Environ()))
+	return check(inv, inv.app.settings().unknownEnv(os.Environ()))
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/remuda/remuda/internal/serve"
 	"github.com/remuda/remuda/internal/strict"
 	"github.com/remuda/remuda/internal/workers"
+	"github.com/remuda/remuda/module"
 )
 
 // Defaults and limits of the settings. A loaded Config holds a value for every
@@ -54,7 +56,8 @@ const (
 	// HTTP layer's: above nginx's upstream keepalive_timeout (60s), so that
 	// a proxy never sends a request on a connection the server is closing.
 	DefaultKeepAlive = serve.DefaultKeepAlive
-	// MaxTimeout is the longest value accepted by every duration setting.
+	// MaxTimeout is the longest value accepted by every duration setting
+	// whose own limit is not longer.
 	MaxTimeout = 24 * time.Hour
 
 	// DefaultDevAccessLog sends the access log to stderr in dev. Prod
@@ -64,26 +67,6 @@ const (
 	DefaultDevLogLevel = "debug"
 	// DefaultProdLogLevel is the log level in prod.
 	DefaultProdLogLevel = "info"
-
-	// DefaultDatabase is the SQLite file shared by the workers of one host,
-	// relative to the working directory.
-	DefaultDatabase = "sqlite:server.db"
-	// DefaultJWTAlgorithm signs with the secret key, as simplejwt does.
-	DefaultJWTAlgorithm = "HS256"
-	// DefaultAccessTokenLifetime and DefaultRefreshTokenLifetime are
-	// simplejwt's ACCESS_TOKEN_LIFETIME and REFRESH_TOKEN_LIFETIME.
-	DefaultAccessTokenLifetime  = 5 * time.Minute
-	DefaultRefreshTokenLifetime = 24 * time.Hour
-	// MaxTokenLifetime caps both token lifetimes.
-	MaxTokenLifetime = 90 * 24 * time.Hour
-	// MaxAccessTokenLifetime caps AccessTokenLifetime (simplejwt has no
-	// cap). A protected request checks the access token's signature and
-	// its user's row, never a list of revoked tokens: a logout (/blacklist/)
-	// or a refresh token's detected reuse revokes refresh tokens only, and
-	// an access token already out works until it expires. The cap bounds
-	// that window. A password change or a deactivated user stops them at
-	// once (the user's row).
-	MaxAccessTokenLifetime = time.Hour
 
 	// DefaultErrorLog sends the server's own log to stderr in both modes.
 	DefaultErrorLog = "-"
@@ -113,6 +96,9 @@ const (
 // Config is the effective configuration of one `server run` or `server check`:
 // mode defaults, overlaid by the TOML file named by --config, then by SERVER_*
 // environment variables, then by flags (flag > env > file > mode default).
+// It holds the server's settings, in its fields, and those of the app's
+// modules (module.Configurable), which it gives to the modules as JSON
+// (module.Env.Settings).
 //
 // In prod the master sends it, JSON-encoded, to every worker over the control
 // channel; a HUP loads it again from the same flags, environment and file.
@@ -165,40 +151,6 @@ type Config struct {
 	// Default: DefaultBacklog.
 	Backlog int `json:"backlog"`
 
-	// Database is where users and tokens live: "sqlite:PATH" for the
-	// workers of one host, or a PostgreSQL URL ("postgres://…" or
-	// "postgresql://…", libpq's keywords as query parameters) shared by
-	// several hosts. Default: DefaultDatabase.
-	Database string `json:"database"`
-	// SecretKey signs HS* tokens (its UTF-8 bytes, as simplejwt's
-	// SIGNING_KEY). Required in prod by an app that mounts the auth
-	// endpoints, at least 32 bytes; in dev, a random one is made per start
-	// when empty. Prefer SERVER_SECRET_KEY or the file: a flag is visible
-	// in ps.
-	SecretKey string `json:"secret_key"`
-	// AccessTokenLifetime and RefreshTokenLifetime: simplejwt's
-	// ACCESS_TOKEN_LIFETIME (5m) and REFRESH_TOKEN_LIFETIME (24h). The
-	// access lifetime is at most MaxAccessTokenLifetime (1h), the refresh
-	// lifetime at most MaxTokenLifetime (90 days) and longer than it.
-	AccessTokenLifetime  time.Duration `json:"access_token_lifetime"`
-	RefreshTokenLifetime time.Duration `json:"refresh_token_lifetime"`
-	// RotateRefreshTokens and BlacklistAfterRotation: simplejwt's settings
-	// of the same names, on by default here.
-	RotateRefreshTokens    bool `json:"rotate_refresh_tokens"`
-	BlacklistAfterRotation bool `json:"blacklist_after_rotation"`
-	// JWTAlgorithm is HS256, HS384, HS512, RS256, ES256 or EdDSA.
-	JWTAlgorithm string `json:"jwt_algorithm"`
-	// JWTPrivateKey is the PEM signing key file for RS256, ES256, EdDSA.
-	JWTPrivateKey string `json:"jwt_private_key"`
-	// JWTPublicKeys are comma-separated PEM files of older public keys that
-	// still verify during a key rotation.
-	JWTPublicKeys string `json:"jwt_public_keys"`
-	// JWTIssuer and JWTAudience, when set, are put in tokens and required.
-	JWTIssuer   string `json:"jwt_issuer"`
-	JWTAudience string `json:"jwt_audience"`
-	// JWTLeeway is the clock skew allowed on exp, 0 to 60s.
-	JWTLeeway time.Duration `json:"jwt_leeway"`
-
 	// ForwardedAllowIPs lists the proxies (addresses, CIDR prefixes, or
 	// "*") whose X-Forwarded-For/-Proto and X-Request-ID are believed.
 	// Default: DefaultForwardedAllowIPs.
@@ -213,14 +165,60 @@ type Config struct {
 	User  string `json:"user"`
 	Group string `json:"group"`
 
+	// settings are those c was built with (settingTable.defaults): the
+	// server's and its app's modules'.
+	settings settingTable
+	// modules holds the modules' settings, by name, each as a pointer to
+	// its value, of its Default's type (*bool, *string, *time.Duration).
+	modules map[string]any
 	// sources maps each setting's TOML key (and "config") to where its
 	// value came from: "default", "file", "env SERVER_X" or "flag --x".
 	// Only loadConfig sets it; it is not sent to workers.
-	sources map[string]string `json:"-"`
+	sources map[string]string
 }
 
-// defaultConfig returns the mode defaults, before any file, env or flag.
-func defaultConfig(prod bool) Config {
+// MarshalJSON encodes c as one JSON object keyed by the settings' names:
+// the server's settings and the modules'.
+func (c Config) MarshalJSON() ([]byte, error) {
+	type fields Config // without these methods
+	b, err := json.Marshal(fields(c))
+	if err != nil || len(c.modules) == 0 {
+		return b, err
+	}
+	var all map[string]any
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, err
+	}
+	for name, v := range c.modules {
+		all[name] = v
+	}
+	return json.Marshal(all)
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes into c, whose modules'
+// settings must be there already, typed: decode into a Config from
+// settingTable.defaults. A module setting c does not hold is ignored.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	type fields Config // without these methods
+	if err := json.Unmarshal(b, (*fields)(c)); err != nil {
+		return err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	for name, v := range c.modules {
+		if raw, ok := all[name]; ok {
+			if err := json.Unmarshal(raw, v); err != nil {
+				return fmt.Errorf("setting %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// serverDefaults returns the mode defaults of the server's own settings.
+func serverDefaults(prod bool) Config {
 	c := Config{
 		Prod: prod,
 		Bind: []string{DefaultBind},
@@ -242,13 +240,7 @@ func defaultConfig(prod bool) Config {
 		ErrorLog:  DefaultErrorLog,
 		Backlog:   DefaultBacklog,
 
-		Database:               DefaultDatabase,
-		AccessTokenLifetime:    DefaultAccessTokenLifetime,
-		RefreshTokenLifetime:   DefaultRefreshTokenLifetime,
-		RotateRefreshTokens:    true,
-		BlacklistAfterRotation: true,
-		JWTAlgorithm:           DefaultJWTAlgorithm,
-		ForwardedAllowIPs:      DefaultForwardedAllowIPs,
+		ForwardedAllowIPs: DefaultForwardedAllowIPs,
 	}
 	if prod {
 		c.Workers = min(runtime.NumCPU(), MaxWorkers)
@@ -280,6 +272,9 @@ type setting struct {
 	// password= parameter) is never printed.
 	credentials bool
 	field       func(*Config) any // a pointer to the field
+	// A module's setting: its Default and its Check (module.Setting).
+	def        any
+	checkValue func(v any) error
 }
 
 func (s setting) maxDuration() time.Duration {
@@ -297,8 +292,9 @@ const (
 	wantSize     = "a size in bytes from 0 to 1T, with an optional K, M, G or T suffix (powers of 1024)"
 )
 
-// settings are in the order of usage and writeConfig.
-var settings = []setting{
+// serverSettings are the server's own settings, in the order of usage and
+// writeConfig.
+var serverSettings = settingTable{
 	{key: "prod", help: "pre-forking master and workers (dev: one process)",
 		want: "true or false", field: func(c *Config) any { return &c.Prod }},
 	{key: "bind", arg: "ADDR", help: "address to listen on, repeatable; SERVER_BIND is comma-separated",
@@ -340,31 +336,6 @@ var settings = []setting{
 	{key: "backlog", arg: "N", help: "listen queue of the sockets the server binds; the kernel caps it at net.core.somaxconn",
 		want: fmt.Sprintf("a whole number from 1 to %d", MaxBacklog), min: 1, max: MaxBacklog,
 		field: func(c *Config) any { return &c.Backlog }},
-	{key: "database", arg: "URL", help: "users and tokens: sqlite:PATH, or postgres://… for several hosts",
-		want: "sqlite:PATH or postgres://…", credentials: true, field: func(c *Config) any { return &c.Database }},
-	{key: "secret_key", arg: "KEY", help: "HMAC signing key; prefer SERVER_SECRET_KEY (a flag shows in ps)",
-		want: "a key of at least 32 bytes", secret: true, field: func(c *Config) any { return &c.SecretKey }},
-	{key: "access_token_lifetime", arg: "DUR", help: "lifetime of access tokens, at most 1h: one cannot be revoked before it expires",
-		want: "a duration above 0 and at most 1h (an access token cannot be revoked before it expires: a logout revokes only its refresh token)", maxDur: MaxAccessTokenLifetime,
-		field: func(c *Config) any { return &c.AccessTokenLifetime }},
-	{key: "refresh_token_lifetime", arg: "DUR", help: "lifetime of refresh tokens",
-		want: "a duration above 0 and at most 90 days (2160h)", maxDur: MaxTokenLifetime,
-		field: func(c *Config) any { return &c.RefreshTokenLifetime }},
-	{key: "rotate_refresh_tokens", help: "refresh answers a new refresh token too",
-		want: "true or false", field: func(c *Config) any { return &c.RotateRefreshTokens }},
-	{key: "blacklist_after_rotation", help: "a rotated-out refresh token is revoked; replaying it revokes its family",
-		want: "true or false", field: func(c *Config) any { return &c.BlacklistAfterRotation }},
-	{key: "jwt_algorithm", arg: "ALG", help: "token signature: HS256, HS384, HS512, RS256, ES256, EdDSA",
-		want: "one of " + strings.Join(jwtAlgorithms, ", "), enum: jwtAlgorithms,
-		field: func(c *Config) any { return &c.JWTAlgorithm }},
-	{key: "jwt_private_key", arg: "PATH", help: "PEM signing key for RS256, ES256, EdDSA",
-		want: "a file path", field: func(c *Config) any { return &c.JWTPrivateKey }},
-	{key: "jwt_public_keys", arg: "PATHS", help: "comma-separated PEM public keys that still verify (rotation)",
-		want: "file paths, comma-separated", field: func(c *Config) any { return &c.JWTPublicKeys }},
-	{key: "jwt_issuer", arg: "ISS", help: "iss claim to set and require",
-		want: "a string", field: func(c *Config) any { return &c.JWTIssuer }},
-	{key: "jwt_audience", arg: "AUD", help: "aud claim to set and require",
-		want: "a string", field: func(c *Config) any { return &c.JWTAudience }},
 	{key: "forwarded_allow_ips", arg: "LIST", help: `proxies whose X-Forwarded-For/-Proto and X-Request-ID to believe ("*": all)`,
 		want: `IP addresses or CIDR prefixes, comma-separated, or "*"`, field: func(c *Config) any { return &c.ForwardedAllowIPs }},
 	{key: "max_body_size", arg: "SIZE", help: "larger request bodies get 413 (K, M, G suffixes; 0: no limit)",
@@ -387,24 +358,96 @@ var settings = []setting{
 		want: "a user name or id", field: func(c *Config) any { return &c.User }},
 	{key: "group", arg: "GROUP", help: "run as this group (default: the user's)",
 		want: "a group name or id", field: func(c *Config) any { return &c.Group }},
-	{key: "jwt_leeway", arg: "DUR", help: "clock skew allowed on exp",
-		want: "a duration from 0 to 60s", zeroOK: true, maxDur: time.Minute,
-		field: func(c *Config) any { return &c.JWTLeeway }},
 }
-
-var jwtAlgorithms = []string{"HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"}
 
 func (s setting) flag() string { return "--" + strings.ReplaceAll(s.key, "_", "-") }
 func (s setting) env() string  { return "SERVER_" + strings.ToUpper(s.key) }
 
-// lookupSetting returns the setting with the TOML key key.
-func lookupSetting(key string) (setting, bool) {
-	for _, s := range settings {
+// A settingTable is the settings of an app: the server's (serverSettings),
+// then each of its modules' (module.Configurable), in the order the app
+// registered them.
+type settingTable []setting
+
+// withModule returns t with the settings of m, or an error if one of
+// them is not a setting the server can hold.
+func (t settingTable) withModule(m module.Module) (settingTable, error) {
+	c, ok := m.(module.Configurable)
+	if !ok {
+		return t, nil
+	}
+	for _, d := range c.Settings() {
+		switch {
+		case d.Name == "" || d.Name != strings.ToLower(d.Name) || strings.ContainsAny(d.Name, "- ="):
+			return nil, fmt.Errorf("module %s: setting %q: want a name in lower case with underscores", m.Name(), d.Name)
+		case d.Name == "config":
+			return nil, fmt.Errorf("module %s: setting %q: the name is the server's (--config)", m.Name(), d.Name)
+		case newValue(d.Default) == nil:
+			return nil, fmt.Errorf("module %s: setting %s: Default %#v: want a bool, a string or a time.Duration", m.Name(), d.Name, d.Default)
+		}
+		if _, ok := t.lookup(d.Name); ok {
+			return nil, fmt.Errorf("module %s: setting %s: another setting has that name", m.Name(), d.Name)
+		}
+		t = append(t[:len(t):len(t)], setting{
+			key: d.Name, arg: d.Arg, help: d.Help, want: d.Want, enum: d.Enum,
+			zeroOK: d.ZeroOK, maxDur: d.MaxDuration, secret: d.Secret, credentials: d.Credentials,
+			def: d.Default, checkValue: d.Check,
+			field: func(c *Config) any { return c.modules[d.Name] },
+		})
+	}
+	return t, nil
+}
+
+// newValue returns a pointer to a copy of v, a module setting's value, or
+// nil for a type a module setting cannot have.
+func newValue(v any) any {
+	switch v := v.(type) {
+	case bool:
+		return &v
+	case string:
+		return &v
+	case time.Duration:
+		return &v
+	}
+	return nil
+}
+
+// valueAt returns the value p points to, a module setting's (see newValue).
+func valueAt(p any) any {
+	switch p := p.(type) {
+	case *bool:
+		return *p
+	case *string:
+		return *p
+	case *time.Duration:
+		return *p
+	}
+	panic(fmt.Sprintf("server: a module setting of type %T", p))
+}
+
+// lookup returns the setting with the TOML key key.
+func (t settingTable) lookup(key string) (setting, bool) {
+	for _, s := range t {
 		if s.key == key {
 			return s, true
 		}
 	}
 	return setting{}, false
+}
+
+// defaults returns the mode defaults of t's settings, before any file,
+// env or flag.
+func (t settingTable) defaults(prod bool) Config {
+	c := serverDefaults(prod)
+	c.settings = t
+	for _, s := range t {
+		if s.def != nil {
+			if c.modules == nil {
+				c.modules = map[string]any{}
+			}
+			c.modules[s.key] = newValue(s.def)
+		}
+	}
+	return c
 }
 
 // refusal is why a value was refused and what is allowed instead.
@@ -559,9 +602,6 @@ func (s setting) check(c *Config) error {
 			return s.refuse("")
 		}
 	case *string:
-		if s.key == "database" && !validDatabase(*p) {
-			return s.refuse("")
-		}
 		if s.key == "forwarded_allow_ips" {
 			if _, err := serve.ParseProxies(*p); err != nil {
 				return s.refuse("%v", err)
@@ -595,6 +635,11 @@ func (s setting) check(c *Config) error {
 			if slices.Contains((*p)[:i], addr) {
 				return s.refuse("address %q is listed twice", addr)
 			}
+		}
+	}
+	if s.checkValue != nil {
+		if err := s.checkValue(valueAt(s.field(c))); err != nil {
+			return s.refuse("%v", err)
 		}
 	}
 	return nil
@@ -657,11 +702,11 @@ func formatSize(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-// seconds converts n seconds to a duration; ok is false when n is not in
-// 0..MaxTokenLifetime (which also rules out overflow). The setting's own
-// range is left to check.
+// seconds converts n seconds to a duration; ok is false when n is below 0
+// or the duration would overflow. The setting's own range is left to
+// check.
 func seconds(n int64) (time.Duration, bool) {
-	if n < 0 || n > int64(MaxTokenLifetime/time.Second) {
+	if n < 0 || n > math.MaxInt64/int64(time.Second) {
 		return 0, false
 	}
 	return time.Duration(n) * time.Second, true
@@ -725,25 +770,26 @@ type flagValues struct {
 	own   map[string]string   // a command's own flags, by name ("true": a boolean given)
 }
 
-// parseFlags records the raw values of the flags in args: with settings,
-// those of every setting and --config; and own, a command's own flags.
-// Values are checked later, in precedence order. It returns flag.ErrHelp
-// itself for -h or --help, and an error naming the closest known flag for
-// an unknown one.
-func parseFlags(args []string, settingFlags bool, own []ownFlag) (flagValues, error) {
+// parseFlags records the raw values of the flags in args: those of every
+// setting of settings (none if nil) and --config; and own, a command's
+// own flags. Values are checked later, in precedence order. It returns
+// flag.ErrHelp itself for -h or --help, and an error naming the closest
+// known flag for an unknown one.
+func parseFlags(args []string, settings settingTable, own []ownFlag) (flagValues, error) {
 	fv := flagValues{text: map[string]string{}, lists: map[string][]string{}, own: map[string]string{}}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var names []string
-	if settingFlags {
-		names = flagNames()
+	if settings != nil {
+		names = settings.flagNames()
 		fs.Func("config", "TOML config file", func(v string) error {
 			fv.text["config"] = v
 			return nil
 		})
+		typed := settings.defaults(false)
 		for _, s := range settings {
 			name := strings.TrimPrefix(s.flag(), "--")
-			switch s.field(&Config{}).(type) {
+			switch s.field(&typed).(type) {
 			case *bool:
 				fs.BoolFunc(name, s.help, func(v string) error {
 					fv.text[s.key] = v
@@ -778,7 +824,7 @@ func parseFlags(args []string, settingFlags bool, own []ownFlag) (flagValues, er
 		if errors.Is(err, flag.ErrHelp) {
 			return fv, err
 		}
-		return fv, flagError(err, names, own)
+		return fv, flagError(err, settings, names, own)
 	}
 	if fs.NArg() > 0 {
 		arg := fs.Arg(0)
@@ -794,17 +840,17 @@ func parseFlags(args []string, settingFlags bool, own []ownFlag) (flagValues, er
 }
 
 // flagNames lists every setting's flag and --config, with their dashes.
-func flagNames() []string {
+func (t settingTable) flagNames() []string {
 	names := []string{"--config"}
-	for _, s := range settings {
+	for _, s := range t {
 		names = append(names, s.flag())
 	}
 	return names
 }
 
 // flagError rewords the flag package's errors in our terms; names are the
-// flags the command knows, own its own ones.
-func flagError(err error, names []string, own []ownFlag) error {
+// flags the command knows, of its settings and own, its own ones.
+func flagError(err error, settings settingTable, names []string, own []ownFlag) error {
 	msg := err.Error()
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 		name = "--" + strings.TrimLeft(name, "-")
@@ -819,7 +865,7 @@ func flagError(err error, names []string, own []ownFlag) error {
 	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
 		name = strings.TrimLeft(name, "-")
 		arg := "VALUE"
-		if s, ok := lookupSetting(strings.ReplaceAll(name, "-", "_")); ok {
+		if s, ok := settings.lookup(strings.ReplaceAll(name, "-", "_")); ok {
 			arg = s.arg
 		}
 		for _, f := range own {
@@ -843,9 +889,9 @@ var knownEnv = []string{"SERVER_CONFIG", envReload, "SERVER_NAME", "SERVER_PORT"
 // one is near: a misspelled variable would otherwise be ignored in
 // silence, where a misspelled file key is refused. They are warnings, not
 // errors: other programs may use the prefix.
-func unknownEnv(environ []string) []string {
+func (t settingTable) unknownEnv(environ []string) []string {
 	var known []string
-	for _, s := range settings {
+	for _, s := range t {
 		known = append(known, s.env())
 	}
 	var warnings []string
@@ -933,7 +979,7 @@ func readConfigFile(path string) ([]fileEntry, error) {
 	return entries, nil
 }
 
-// loadConfig builds the effective Config from the arguments after the subcommand
+// load builds the effective Config from the arguments after the subcommand
 // (e.g. ["--prod","--workers","2"]) and the environment (getenv, normally os.Getenv).
 // Precedence: flag > env (SERVER_<NAME>) > TOML file (--config / SERVER_CONFIG) > mode default.
 //
@@ -946,16 +992,16 @@ func readConfigFile(path string) ([]fileEntry, error) {
 //
 // Every error names where the value came from, the value and what is
 // allowed; all bad values are reported at once (joined by newlines).
-func loadConfig(args []string, getenv func(string) string) (Config, error) {
-	flags, err := parseFlags(args, true, nil)
+func (t settingTable) load(args []string, getenv func(string) string) (Config, error) {
+	flags, err := parseFlags(args, t, nil)
 	if err != nil {
 		return Config{}, err
 	}
-	return configFrom(flags, getenv)
+	return t.configFrom(flags, getenv)
 }
 
-// configFrom is loadConfig once the flags are parsed.
-func configFrom(flags flagValues, getenv func(string) string) (Config, error) {
+// configFrom is load once the flags are parsed.
+func (t settingTable) configFrom(flags flagValues, getenv func(string) string) (Config, error) {
 	var err error
 	sources := map[string]string{}
 	path, pathSource := getenv("SERVER_CONFIG"), "env SERVER_CONFIG"
@@ -973,7 +1019,7 @@ func configFrom(flags flagValues, getenv func(string) string) (Config, error) {
 	var errs []error
 	fileValues := map[string]any{}
 	for _, e := range file {
-		if _, ok := lookupSetting(e.key); ok {
+		if _, ok := t.lookup(e.key); ok {
 			fileValues[e.key] = e.value
 			continue
 		}
@@ -982,10 +1028,10 @@ func configFrom(flags flagValues, getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("config file %s: unknown key %q: give the config file with --config or SERVER_CONFIG", path, e.key))
 		default:
 			hint := ""
-			if near := nearest(e.key, settingKeys()); near != "" {
+			if near := nearest(e.key, t.keys()); near != "" {
 				hint = fmt.Sprintf(" (did you mean %s?)", near)
 			}
-			errs = append(errs, fmt.Errorf("config file %s: unknown key %q%s; known keys: %s", path, e.key, hint, strings.Join(settingKeys(), ", ")))
+			errs = append(errs, fmt.Errorf("config file %s: unknown key %q%s; known keys: %s", path, e.key, hint, strings.Join(t.keys(), ", ")))
 		}
 	}
 
@@ -1031,16 +1077,16 @@ func configFrom(flags flagValues, getenv func(string) string) (Config, error) {
 		}
 	}
 
-	for _, s := range settings {
+	for _, s := range t {
 		sources[s.key] = "default"
 	}
 	// The mode comes first: it picks the defaults the rest overlays.
 	var mode Config
-	prod, _ := lookupSetting("prod")
+	prod, _ := t.lookup("prod")
 	apply(&mode, prod)
-	c := defaultConfig(mode.Prod)
+	c := t.defaults(mode.Prod)
 	c.File = path
-	for _, s := range settings {
+	for _, s := range t {
 		if s.key != "prod" {
 			apply(&c, s)
 		}
@@ -1055,10 +1101,10 @@ func configFrom(flags flagValues, getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-// settingKeys lists the TOML keys.
-func settingKeys() []string {
-	keys := make([]string, len(settings))
-	for i, s := range settings {
+// keys lists the TOML keys.
+func (t settingTable) keys() []string {
+	keys := make([]string, len(t))
+	for i, s := range t {
 		keys[i] = s.key
 	}
 	return keys
@@ -1067,7 +1113,7 @@ func settingKeys() []string {
 // validate reports every invalid field of c, naming its key, value and source.
 func (c Config) validate() error {
 	var errs []error
-	for _, s := range settings {
+	for _, s := range c.settings {
 		if err := s.check(&c); err != nil {
 			errs = append(errs, fmt.Errorf("%s = %s%s: %w", s.key, s.shown(c), c.from(s.key), err))
 		}
@@ -1217,7 +1263,7 @@ func tomlValue(v any) string {
 // It returns an error, and writes nothing, when a string is not valid UTF-8
 // (TOML cannot hold it), and otherwise the writer's error.
 func writeConfig(w io.Writer, c Config) error {
-	for _, s := range settings {
+	for _, s := range c.settings {
 		var strs []string
 		switch p := s.field(&c).(type) {
 		case *string:
@@ -1237,7 +1283,7 @@ func writeConfig(w io.Writer, c Config) error {
 		fmt.Fprintf(&b, "# Read from config file %s%s.\n", tomlString(c.File), c.from("config"))
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	for _, s := range settings {
+	for _, s := range c.settings {
 		if s.secret {
 			// Never printed: say only whether it is set.
 			state := "not set"
@@ -1258,15 +1304,15 @@ func writeConfig(w io.Writer, c Config) error {
 	return err
 }
 
-// usage prints the flags with their defaults in both modes.
-func usage(w io.Writer) {
+// usage prints the flags of t with their defaults in both modes.
+func (t settingTable) usage(w io.Writer) {
 	fmt.Fprint(w, `Flags. Each is also an environment variable SERVER_<NAME> (--keep-alive: SERVER_KEEP_ALIVE)
 and a key in the TOML file given by --config (keep_alive); a flag beats the environment,
 which beats the file, which beats the mode default. Durations are Go durations (1m30s)
 or whole seconds (90); sizes are bytes with an optional K, M, G or T suffix (10M).
 
 `)
-	dev, prod := defaultConfig(false), defaultConfig(true)
+	dev, prod := t.defaults(false), t.defaults(true)
 	show := func(s setting, c Config) string {
 		switch v := s.field(&c).(type) {
 		case *string:
@@ -1290,7 +1336,7 @@ or whole seconds (90); sizes are bytes with an optional K, M, G or T suffix (10M
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  FLAG\tDEV\tPROD\tMEANING")
 	fmt.Fprintln(tw, "  --config PATH\tnone\tnone\tTOML file of the settings below (SERVER_CONFIG; not a file key)")
-	for _, s := range settings {
+	for _, s := range t {
 		name := s.flag()
 		if s.arg != "" {
 			name += " " + s.arg
@@ -1322,13 +1368,4 @@ func isLoopback(addr string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
-}
-
-// validDatabase reports whether url names a store: a non-empty SQLite path
-// or a PostgreSQL URL (whose parts the driver checks when it connects).
-func validDatabase(url string) bool {
-	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
-		return path != ""
-	}
-	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
 }

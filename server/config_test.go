@@ -33,11 +33,24 @@ func writeFile(t testing.TB, content string) string {
 	return path
 }
 
-// withoutSources returns c without its record of sources, for comparison.
+// testSettings are the settings of an app that registers auth.Module:
+// the server's and the auth module's, as most apps have them.
+var testSettings = authApp().settings()
+
+// loadConfig loads a Config of testSettings.
+func loadConfig(args []string, getenv func(string) string) (Config, error) {
+	return testSettings.load(args, getenv)
+}
+
+// withoutSources returns c without its records of sources and settings,
+// for comparison.
 func withoutSources(c Config) Config {
-	c.sources = nil
+	c.sources, c.settings = nil, nil
 	return c
 }
+
+// moduleValue is the value of the module setting name in c.
+func moduleValue(c Config, name string) any { return valueAt(c.modules[name]) }
 
 // timeouts is the process model's defaults for n workers, those that
 // withAuthDefaults does not set.
@@ -49,10 +62,16 @@ func timeouts(n int) workers.Config {
 // withAuthDefaults sets the auth settings' defaults, and the logging and
 // worker ones that are the same in both modes.
 func withAuthDefaults(c Config) Config {
-	c.Database = DefaultDatabase
-	c.AccessTokenLifetime, c.RefreshTokenLifetime = 5*time.Minute, 24*time.Hour
-	c.RotateRefreshTokens, c.BlacklistAfterRotation = true, true
-	c.JWTAlgorithm = "HS256"
+	c.modules = map[string]any{}
+	for name, v := range map[string]any{
+		"database": "sqlite:server.db", "secret_key": "",
+		"access_token_lifetime": 5 * time.Minute, "refresh_token_lifetime": 24 * time.Hour,
+		"rotate_refresh_tokens": true, "blacklist_after_rotation": true,
+		"jwt_algorithm": "HS256", "jwt_private_key": "", "jwt_public_keys": "",
+		"jwt_issuer": "", "jwt_audience": "", "jwt_leeway": time.Duration(0),
+	} {
+		c.modules[name] = newValue(v)
+	}
 	c.ForwardedAllowIPs, c.MaxBodySize = "127.0.0.1,::1", 10<<20
 	c.ErrorLog, c.Connections = "-", 1000
 	c.Backlog = 2048
@@ -86,7 +105,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 			if !reflect.DeepEqual(withoutSources(got), withAuthDefaults(tt.want)) {
 				t.Errorf("loadConfig(%q):\ngot  %+v\nwant %+v", tt.args, got, tt.want)
 			}
-			for _, s := range settings[1:] {
+			for _, s := range testSettings[1:] {
 				if src := got.sources[s.key]; src != "default" {
 					t.Errorf("loadConfig(%q): source of %s: got %q, want %q", tt.args, s.key, src, "default")
 				}
@@ -232,10 +251,10 @@ func TestLoadConfigPrecedence(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig(%q) with file %q and env %v: %v", tt.args, tt.file, tt.env, err)
 			}
-			want := defaultConfig(tt.prod)
+			want := testSettings.defaults(tt.prod)
 			want.File = path
 			tt.want(&want)
-			if !reflect.DeepEqual(withoutSources(got), want) {
+			if !reflect.DeepEqual(withoutSources(got), withoutSources(want)) {
 				t.Errorf("loadConfig(%q) with file %q and env %v:\ngot  %+v\nwant %+v", tt.args, tt.file, tt.env, got, want)
 			}
 			for key, src := range tt.sources {
@@ -292,7 +311,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "env timeout not a duration", env: map[string]string{"SERVER_TIMEOUT": "ten"},
 			want: `SERVER_TIMEOUT "ten": want a duration such as 30s or a whole number of seconds, above 0 and at most 24h`},
 		{name: "file unknown key", file: "wokers = 2\n",
-			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, backlog, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, forwarded_allow_ips, max_body_size, limit_request_line, limit_request_fields, limit_request_field_size, certfile, keyfile, user, group, jwt_leeway`},
+			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, backlog, forwarded_allow_ips, max_body_size, limit_request_line, limit_request_fields, limit_request_field_size, certfile, keyfile, user, group, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, jwt_leeway`},
 		{name: "file unknown table", file: "[server]\nworkers = 2\n",
 			has: []string{`config file $FILE: unknown key "server"`, "known keys: prod, bind"}},
 		{name: "file config key", file: "config = \"/etc/other.toml\"\n",
@@ -455,7 +474,7 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"user":                     {"", "true"},
 		"group":                    {"", "2"},
 	}
-	for _, s := range settings {
+	for _, s := range testSettings {
 		b, ok := bad[s.key]
 		if !ok {
 			t.Errorf("no bad values for setting %s", s.key)
@@ -585,11 +604,11 @@ func TestConfigJSONRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got Config
+	got := testSettings.defaults(false)
 	if err := json.Unmarshal(data, &got); err != nil {
 		t.Fatalf("json.Unmarshal(%s): %v", data, err)
 	}
-	if !reflect.DeepEqual(got, withoutSources(c)) {
+	if !reflect.DeepEqual(withoutSources(got), withoutSources(c)) {
 		t.Errorf("JSON round trip through %s:\ngot  %+v\nwant %+v", data, got, withoutSources(c))
 	}
 	if err := got.validate(); err != nil {
@@ -617,7 +636,7 @@ func TestWriteConfig(t *testing.T) {
 		}
 	}
 	var want []string
-	for _, s := range settings {
+	for _, s := range testSettings {
 		if !s.secret {
 			want = append(want, s.key)
 		}
@@ -682,7 +701,7 @@ func TestWriteConfigRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(withoutSources(got), withoutSources(want)) {
 				t.Errorf("round trip through\n%s\ngot  %+v\nwant %+v", b.String(), got, want)
 			}
-			for _, s := range settings {
+			for _, s := range testSettings {
 				if !s.secret && got.sources[s.key] != "file" {
 					t.Errorf("after the round trip, source of %s: got %q, want %q", s.key, got.sources[s.key], "file")
 				}
@@ -756,9 +775,9 @@ func TestConfigWarnings(t *testing.T) {
 
 func TestConfigUsage(t *testing.T) {
 	var b bytes.Buffer
-	usage(&b)
+	testSettings.usage(&b)
 	out := b.String()
-	for _, want := range append(flagNames(),
+	for _, want := range append(testSettings.flagNames(),
 		"127.0.0.1:8000", "(NumCPU)", "1m15s", "debug", "info", "SERVER_<NAME>") {
 		if !strings.Contains(out, want) {
 			t.Errorf("usage:\n%s\nwant it to contain %q", out, want)
@@ -899,7 +918,7 @@ func TestSizeSettings(t *testing.T) {
 		{"0", "0", 0},
 	}
 	var sizes int
-	for _, s := range settings {
+	for _, s := range testSettings {
 		if _, isInt64 := s.field(&Config{}).(*int64); !s.size && !isInt64 {
 			continue
 		}
@@ -957,7 +976,7 @@ func TestFormatSize(t *testing.T) {
 }
 
 func TestUnknownEnv(t *testing.T) {
-	got := unknownEnv([]string{
+	got := testSettings.unknownEnv([]string{
 		"SERVER_WOKERS=3", "SERVER_WORKERS=2", "SERVER_CONFIG=/etc/server.toml", "SERVER_RELOAD=0",
 		"SERVER_NAME=example.com", "SERVER_SECRET_KY=x", "SERVER_FROBNICATE=1", "HOME=/root", "server_workers=2",
 	})

@@ -30,6 +30,7 @@
 // # Modules, and auth
 //
 // A module is a part of an app that the server boots and stops with it,
+// whose settings join the server's (flags, SERVER_* variables, file keys),
 // whose commands join the binary's and whose checks join `server check`'s
 // (package module states the contract). Register adds one; the server
 // knows it only through that contract, so an app links only the modules it

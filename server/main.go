@@ -77,7 +77,7 @@ func runServer(app *App, cfg Config, args []string) int {
 			// HUP: flags and environment are the master's own and cannot
 			// change; the config file is read again.
 			Reload: func() (workers.Config, error) {
-				next, err := loadConfig(args, os.Getenv)
+				next, err := app.settings().load(args, os.Getenv)
 				if err != nil {
 					return workers.Config{}, err
 				}
@@ -90,9 +90,9 @@ func runServer(app *App, cfg Config, args []string) int {
 				next.ErrorLog = cfg.ErrorLog
 				return workersConfig(next), nil
 			},
-			OnReady:  masterHook(app.OnReady),
-			OnReload: masterHook(app.OnReload),
-			OnExit:   masterHook(app.OnExit),
+			OnReady:  masterHook(app, app.OnReady),
+			OnReload: masterHook(app, app.OnReload),
+			OnExit:   masterHook(app, app.OnExit),
 		}
 		err = m.Run()
 	}
@@ -131,10 +131,10 @@ func workersConfig(cfg Config) workers.Config {
 	return wc
 }
 
-// appConfig is the Config a generation runs with, out of its
+// appConfig is the Config of app a generation runs with, out of its
 // workers.Config (see workersConfig).
-func appConfig(wc workers.Config) (Config, error) {
-	var cfg Config
+func appConfig(app *App, wc workers.Config) (Config, error) {
+	cfg := app.settings().defaults(false)
 	if err := json.Unmarshal(wc.App, &cfg); err != nil {
 		return Config{}, fmt.Errorf("decode config: %w", err)
 	}
@@ -143,12 +143,12 @@ func appConfig(wc workers.Config) (Config, error) {
 
 // masterHook adapts one of App's master hooks to workers.Master's; nil
 // stays nil.
-func masterHook(hook func(Config) error) func(workers.Config) error {
+func masterHook(app *App, hook func(Config) error) func(workers.Config) error {
 	if hook == nil {
 		return nil
 	}
 	return func(wc workers.Config) error {
-		cfg, err := appConfig(wc)
+		cfg, err := appConfig(app, wc)
 		if err != nil {
 			return err
 		}
@@ -159,7 +159,7 @@ func masterHook(hook func(Config) error) func(workers.Config) error {
 // runWorker is Main in a worker process.
 func runWorker(app *App) int {
 	err := workers.RunWorker(func(wc workers.Config) (*workers.Worker, error) {
-		cfg, err := appConfig(wc)
+		cfg, err := appConfig(app, wc)
 		if err != nil {
 			return nil, err
 		}

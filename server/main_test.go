@@ -43,6 +43,7 @@ func testApp() {
 func TestCommands(t *testing.T) {
 	tests := []struct {
 		name   string
+		app    *App // nil: authApp()
 		args   []string
 		code   int
 		stdout []string // substrings
@@ -59,10 +60,12 @@ func TestCommands(t *testing.T) {
 			"lifetime of access tokens, at most 1h: one cannot be revoked before it expires"}},
 		{name: "access cap", args: []string{"check", "--access-token-lifetime", "2h"}, code: ExitUsage,
 			stderr: []string{`--access-token-lifetime "2h"`, "at most 1h", "cannot be revoked"}},
-		{name: "body size", args: []string{"check", "--prod", "--max-body-size", "10M"}, code: ExitOK,
+		{name: "body size", app: NewApp(), args: []string{"check", "--prod", "--max-body-size", "10M"}, code: ExitOK,
 			stdout: []string{"max_body_size = 10485760"}},
-		{name: "check", args: []string{"check", "--prod", "--workers", "3"}, code: ExitOK,
+		{name: "check", app: NewApp(), args: []string{"check", "--prod", "--workers", "3"}, code: ExitOK,
 			stdout: []string{"prod = true", "workers = 3", "# flag --workers", `timeout = "30s"`}},
+		{name: "without auth", app: NewApp(), args: []string{"check", "--database", "sqlite:x.db"}, code: ExitUsage,
+			stderr: []string{"unknown flag --database"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,7 +73,11 @@ func TestCommands(t *testing.T) {
 				t.Setenv("SERVER_TIMEOUT", "soon")
 			}
 			var stdout, stderr bytes.Buffer
-			code := run(NewApp(), "server", tt.args, &stdout, &stderr)
+			app := tt.app
+			if app == nil {
+				app = authApp()
+			}
+			code := run(app, "server", tt.args, &stdout, &stderr)
 			if code != tt.code {
 				t.Errorf("server %v: exit %d, want %d (stderr %q)", tt.args, code, tt.code, stderr.String())
 			}
@@ -211,7 +218,7 @@ func TestCommandHelp(t *testing.T) {
 					want = append(want, "--"+f.name)
 				}
 				for _, key := range c.reads {
-					s, _ := lookupSetting(key)
+					s, _ := testSettings.lookup(key)
 					want = append(want, s.flag(), s.env())
 				}
 				if c.settings && len(c.reads) == 0 {

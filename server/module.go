@@ -20,9 +20,25 @@ type Module = module.Module
 // Register adds m to the app. In every process that serves, the modules
 // boot in the order registered, before OnBoot, and close in the reverse
 // order after OnShutdown; see package module for the rest of their life.
-// Register before Main.
+// The settings of m (module.Configurable) join the server's. Register
+// before Main. It panics if m declares a setting the server cannot hold:
+// one with the name of another, or a Default of another type than bool,
+// string or time.Duration.
 func (a *App) Register(m Module) {
+	t, err := a.settings().withModule(m)
+	if err != nil {
+		panic("server: Register: " + err.Error())
+	}
 	a.modules = append(a.modules, m)
+	a.moduleSettings = t
+}
+
+// settings are the app's: the server's, then its modules'.
+func (a *App) settings() settingTable {
+	if a.moduleSettings == nil {
+		return serverSettings
+	}
+	return a.moduleSettings
 }
 
 // moduleEnv is what a module is told of a process that runs with cfg.
@@ -36,7 +52,7 @@ func moduleEnv(cfg Config, log *zap.Logger, countLogin func(outcome string)) mod
 		Settings: settings,
 		From:     func(key string) string { return cfg.sources[key] },
 		Shown: func(key string) string {
-			if s, ok := lookupSetting(key); ok {
+			if s, ok := cfg.settings.lookup(key); ok {
 				return s.shown(cfg)
 			}
 			return ""
