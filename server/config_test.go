@@ -49,9 +49,6 @@ func withoutSources(c Config) Config {
 	return c
 }
 
-// moduleValue is the value of the module setting name in c.
-func moduleValue(c Config, name string) any { return valueAt(c.modules[name]) }
-
 // timeouts is the process model's defaults for n workers, those that
 // withAuthDefaults does not set.
 func timeouts(n int) workers.Config {
