@@ -103,8 +103,13 @@ const (
 // In prod the master sends it, JSON-encoded, to every worker over the control
 // channel; a HUP loads it again from the same flags, environment and file.
 //
-// A Config from loadConfig has every field set and valid; its zero value is
-// not a usable configuration.
+// A Config from settingTable.load has every field set and valid. Its zero
+// value is not a usable configuration, unlike those of the layers below
+// (workers.Config, serve.Options), and cannot be made one: it is what the
+// operator asked for, resolved, and a zero is a meaningful answer to
+// several settings (forwarded_allow_ips = "" trusts no proxy,
+// access_log = "" logs no request, max_body_size = 0 lifts the limit),
+// so a zero cannot also stand for "the default".
 type Config struct {
 	// Prod selects the pre-forking production runner (--prod).
 	Prod bool `json:"prod"`
@@ -173,7 +178,7 @@ type Config struct {
 	modules map[string]any
 	// sources maps each setting's TOML key (and "config") to where its
 	// value came from: "default", "file", "env SERVER_X" or "flag --x".
-	// Only loadConfig sets it; it is not sent to workers.
+	// Only settingTable.load sets it; it is not sent to workers.
 	sources map[string]string
 }
 
@@ -988,7 +993,7 @@ func readConfigFile(path string) ([]fileEntry, error) {
 // SERVER_* variables are ignored here, as other tools may set some (Main
 // warns of them: unknownEnv). Repeated
 // --bind flags replace the addresses from lower sources. For -h or --help,
-// loadConfig returns flag.ErrHelp itself; the caller prints usage.
+// load returns flag.ErrHelp itself; the caller prints usage.
 //
 // Every error names where the value came from, the value and what is
 // allowed; all bad values are reported at once (joined by newlines).
