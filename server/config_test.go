@@ -54,6 +54,7 @@ func withAuthDefaults(c Config) Config {
 	c.RotateRefreshTokens, c.BlacklistAfterRotation = true, true
 	c.JWTAlgorithm = "HS256"
 	c.ForwardedAllowIPs, c.MaxBodySize = "127.0.0.1,::1", 10<<20
+	c.ProxyProtocol, c.ProxyAllowFrom = "off", "127.0.0.1,::1"
 	c.ErrorLog, c.Connections = "-", 1000
 	c.Backlog = 2048
 	c.LimitRequestLine, c.LimitRequestFields, c.LimitRequestFieldSize = 4094, 100, 8190
@@ -292,7 +293,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "env timeout not a duration", env: map[string]string{"SERVER_TIMEOUT": "ten"},
 			want: `SERVER_TIMEOUT "ten": want a duration such as 30s or a whole number of seconds, above 0 and at most 24h`},
 		{name: "file unknown key", file: "wokers = 2\n",
-			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, backlog, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, forwarded_allow_ips, max_body_size, limit_request_line, limit_request_fields, limit_request_field_size, certfile, keyfile, user, group, jwt_leeway`},
+			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, backlog, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, forwarded_allow_ips, proxy_protocol, proxy_allow_from, max_body_size, limit_request_line, limit_request_fields, limit_request_field_size, certfile, keyfile, user, group, jwt_leeway`},
 		{name: "file unknown table", file: "[server]\nworkers = 2\n",
 			has: []string{`config file $FILE: unknown key "server"`, "known keys: prod, bind"}},
 		{name: "file config key", file: "config = \"/etc/other.toml\"\n",
@@ -446,6 +447,8 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"jwt_audience":             {"", "3"},
 		"jwt_leeway":               {"2m", `"-1s"`},
 		"forwarded_allow_ips":      {"localhost", `"10.0.0.0/33"`},
+		"proxy_protocol":           {"true", "true"},
+		"proxy_allow_from":         {"10.0.0.0/33", `"localhost"`},
 		"max_body_size":            {"-1", `"big"`},
 		"limit_request_line":       {"8191", "-1"},
 		"limit_request_fields":     {"32769", `"100"`},
