@@ -151,22 +151,28 @@ func HasSignature(b []byte) bool {
 
 // readV1 reads the rest of a version 1 line, of which buf holds the first
 // minLen bytes. The line ends at its CRLF, which must not be read past, so
-// each read asks for no more than the line still needs at least: its CRLF
-// and, for TCP4 and TCP6, one byte for each of its five spaces still to
-// come. A header from HAProxy thus takes a few reads, not one per byte.
+// each read asks for no more than a valid line still needs at least: its
+// CRLF and, for TCP4 and TCP6, one byte for each of its five spaces still
+// to come. A header from HAProxy thus takes a few reads, not one per byte.
+// (Only an invalid line, short of spaces, can be read past.)
 func readV1(r io.Reader, buf *[MaxV1Len]byte) (Header, error) {
 	n := minLen
 	rest := string(buf[len(sigV1):n])
-	tcp := strings.HasPrefix(rest, "TCP4 ") || strings.HasPrefix(rest, "TCP6 ")
-	if !tcp && !strings.HasPrefix(rest, "UNKNOWN") {
-		return Header{}, fmt.Errorf("proxyproto: version 1 protocol %q is not TCP4, TCP6 or UNKNOWN", strings.Fields(rest + " ")[0])
+	proto := rest[:strings.IndexAny(rest+" ", " \r")]
+	tcp := proto == "TCP4" || proto == "TCP6"
+	if !tcp && proto != "UNKNOWN" {
+		return Header{}, fmt.Errorf("proxyproto: version 1 protocol %q is not TCP4, TCP6 or UNKNOWN", proto)
 	}
 	for {
-		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
-			if i != n-1 || buf[n-2] != '\r' {
-				return Header{}, errors.New("proxyproto: version 1 line has a line feed without a carriage return before it")
-			}
-			return parseV1(string(buf[:n-2]))
+		switch i := bytes.IndexAny(buf[:n], "\r\n"); {
+		case i < 0 || i == n-1 && buf[i] == '\r':
+			// The line goes on.
+		case buf[i] == '\r' && buf[i+1] == '\n':
+			// A CRLF before the last two bytes read ends a line shorter
+			// than minLen, which parseV1 refuses.
+			return parseV1(string(buf[:i]))
+		default:
+			return Header{}, errors.New("proxyproto: version 1 line has a carriage return or line feed out of place")
 		}
 		if n == MaxV1Len {
 			return Header{}, fmt.Errorf("proxyproto: version 1 line longer than %d bytes", MaxV1Len)
