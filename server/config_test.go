@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/remuda/remuda/internal/proxyproto"
 	"github.com/remuda/remuda/internal/workers"
 )
 
@@ -1011,5 +1012,50 @@ func TestRequestLimitSettings(t *testing.T) {
 	_, err = loadConfig([]string{"--limit-request-field_size", "100"}, env(nil))
 	if err == nil || !strings.Contains(err.Error(), "did you mean --limit-request-field-size?") {
 		t.Errorf("got %v for Gunicorn's --limit-request-field_size, want an error naming --limit-request-field-size", err)
+	}
+}
+
+func TestProxyProtocolSettings(t *testing.T) {
+	file := writeFile(t, "proxy_protocol = \"v2\"\n")
+	c, err := loadConfig([]string{"--config", file, "--proxy-allow-from", "10.0.0.0/8, 192.0.2.7"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp, err := proxyProtocolOf(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(pp.Mode, pp.AllowFrom); got != "v2 [10.0.0.0/8 192.0.2.7/32]" {
+		t.Errorf("got %s, want v2 [10.0.0.0/8 192.0.2.7/32]", got)
+	}
+	c, err = loadConfig(nil, env(map[string]string{"SERVER_PROXY_PROTOCOL": "auto"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pp, err := proxyProtocolOf(c); err != nil || pp.Mode != proxyproto.Auto || fmt.Sprint(pp.AllowFrom) != "[127.0.0.1/32 ::1/128]" {
+		t.Errorf("SERVER_PROXY_PROTOCOL=auto: got %v %v, %v; want auto from 127.0.0.1 and ::1", pp.Mode, pp.AllowFrom, err)
+	}
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		file string
+		want string
+	}{
+		{"bare flag, as Gunicorn's", []string{"--proxy-protocol"}, "", "flag --proxy-protocol needs a value, as in --proxy-protocol MODE"},
+		{"on", []string{"--proxy-protocol", "on"}, "", `--proxy-protocol "on": want one of off, v1, v2, auto`},
+		{"boolean in the file", nil, "proxy_protocol = true\n", `proxy_protocol = true: a string is needed; want one of off, v1, v2, auto`},
+		{"Gunicorn's file key", nil, "proxy_allow_ips = \"10.0.0.5\"\n", `unknown key "proxy_allow_ips"; known keys: `},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append(args, "--config", writeFile(t, tt.file))
+			}
+			_, err := loadConfig(args, env(nil))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("loadConfig(%q): got %v, want an error containing %q", args, err, tt.want)
+			}
+		})
 	}
 }
