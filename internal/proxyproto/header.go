@@ -76,8 +76,15 @@ type Header struct {
 	// when the header carries no client address to use, and the peer's
 	// own address then stands: version 1's UNKNOWN, version 2's LOCAL
 	// command (the proxy's own health checks), and version 2's UNSPEC,
-	// UNIX and UDP address families.
+	// UNIX and UDP address families. An IPv4-mapped IPv6 address
+	// (::ffff:192.0.2.7, which a proxy on a dual-stack socket may send) is
+	// given as the IPv4 address, as Go's net package gives a peer.
 	Source netip.AddrPort
+}
+
+// source is a Header.Source.
+func source(a netip.Addr, port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(a.Unmap(), port)
 }
 
 // Limits of the format.
@@ -218,7 +225,7 @@ func parseV1(line string) (Header, error) {
 		}
 		ports[i] = p
 	}
-	return Header{Version: 1, Source: netip.AddrPortFrom(addrs[0], ports[0])}, nil
+	return Header{Version: 1, Source: source(addrs[0], ports[0])}, nil
 }
 
 // parsePort parses a decimal port as version 1 writes it: digits only, no
@@ -298,9 +305,9 @@ func readV2(r io.Reader, buf *[MaxV1Len]byte) (Header, error) {
 	}
 	switch fam {
 	case famTCP4:
-		h.Source = netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[0:4])), binary.BigEndian.Uint16(body[8:10]))
+		h.Source = source(netip.AddrFrom4([4]byte(body[0:4])), binary.BigEndian.Uint16(body[8:10]))
 	case famTCP6:
-		h.Source = netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[0:16])), binary.BigEndian.Uint16(body[32:34]))
+		h.Source = source(netip.AddrFrom16([16]byte(body[0:16])), binary.BigEndian.Uint16(body[32:34]))
 	}
 	return h, nil
 }

@@ -60,6 +60,8 @@ func TestRead(t *testing.T) {
 		{"v1 TCP6", V1, "PROXY TCP6 2001:db8::7 2001:db8::1 40000 8000\r\n", Header{1, netip.MustParseAddrPort("[2001:db8::7]:40000")}},
 		{"v1 TCP6 longest", V1, "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n",
 			Header{1, netip.MustParseAddrPort("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")}},
+		{"v1 TCP6 IPv4-mapped", Auto, "PROXY TCP6 ::ffff:192.0.2.7 ::ffff:192.0.2.1 4000 80\r\n", Header{1, netip.MustParseAddrPort("192.0.2.7:4000")}},
+		{"v2 TCP6 IPv4-mapped", Auto, string(v2(cmdProxy, famTCP6, addrs6("::ffff:192.0.2.7", "::1", 4001, 80))), Header{2, netip.MustParseAddrPort("192.0.2.7:4001")}},
 		{"v1 TCP6 loopback", Auto, "PROXY TCP6 ::1 ::1 1 2\r\n", Header{1, netip.MustParseAddrPort("[::1]:1")}},
 		{"v1 UNKNOWN", Auto, "PROXY UNKNOWN\r\n", Header{Version: 1}},
 		{"v1 UNKNOWN with addresses", V1, longUnknown, Header{Version: 1}},
@@ -273,8 +275,8 @@ func FuzzRead(f *testing.F) {
 			if h.Version != 1 && h.Version != 2 || m == V1 && h.Version != 1 || m == V2 && h.Version != 2 {
 				t.Fatalf("Read(%q, %v): version %d", data, m, h.Version)
 			}
-			if h.Source.IsValid() && h.Source.Addr().Zone() != "" {
-				t.Fatalf("Read(%q, %v): source %v has a zone", data, m, h.Source)
+			if h.Source.IsValid() && (h.Source.Addr().Zone() != "" || h.Source.Addr().Is4In6()) {
+				t.Fatalf("Read(%q, %v): source %v has a zone or is IPv4-mapped", data, m, h.Source)
 			}
 			header := data[:r.n]
 			again := &countingReader{r: iotest.OneByteReader(io.MultiReader(bytes.NewReader(header), strings.NewReader(other)))}

@@ -201,3 +201,42 @@ func selfSigned(t *testing.T) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestProxyProtocolUnixSocket: a peer on a unix socket (HAProxy on the
+// same host) is listed unless AllowFrom is empty, as in Proxies.
+func TestProxyProtocolUnixSocket(t *testing.T) {
+	for _, tt := range []struct {
+		allowFrom string
+		want      string // the answer's body; "" for no answer
+	}{
+		{"127.0.0.1", "203.0.113.7:56324 "},
+		{"", ""},
+	} {
+		t.Run("allow from "+tt.allowFrom, func(t *testing.T) {
+			allow, _ := ParseProxies(tt.allowFrom)
+			sock := t.TempDir() + "/s.sock"
+			ln, err := Listen("unix:"+sock, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := New(remoteAddrHandler, Options{Hardened: true, ProxyProtocol: ProxyProtocol{Mode: proxyproto.V1, AllowFrom: allow}})
+			s.Serve([]net.Listener{ln})
+			t.Cleanup(func() { s.Close() })
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, "PROXY TCP4 203.0.113.7 127.0.0.1 56324 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			got, _ := io.ReadAll(c)
+			body := ""
+			if i := strings.Index(string(got), "\r\n\r\n"); i >= 0 {
+				body = string(got[i+4:])
+			}
+			if body != tt.want {
+				t.Errorf("got %q, want the body %q", got, tt.want)
+			}
+		})
+	}
+}
