@@ -288,3 +288,26 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRead reads the header HAProxy sends at the start of each
+// connection, from an unbuffered reader as a socket is.
+func BenchmarkRead(b *testing.B) {
+	for _, bb := range []struct {
+		name, header string
+	}{
+		{"v1 TCP4", "PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n"},
+		{"v1 TCP6", "PROXY TCP6 2001:db8:85a3::8a2e:370:7334 2001:db8::1 56324 443\r\n"},
+		{"v2 TCP4", string(v2(cmdProxy, famTCP4, addrs4("203.0.113.7", "192.0.2.1", 56324, 443)))},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.ReportAllocs()
+			r := strings.NewReader(bb.header)
+			for b.Loop() {
+				r.Reset(bb.header)
+				if _, err := Read(r, Auto); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
