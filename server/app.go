@@ -122,8 +122,10 @@ func (a *App) Handler() http.Handler {
 }
 
 // ClientAddr is the address of the client that made r, without its port:
-// the peer's, or, behind a proxy listed in --forwarded-allow-ips, the
-// client's as the proxy reported it in X-Forwarded-For.
+// the peer's, or the client's as a load balancer listed in
+// --proxy-allow-from gave it in its PROXY protocol header, or, behind a
+// proxy listed in --forwarded-allow-ips, the client's as the proxy
+// reported it in X-Forwarded-For.
 func ClientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/remuda/remuda/internal/proxyproto"
 	"github.com/remuda/remuda/internal/serve"
 	"github.com/remuda/remuda/internal/workers"
 )
@@ -21,10 +22,10 @@ import (
 //
 // It opens the access log, boots the modules (auth: its store, counting
 // logins on the worker's counters), runs App.OnBoot, and decides the handler, the
-// trusted proxies, TLS, and the Shutdown and Close that end the worker's
-// life. Dev and prod differ here in one thing only, the panic page of the
-// README's "Dev and prod" table: dev answers a panic with the debug page
-// (debugPage), prod with the 500 JSON of harden.
+// trusted proxies, the PROXY protocol, TLS, and the Shutdown and Close
+// that end the worker's life. Dev and prod differ here in one thing only,
+// the panic page of the README's "Dev and prod" table: dev answers a panic
+// with the debug page (debugPage), prod with the 500 JSON of harden.
 //
 // Booting here, the dev server gained what it lacked when it booted on
 // its own: HTTPS with certfile/keyfile; prod's HTTP hardening (bodies
@@ -66,6 +67,10 @@ func bootApp(app *App, cfg Config, log *zap.Logger, out zapcore.WriteSyncer, reo
 	if err != nil {
 		return fail(err)
 	}
+	proxyProtocol, err := proxyProtocolOf(cfg)
+	if err != nil {
+		return fail(err)
+	}
 	tlsCfg, err := tlsConfig(cfg)
 	if err != nil {
 		return fail(err)
@@ -86,8 +91,23 @@ func bootApp(app *App, cfg Config, log *zap.Logger, out zapcore.WriteSyncer, reo
 		AccessLog:      access,
 		Reopen:         reopenAll(reopenLog, reopenAccess),
 		TrustedProxies: proxies,
+		ProxyProtocol:  proxyProtocol,
 		TLS:            tlsCfg,
 		Counters:       counts,
 		Close:          closeModules,
 	}, nil
+}
+
+// proxyProtocolOf is the PROXY protocol as cfg's proxy_protocol and
+// proxy_allow_from set it.
+func proxyProtocolOf(cfg Config) (serve.ProxyProtocol, error) {
+	mode, err := proxyproto.ParseMode(cfg.ProxyProtocol)
+	if err != nil {
+		return serve.ProxyProtocol{}, err
+	}
+	allow, err := serve.ParseProxies(cfg.ProxyAllowFrom)
+	if err != nil {
+		return serve.ProxyProtocol{}, err
+	}
+	return serve.ProxyProtocol{Mode: mode, AllowFrom: allow}, nil
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/remuda/remuda/internal/proxyproto"
 	"github.com/remuda/remuda/internal/serve"
 	"github.com/remuda/remuda/internal/strict"
 	"github.com/remuda/remuda/internal/workers"
@@ -89,6 +90,10 @@ const (
 
 	// DefaultForwardedAllowIPs trusts a proxy on the same host.
 	DefaultForwardedAllowIPs = "127.0.0.1,::1"
+	// DefaultProxyProtocol is off, and DefaultProxyAllowFrom lists a
+	// proxy on the same host (Gunicorn's defaults).
+	DefaultProxyProtocol  = "off"
+	DefaultProxyAllowFrom = "127.0.0.1,::1"
 	// DefaultMaxBodySize is 10 MiB.
 	DefaultMaxBodySize = 10 << 20
 )
@@ -160,6 +165,15 @@ type Config struct {
 	// "*") whose X-Forwarded-For/-Proto and X-Request-ID are believed.
 	// Default: DefaultForwardedAllowIPs.
 	ForwardedAllowIPs string `json:"forwarded_allow_ips"`
+	// ProxyProtocol is Gunicorn's proxy_protocol: "off" (the default),
+	// "v1", "v2" or "auto" (either), the PROXY protocol header versions
+	// required from the peers in ProxyAllowFrom; see serve.ProxyProtocol.
+	ProxyProtocol string `json:"proxy_protocol"`
+	// ProxyAllowFrom lists the peers (addresses, CIDR prefixes, or "*")
+	// whose PROXY protocol header is required and believed when
+	// ProxyProtocol is on (Gunicorn's --proxy-allow-from). Default:
+	// DefaultProxyAllowFrom.
+	ProxyAllowFrom string `json:"proxy_allow_from"`
 	// CertFile and KeyFile, both or neither, serve HTTPS (TLS 1.2 and up,
 	// HTTP/2), for a server without a proxy in front.
 	CertFile string `json:"certfile"`
@@ -246,6 +260,8 @@ func serverDefaults(prod bool) Config {
 		Backlog:   DefaultBacklog,
 
 		ForwardedAllowIPs: DefaultForwardedAllowIPs,
+		ProxyProtocol:     DefaultProxyProtocol,
+		ProxyAllowFrom:    DefaultProxyAllowFrom,
 	}
 	if prod {
 		c.Workers = min(runtime.NumCPU(), MaxWorkers)
@@ -343,6 +359,11 @@ var serverSettings = settingTable{
 		field: func(c *Config) any { return &c.Backlog }},
 	{key: "forwarded_allow_ips", arg: "LIST", help: `proxies whose X-Forwarded-For/-Proto and X-Request-ID to believe ("*": all)`,
 		want: `IP addresses or CIDR prefixes, comma-separated, or "*"`, field: func(c *Config) any { return &c.ForwardedAllowIPs }},
+	{key: "proxy_protocol", arg: "MODE", help: "PROXY protocol header required from --proxy-allow-from peers: off, v1, v2 or auto (either)",
+		want: "one of " + strings.Join(proxyproto.Modes, ", "), enum: proxyproto.Modes,
+		field: func(c *Config) any { return &c.ProxyProtocol }},
+	{key: "proxy_allow_from", arg: "LIST", help: `proxies whose PROXY protocol header to require and believe ("*": all)`,
+		want: `IP addresses or CIDR prefixes, comma-separated, or "*"`, field: func(c *Config) any { return &c.ProxyAllowFrom }},
 	{key: "max_body_size", arg: "SIZE", help: "larger request bodies get 413 (K, M, G suffixes; 0: no limit)",
 		want:  wantSize + ", as 10M",
 		field: func(c *Config) any { return &c.MaxBodySize }},
@@ -607,7 +628,7 @@ func (s setting) check(c *Config) error {
 			return s.refuse("")
 		}
 	case *string:
-		if s.key == "forwarded_allow_ips" {
+		if s.key == "forwarded_allow_ips" || s.key == "proxy_allow_from" {
 			if _, err := serve.ParseProxies(*p); err != nil {
 				return s.refuse("%v", err)
 			}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/remuda/remuda/internal/proxyproto"
 	"github.com/remuda/remuda/internal/workers"
 )
 
@@ -70,6 +71,7 @@ func withAuthDefaults(c Config) Config {
 		c.modules[name] = newValue(v)
 	}
 	c.ForwardedAllowIPs, c.MaxBodySize = "127.0.0.1,::1", 10<<20
+	c.ProxyProtocol, c.ProxyAllowFrom = "off", "127.0.0.1,::1"
 	c.ErrorLog, c.Connections = "-", 1000
 	c.Backlog = 2048
 	c.LimitRequestLine, c.LimitRequestFields, c.LimitRequestFieldSize = 4094, 100, 8190
@@ -308,7 +310,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "env timeout not a duration", env: map[string]string{"SERVER_TIMEOUT": "ten"},
 			want: `SERVER_TIMEOUT "ten": want a duration such as 30s or a whole number of seconds, above 0 and at most 24h`},
 		{name: "file unknown key", file: "wokers = 2\n",
-			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, backlog, forwarded_allow_ips, max_body_size, limit_request_line, limit_request_fields, limit_request_field_size, certfile, keyfile, user, group, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, jwt_leeway`},
+			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, backlog, forwarded_allow_ips, proxy_protocol, proxy_allow_from, max_body_size, limit_request_line, limit_request_fields, limit_request_field_size, certfile, keyfile, user, group, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, jwt_leeway`},
 		{name: "file unknown table", file: "[server]\nworkers = 2\n",
 			has: []string{`config file $FILE: unknown key "server"`, "known keys: prod, bind"}},
 		{name: "file config key", file: "config = \"/etc/other.toml\"\n",
@@ -462,6 +464,8 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"jwt_audience":             {"", "3"},
 		"jwt_leeway":               {"2m", `"-1s"`},
 		"forwarded_allow_ips":      {"localhost", `"10.0.0.0/33"`},
+		"proxy_protocol":           {"true", "true"},
+		"proxy_allow_from":         {"10.0.0.0/33", `"localhost"`},
 		"max_body_size":            {"-1", `"big"`},
 		"limit_request_line":       {"8191", "-1"},
 		"limit_request_fields":     {"32769", `"100"`},
@@ -1024,5 +1028,50 @@ func TestRequestLimitSettings(t *testing.T) {
 	_, err = loadConfig([]string{"--limit-request-field_size", "100"}, env(nil))
 	if err == nil || !strings.Contains(err.Error(), "did you mean --limit-request-field-size?") {
 		t.Errorf("got %v for Gunicorn's --limit-request-field_size, want an error naming --limit-request-field-size", err)
+	}
+}
+
+func TestProxyProtocolSettings(t *testing.T) {
+	file := writeFile(t, "proxy_protocol = \"v2\"\n")
+	c, err := loadConfig([]string{"--config", file, "--proxy-allow-from", "10.0.0.0/8, 192.0.2.7"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp, err := proxyProtocolOf(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(pp.Mode, pp.AllowFrom); got != "v2 [10.0.0.0/8 192.0.2.7/32]" {
+		t.Errorf("got %s, want v2 [10.0.0.0/8 192.0.2.7/32]", got)
+	}
+	c, err = loadConfig(nil, env(map[string]string{"SERVER_PROXY_PROTOCOL": "auto"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pp, err := proxyProtocolOf(c); err != nil || pp.Mode != proxyproto.Auto || fmt.Sprint(pp.AllowFrom) != "[127.0.0.1/32 ::1/128]" {
+		t.Errorf("SERVER_PROXY_PROTOCOL=auto: got %v %v, %v; want auto from 127.0.0.1 and ::1", pp.Mode, pp.AllowFrom, err)
+	}
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		file string
+		want string
+	}{
+		{"bare flag, as Gunicorn's", []string{"--proxy-protocol"}, "", "flag --proxy-protocol needs a value, as in --proxy-protocol MODE"},
+		{"on", []string{"--proxy-protocol", "on"}, "", `--proxy-protocol "on": want one of off, v1, v2, auto`},
+		{"boolean in the file", nil, "proxy_protocol = true\n", `proxy_protocol = true: a string is needed; want one of off, v1, v2, auto`},
+		{"Gunicorn's file key", nil, "proxy_allow_ips = \"10.0.0.5\"\n", `unknown key "proxy_allow_ips"; known keys: `},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append(args, "--config", writeFile(t, tt.file))
+			}
+			_, err := loadConfig(args, env(nil))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("loadConfig(%q): got %v, want an error containing %q", args, err, tt.want)
+			}
+		})
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/remuda/remuda/internal/proxyproto"
 )
 
 // How a connection ends while its server drains. Every handover (HUP, USR2,
@@ -271,7 +273,8 @@ func unread(nc net.Conn) int {
 }
 
 // listener accepts for a Server: each connection wrapped in a conn and
-// registered, and the drain's two needs met.
+// registered (over a proxyproto.Conn when Options.ProxyProtocol is on),
+// and the drain's two needs met.
 //
 // Drain empties the accept queue before Serve closes the listener: with a
 // deadline slightly ahead, Accept returns every connection already queued
@@ -320,6 +323,9 @@ func (l *listener) Accept() (net.Conn, error) {
 			return nil, errDrained
 		}
 		return nil, err
+	}
+	if s.opts.ProxyProtocol.Mode != proxyproto.Off {
+		nc = s.opts.ProxyProtocol.wrap(nc, s.opts.Logger)
 	}
 	c := &conn{Conn: nc, srv: s, slot: slot}
 	s.mu.Lock()

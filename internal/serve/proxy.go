@@ -6,6 +6,10 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/remuda/remuda/internal/proxyproto"
 )
 
 // Proxies are the peers whose X-Forwarded-For, X-Forwarded-Proto and
@@ -41,6 +45,18 @@ func ParseProxies(list string) (Proxies, error) {
 		ps = append(ps, p.Masked())
 	}
 	return ps, nil
+}
+
+// lists reports whether the peer at a, an accepted connection's remote
+// address, is in ps; a peer on a unix socket is, unless ps is empty.
+func (ps Proxies) lists(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return ps.trusts(a.AddrPort().Addr())
+	case *net.UnixAddr:
+		return len(ps) > 0
+	}
+	return false
 }
 
 func (ps Proxies) trusts(a netip.Addr) bool {
@@ -100,4 +116,42 @@ func (ps Proxies) forwarded(r *http.Request) bool {
 func onUnixSocket(r *http.Request) bool {
 	a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	return ok && a.Network() == "unix"
+}
+
+// ProxyProtocol is how a Server takes the PROXY protocol (Gunicorn's
+// proxy_protocol and proxy_allow_ips): a load balancer that relays TCP
+// (HAProxy in mode tcp or with send-proxy, AWS NLB) puts a header with
+// the client's address at the start of each connection. The zero value
+// is off: connections are served as they come.
+//
+// When on, a connection from a peer in AllowFrom must start with a header
+// of a version Mode allows, read within ReadHeaderTimeout; the client's
+// address it carries is then the connection's, and so every request's
+// RemoteAddr: the access log's remote_addr (address and port), the login
+// throttle's address, server.ClientAddr, and the address whose
+// X-Forwarded-For is believed or not (Proxies). A header that carries no
+// client address (a LOCAL health check, UNKNOWN, a unix socket's) leaves
+// the peer's. A listed peer's connection without a header, with a
+// malformed one, or with none in time is closed without a response. A
+// peer not in AllowFrom is served as it comes, as when the protocol is
+// off, unless it starts with a header: it may not claim another's
+// address, and is closed in the same way. Each refusal is logged, as
+// "proxy protocol refused" with the peer's address and why.
+type ProxyProtocol struct {
+	// Mode is which header versions are taken; proxyproto.Off, the zero
+	// value, takes none.
+	Mode proxyproto.Mode
+	// AllowFrom are the peers whose header is required and believed, as
+	// in Proxies (a peer on a unix socket is listed unless AllowFrom is
+	// empty). If empty, nobody's: every peer is served as it comes, and
+	// refused if it sends a header.
+	AllowFrom Proxies
+}
+
+// wrap wraps an accepted connection, logging its refusal on log.
+func (pp ProxyProtocol) wrap(nc net.Conn, log *zap.Logger) net.Conn {
+	peer := nc.RemoteAddr()
+	return proxyproto.NewConn(nc, pp.Mode, pp.AllowFrom.lists(peer), ReadHeaderTimeout, func(err error) {
+		log.Warn("proxy protocol refused", zap.Stringer("addr", peer), zap.Error(err))
+	})
 }

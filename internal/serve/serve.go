@@ -67,6 +67,10 @@ type Options struct {
 	// Proxies are the peers whose forwarded headers and request id are
 	// believed; see Proxies. If nil, nobody's.
 	Proxies Proxies
+	// ProxyProtocol, when its Mode is not proxyproto.Off, reads the PROXY
+	// protocol header of the connections from the peers it lists: see
+	// ProxyProtocol.
+	ProxyProtocol ProxyProtocol
 	// Hardened is prod's HTTP hardening: request heads capped at
 	// MaxHeaderBytes (larger: 431), a write deadline of Timeout plus
 	// WriteGrace for each response (a streaming handler lifts it with

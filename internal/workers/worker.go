@@ -68,6 +68,10 @@ type Worker struct {
 	// client's address as its RemoteAddr. From any other peer those
 	// headers are removed. If nil, nobody is trusted.
 	TrustedProxies []netip.Prefix
+	// ProxyProtocol, when on, reads the PROXY protocol header of the
+	// connections from the peers it lists (see serve.ProxyProtocol). Its
+	// zero value is off.
+	ProxyProtocol serve.ProxyProtocol
 	// TLS, if non-nil, serves HTTPS with HTTP/2 on every listener.
 	TLS *tls.Config
 	// Counters, if non-nil, is where the worker counts its requests and the
@@ -227,14 +231,15 @@ const FastStopShutdown = 500 * time.Millisecond
 // be replaced (serve.Options).
 func newServer(w *Worker, cfg Config, log *zap.Logger, counts *metrics.Set, onRecycle func(reason string)) *serve.Server {
 	return serve.New(w.Handler, serve.Options{
-		Timeout:     cfg.Timeout,
-		KeepAlive:   cfg.KeepAlive,
-		MaxRequests: maxRequests(cfg),
-		OnRecycle:   onRecycle,
-		Logger:      log,
-		AccessLog:   w.AccessLog,
-		Proxies:     w.TrustedProxies,
-		Hardened:    true,
+		Timeout:       cfg.Timeout,
+		KeepAlive:     cfg.KeepAlive,
+		MaxRequests:   maxRequests(cfg),
+		OnRecycle:     onRecycle,
+		Logger:        log,
+		AccessLog:     w.AccessLog,
+		Proxies:       w.TrustedProxies,
+		ProxyProtocol: w.ProxyProtocol,
+		Hardened:      true,
 		Limits: strict.Limits{
 			RequestLine: cfg.LimitRequestLine,
 			Fields:      cfg.LimitRequestFields,
