@@ -419,3 +419,50 @@ func TestNoShutdownDelay(t *testing.T) {
 		t.Errorf("%d workers spent a shutdown delay, want none", n)
 	}
 }
+
+// TestDevShutdownDelay: the dev server (one process, no master) takes the
+// same delay on TERM: /readyz answers 503 while /healthz answers 200 on a
+// new connection, and it exits only after the delay. An INT (Ctrl-C)
+// skips it.
+func TestDevShutdownDelay(t *testing.T) {
+	skipIfShort(t)
+	const delay = 2 * time.Second
+	start := func(t *testing.T) (*proctest.Proc, string) {
+		addr := proctest.FreeAddr(t)
+		p := start(t, nil, "run", "--bind", addr, "--shutdown-delay", "2s")
+		url := "http://" + addr
+		if !proctest.WaitUntil(10*time.Second, func() bool { status, _, _ := proctest.Get(url+"/healthz", time.Second); return status == 200 }) {
+			t.Fatal("the dev server does not answer within 10s")
+		}
+		return p, url
+	}
+	t.Run("TERM", func(t *testing.T) {
+		p, url := start(t)
+		term := time.Now()
+		p.Signal(t, syscall.SIGTERM)
+		p.WaitFor(t, 2*time.Second, 1, "the delay logged", func(l proctest.Line) bool {
+			return strings.Contains(l.Raw, "shutdown delay: not ready, still serving")
+		})
+		ready, _, rerr := proctest.Get(url+workers.ReadinessPath, time.Second)
+		health, _, herr := proctest.Get(url+"/healthz", time.Second)
+		asked := time.Since(term)
+		p.Wait(t, 10*time.Second)
+		exited := time.Since(term)
+		t.Logf("dev server, TERM with --shutdown-delay 2s: %s %d and /healthz %d (new connections) %v after it; exited after %v", workers.ReadinessPath, ready, health, asked, exited)
+		if asked < delay && (ready != 503 || health != 200) {
+			t.Errorf("within the delay: %s %d %v, /healthz %d %v; want 503 and 200", workers.ReadinessPath, ready, rerr, health, herr)
+		}
+		if exited < delay {
+			t.Errorf("exited %v after TERM, want after the 2s delay", exited)
+		}
+	})
+	t.Run("INT", func(t *testing.T) {
+		p, _ := start(t)
+		at := time.Now()
+		p.Signal(t, syscall.SIGINT)
+		p.Wait(t, 10*time.Second)
+		if took := time.Since(at); took > time.Second {
+			t.Errorf("exited %v after INT, want within 1s: INT skips the delay", took)
+		}
+	})
+}
