@@ -358,10 +358,10 @@ func TestShutdownDelaySecondTERM(t *testing.T) {
 	p.WaitFor(t, time.Second, 2, "each worker's log line", proctest.Msg("told to drain: shutdown delay cut short"))
 }
 
-// TestShutdownDelaySkippedByHUP: a HUP retires the old workers at once,
-// without the delay, and the readiness endpoint answers 200 throughout:
-// the service goes on.
-func TestShutdownDelaySkippedByHUP(t *testing.T) {
+// TestShutdownDelaySkippedByHUPAndUSR2: a HUP retires the old workers at
+// once, without the delay, and so does the old master after a USR2; the
+// readiness endpoint answers 200 throughout: the service goes on.
+func TestShutdownDelaySkippedByHUPAndUSR2(t *testing.T) {
 	skipIfShort(t)
 	p, url := prod(t, nil, "--workers", "2", "--shutdown-delay", "10s")
 	old := proctest.Children(p.Pid())
@@ -377,7 +377,16 @@ func TestShutdownDelaySkippedByHUP(t *testing.T) {
 	if !proctest.WaitUntil(5*time.Second, func() bool { return !slices.ContainsFunc(old, proctest.Alive) }) {
 		t.Fatalf("old workers %v still running 5s after the new generation was ready: the delay was not skipped", old)
 	}
-	gone := time.Since(hup)
+	hupGone := time.Since(hup)
+	p.WaitFor(t, time.Second, 2, "the old workers told to drain", proctest.Msg("told to drain"))
+
+	usr2 := time.Now()
+	p.Signal(t, syscall.SIGUSR2)
+	next := newMaster(t, p, p.Pid())
+	ready := time.Since(usr2)
+	p.Wait(t, 5*time.Second)
+	usr2Gone := time.Since(usr2)
+	t.Cleanup(func() { syscall.Kill(next, syscall.SIGINT) })
 	time.Sleep(200 * time.Millisecond)
 	cancel()
 	all := load.answers()
@@ -388,13 +397,17 @@ func TestShutdownDelaySkippedByHUP(t *testing.T) {
 			t.Errorf("%s at %v after the HUP: %d %v, want 200", a.path, a.begin.Sub(hup), a.status, a.err)
 		}
 	}
-	t.Logf("HUP with --shutdown-delay 10s: old workers gone %v after it; %s answered %d times, %d not 200", gone, workers.ReadinessPath, len(all), bad)
-	p.WaitFor(t, time.Second, 2, "the old workers told to drain", proctest.Msg("told to drain"))
-	if n := len(p.Find(proctest.Msg("shutdown delay: not ready, still serving"))); n != 0 {
-		t.Errorf("%d workers spent a shutdown delay at a HUP, want none", n)
+	t.Logf("--shutdown-delay 10s: old workers gone %v after a HUP; after a USR2 the new master ready in %v, the old one gone in %v; %s answered %d times, %d not 200",
+		hupGone, ready, usr2Gone, workers.ReadinessPath, len(all), bad)
+	if usr2Gone-ready > 3*time.Second {
+		t.Errorf("the old master exited %v after the new one was ready, want within 3s: its workers retire without a delay", usr2Gone-ready)
 	}
-	p.Signal(t, syscall.SIGINT)
-	p.Wait(t, 5*time.Second)
+	if n := len(p.Find(proctest.Msg("told to drain"))); n != 4 {
+		t.Errorf("%d workers told to drain, want 4: 2 at the HUP, 2 at the USR2", n)
+	}
+	if n := len(p.Find(proctest.Msg("shutdown delay: not ready, still serving"))); n != 0 {
+		t.Errorf("%d workers spent a shutdown delay at a HUP or USR2, want none", n)
+	}
 }
 
 // TestNoShutdownDelay: without --shutdown-delay a TERM drains at once, as

@@ -170,11 +170,14 @@ type Master struct {
 	nextSpawn  time.Time
 	lastTick   time.Time // when the loop last checked deadlines
 	stopping   bool
-	handedOff  bool // a master started by USR2 took over
-	started    time.Time
-	stderr     io.Writer
-	tally      tally      // the metrics, added up
-	queries    chan query // from the metrics server
+	// stopsService: the stop is the service's (TERM, INT, QUIT), not a
+	// hand-over to a new master (USR2), whose workers retire.
+	stopsService bool
+	handedOff    bool // a master started by USR2 took over
+	started      time.Time
+	stderr       io.Writer
+	tally        tally      // the metrics, added up
+	queries      chan query // from the metrics server
 }
 
 type workerState int
@@ -742,7 +745,7 @@ func (m *Master) stop(sig syscall.Signal) {
 		m.notify.Notify("STOPPING=1")
 		m.upg.Stop()
 	}
-	m.stopping = true
+	m.stopping, m.stopsService = true, true
 	m.stopAll(sig)
 }
 
@@ -765,7 +768,8 @@ func (m *Master) stopAll(sig syscall.Signal) {
 // kind. Workers take INT, not QUIT, for "now": the Go runtime needs QUIT
 // for its stack dumps. During a stop of the service w gets TERM, which it
 // takes for a stop: it spends its Config's ShutdownDelay first. Otherwise
-// it retires while the service goes on, and drains at once (retire).
+// (HUP, TTOU, a recycle, a USR2's hand-over) it retires while the service
+// goes on, and drains at once (retire).
 // why is for the log; exit is the reason its exit will be counted under,
 // unless it already had one.
 func (m *Master) stopWorker(w *worker, sig syscall.Signal, why, exit string) {
@@ -781,7 +785,7 @@ func (m *Master) stopWorker(w *worker, sig syscall.Signal, why, exit string) {
 	case sig != syscall.SIGTERM:
 		w.stopWait = quitGrace
 		w.cmd.Process.Signal(sig)
-	case m.stopping:
+	case m.stopsService:
 		w.stopWait = w.cfg.ShutdownDelay + w.cfg.gracefulTimeout() + killGrace
 		w.cmd.Process.Signal(sig)
 	default:
