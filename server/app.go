@@ -41,7 +41,8 @@ type App struct {
 	// opened. It runs after the drain, when no request is in flight any
 	// more or when --graceful-timeout cut the drain short. Its context's
 	// deadline is what remains of --graceful-timeout, counted from the
-	// signal (or the reload): the drain and the hook share that budget, so
+	// start of the drain (the signal, the end of --shutdown-delay after a
+	// TERM, or the reload): the drain and the hook share that budget, so
 	// that the process is gone within it, as Gunicorn's graceful_timeout
 	// promises. After a fast stop in prod (INT or QUIT to the master) a
 	// worker's hook gets half a second; the dev server takes INT as a

@@ -60,6 +60,10 @@ const (
 	// MaxTimeout is the longest value accepted by every duration setting
 	// whose own limit is not longer.
 	MaxTimeout = 24 * time.Hour
+	// MaxShutdownDelay is the longest shutdown_delay accepted: enough for
+	// any load balancer's health checks to notice (Kubernetes' defaults
+	// take 30 s), short enough that a stop never seems to hang.
+	MaxShutdownDelay = 5 * time.Minute
 
 	// DefaultDevAccessLog sends the access log to stderr in dev. Prod
 	// defaults to "" (no access log).
@@ -125,7 +129,8 @@ type Config struct {
 	Bind []string `json:"bind"`
 	// Config is the process model's part: Workers (prod only; 1 to
 	// MaxWorkers, default runtime.NumCPU()), Timeout (DefaultTimeout),
-	// GracefulTimeout (DefaultGracefulTimeout), BootTimeout
+	// GracefulTimeout (DefaultGracefulTimeout), ShutdownDelay (0: off; at
+	// most MaxShutdownDelay), BootTimeout
 	// (DefaultBootTimeout), KeepAlive (DefaultKeepAlive), MaxRequests and
 	// MaxRequestsJitter (0: off), MaxMemory (max_worker_memory; 0: off),
 	// Connections (worker_connections; DefaultWorkerConnections),
@@ -327,6 +332,9 @@ var serverSettings = settingTable{
 		want: wantDuration, field: func(c *Config) any { return &c.Timeout }},
 	{key: "graceful_timeout", arg: "DUR", help: "time in-flight requests get to finish on TERM, HUP or recycle",
 		want: wantDuration, field: func(c *Config) any { return &c.GracefulTimeout }},
+	{key: "shutdown_delay", arg: "DUR", help: "on TERM, keep serving this long with /readyz answering 503 before the drain (0: off)",
+		want: "a duration from 0 to 5m", zeroOK: true, maxDur: MaxShutdownDelay,
+		field: func(c *Config) any { return &c.ShutdownDelay }},
 	{key: "boot_timeout", arg: "DUR", help: "time a new worker has to report ready",
 		want: wantDuration, field: func(c *Config) any { return &c.BootTimeout }},
 	{key: "keep_alive", arg: "DUR", help: "idle keep-alive timeout; keep it above the proxy's (nginx: 60s)",

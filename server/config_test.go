@@ -309,8 +309,14 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: `--workers "1025": want a whole number from 1 to 1024`},
 		{name: "env timeout not a duration", env: map[string]string{"SERVER_TIMEOUT": "ten"},
 			want: `SERVER_TIMEOUT "ten": want a duration such as 30s or a whole number of seconds, above 0 and at most 24h`},
+		{name: "flag shutdown delay too long", args: []string{"--shutdown-delay", "5m1s"},
+			want: `--shutdown-delay "5m1s": want a duration from 0 to 5m`},
+		{name: "env shutdown delay negative", env: map[string]string{"SERVER_SHUTDOWN_DELAY": "-3s"},
+			want: `SERVER_SHUTDOWN_DELAY "-3s": want a duration from 0 to 5m`},
+		{name: "file shutdown delay not a duration", file: "shutdown_delay = \"soon\"\n",
+			has: []string{`config file $FILE: shutdown_delay = "soon"`, "want a duration from 0 to 5m"}},
 		{name: "file unknown key", file: "wokers = 2\n",
-			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, backlog, forwarded_allow_ips, proxy_protocol, proxy_allow_from, max_body_size, limit_request_line, limit_request_fields, limit_request_field_size, certfile, keyfile, user, group, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, jwt_leeway`},
+			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, shutdown_delay, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, backlog, forwarded_allow_ips, proxy_protocol, proxy_allow_from, max_body_size, limit_request_line, limit_request_fields, limit_request_field_size, certfile, keyfile, user, group, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, jwt_leeway`},
 		{name: "file unknown table", file: "[server]\nworkers = 2\n",
 			has: []string{`config file $FILE: unknown key "server"`, "known keys: prod, bind"}},
 		{name: "file config key", file: "config = \"/etc/other.toml\"\n",
@@ -463,6 +469,7 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"jwt_issuer":               {"", "true"},
 		"jwt_audience":             {"", "3"},
 		"jwt_leeway":               {"2m", `"-1s"`},
+		"shutdown_delay":           {"6m", `"-1s"`},
 		"forwarded_allow_ips":      {"localhost", `"10.0.0.0/33"`},
 		"proxy_protocol":           {"true", "true"},
 		"proxy_allow_from":         {"10.0.0.0/33", `"localhost"`},
@@ -1071,6 +1078,39 @@ func TestProxyProtocolSettings(t *testing.T) {
 			_, err := loadConfig(args, env(nil))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("loadConfig(%q): got %v, want an error containing %q", args, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestShutdownDelaySetting: shutdown_delay is 0 (off) by default, takes 0
+// and its maximum from every source, and reaches the workers' Config.
+func TestShutdownDelaySetting(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		want time.Duration
+	}{
+		{name: "default", want: 0},
+		{name: "flag", args: []string{"--shutdown-delay", "3s"}, want: 3 * time.Second},
+		{name: "flag zero", args: []string{"--shutdown-delay=0"}, want: 0},
+		{name: "env maximum", env: map[string]string{"SERVER_SHUTDOWN_DELAY": "5m"}, want: MaxShutdownDelay},
+		{name: "file whole seconds", file: "shutdown_delay = 20\n", want: 20 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append([]string{"--config", writeFile(t, tt.file)}, args...)
+			}
+			c, err := loadConfig(append([]string{"--prod"}, args...), env(tt.env))
+			if err != nil {
+				t.Fatalf("loadConfig(%q, %v): %v", args, tt.env, err)
+			}
+			if got := workersConfig(c).ShutdownDelay; got != tt.want {
+				t.Errorf("loadConfig(%q, %v): got shutdown delay %v, want %v", args, tt.env, got, tt.want)
 			}
 		})
 	}

@@ -360,7 +360,7 @@ func TestDirectives(t *testing.T) {
 
 // TestServerCommandLine checks that the settings which refer to each other
 // agree: the pidfile, the database in the state directory, and a stop
-// timeout above the graceful timeout.
+// timeout above the shutdown delay and the graceful timeout together.
 func TestServerCommandLine(t *testing.T) {
 	u := parseUnit(t, "server.service")
 	starts := u["Service.ExecStart"]
@@ -396,14 +396,18 @@ func TestServerCommandLine(t *testing.T) {
 	if slices.Contains(args, "--secret-key") {
 		t.Errorf("ExecStart= carries --secret-key: a key on the command line shows in ps; use the environment file")
 	}
-	graceful := 30 * time.Second // the server's default --graceful-timeout
-	if g := flag("--graceful-timeout"); g != "" {
-		d, err := time.ParseDuration(g)
-		if err != nil {
-			t.Fatalf("--graceful-timeout %q: %v", g, err)
+	duration := func(name string, d time.Duration) time.Duration {
+		if v := flag(name); v != "" {
+			var err error
+			if d, err = time.ParseDuration(v); err != nil {
+				t.Fatalf("%s %q: %v", name, v, err)
+			}
 		}
-		graceful = d
+		return d
 	}
+	// The server's defaults: 30s and 0 (off). A stop takes the delay, then
+	// the drain.
+	stopTakes := duration("--graceful-timeout", 30*time.Second) + duration("--shutdown-delay", 0)
 	stop := u["Service.TimeoutStopSec"]
 	if len(stop) == 0 {
 		t.Fatal("server.service: TimeoutStopSec= missing")
@@ -412,8 +416,8 @@ func TestServerCommandLine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("TimeoutStopSec=%s: %v", stop[len(stop)-1], err)
 	}
-	if d <= graceful {
-		t.Errorf("TimeoutStopSec=%s: want more than the graceful timeout (%s), or workers are SIGKILLed mid-request", stop[len(stop)-1], graceful)
+	if d <= stopTakes {
+		t.Errorf("TimeoutStopSec=%s: want more than the shutdown delay and the graceful timeout (%s), or workers are SIGKILLed mid-request", stop[len(stop)-1], stopTakes)
 	}
 }
 

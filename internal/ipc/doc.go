@@ -75,10 +75,15 @@
 //
 // Worker to master:
 //
-//	{"type":"ready"}                                   booted, serving
+//	{"type":"ready","accepts":["drain"]}               booted, serving
 //	{"type":"heartbeat","requests":1234,"active":3}    every second
 //	{"type":"recycle","reason":"timeout"}              replace me, then drain me
 //	{"type":"failed","error":"open db: no such file"}  boot failed; exit follows
+//
+// A ready frame's "accepts" lists the frame types the worker takes from
+// its master after config: a master sends a worker no other (an older
+// worker reads an unknown type as a broken channel, and drains as if its
+// master were gone).
 //
 // A heartbeat's "requests" counts every request the worker began, "active"
 // those in flight. Its optional "metrics" member carries what the worker
@@ -111,9 +116,31 @@
 // "log": an older master ignores the member, and a newer master shows no
 // runtime figures for an older worker that sends none.
 //
-// The master stops a worker with signals, not frames: SIGTERM drains it
-// (finish in-flight requests within the graceful timeout), SIGINT stops it
-// at once. SIGQUIT keeps the Go runtime's meaning (dump the goroutines and
-// exit), which the runtime itself relies on when a SIGABRT dumps them. A worker that reads EOF on the control channel knows the master
-// is gone and drains.
+// Master to worker, after config, only to a worker whose ready frame
+// accepts it:
+//
+//	{"type":"drain"}                                   drain now
+//
+// The master stops a worker with signals: SIGTERM drains it (finish
+// in-flight requests within the graceful timeout), SIGINT stops it at
+// once. SIGTERM is a stop of the whole service, which under systemd
+// (KillMode=control-group) reaches every worker from systemd too: a
+// worker whose Config has a shutdown delay first spends the delay serving
+// as before with its readiness endpoint answering 503, and takes every
+// further SIGTERM as part of the same stop. A worker retired while the
+// service goes on (HUP, TTOU, a recycle) must skip the delay, and that is
+// what the drain frame says: the master sends it instead of SIGTERM to a
+// worker that accepts it, and ends a stop's delay with it on a second
+// TERM of its own. A worker that does not accept it (an older release, or
+// one not ready yet) gets SIGTERM, and the master allows for the delay
+// before it kills; once ready, it is sent the drain frame.
+//
+// Version 2 gained "accepts" and the drain frame without changing the
+// version, as it gained "log": an older master never sends the frame and
+// ignores the member; a newer master never sends it to an older worker.
+//
+// SIGQUIT keeps the Go runtime's meaning (dump the goroutines and exit),
+// which the runtime itself relies on when a SIGABRT dumps them. A worker
+// that reads EOF on the control channel knows the master is gone and
+// drains, without a delay.
 package ipc

@@ -38,6 +38,7 @@ const (
 	TypeHeartbeat = "heartbeat"
 	TypeRecycle   = "recycle"
 	TypeFailed    = "failed"
+	TypeDrain     = "drain"
 )
 
 // Frame is one control message. Which members are set depends on Type.
@@ -56,6 +57,10 @@ type Frame struct {
 	Active   int64            `json:"active,omitempty"`
 	Metrics  *metrics.Delta   `json:"metrics,omitempty"` // counted since the previous heartbeat
 	Runtime  *metrics.Runtime `json:"runtime,omitempty"` // the worker's Go runtime, now
+
+	// ready: the frame types this worker accepts from its master after
+	// config (TypeDrain)
+	Accepts []string `json:"accepts,omitempty"`
 
 	// recycle
 	Reason string `json:"reason,omitempty"`
@@ -104,7 +109,7 @@ func Decode(line []byte) (Frame, error) {
 				m.Logins = nil
 			}
 		}
-	case TypeRecycle, TypeFailed:
+	case TypeRecycle, TypeFailed, TypeDrain:
 	default:
 		return Frame{}, fmt.Errorf("ipc: unknown frame type %q", f.Type)
 	}

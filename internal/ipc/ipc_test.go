@@ -73,6 +73,7 @@ var everyFrame = []struct {
 	{"config with MaxListeners", ipc.Frame{Type: ipc.TypeConfig, Worker: 2, Generation: 5, Listeners: ipc.MaxListeners, Config: json.RawMessage(`{}`)}},
 	{"config with log", ipc.Frame{Type: ipc.TypeConfig, Worker: 3, Generation: 1, Listeners: 2, Log: true, Config: json.RawMessage(`{}`)}},
 	{"ready", readyFrame},
+	{"ready accepting drain", ipc.Frame{Type: ipc.TypeReady, Accepts: []string{ipc.TypeDrain}}},
 	{"heartbeat", heartbeatFrame},
 	{"heartbeat idle", ipc.Frame{Type: ipc.TypeHeartbeat}},
 	{"heartbeat with metrics", metricsFrame},
@@ -81,6 +82,7 @@ var everyFrame = []struct {
 	{"recycle", recycleFrame},
 	{"failed", failedFrame},
 	{"failed multiline unicode", ipc.Frame{Type: ipc.TypeFailed, Error: "boot:\n\tpanic: \"héllo\" 世界\r\n"}},
+	{"drain", ipc.Frame{Type: ipc.TypeDrain}},
 }
 
 // transports are the real connections the channel runs over: net.Pipe
@@ -183,7 +185,7 @@ func quoteShort(b []byte) string {
 
 func knownType(typ string) bool {
 	switch typ {
-	case ipc.TypeConfig, ipc.TypeReady, ipc.TypeHeartbeat, ipc.TypeRecycle, ipc.TypeFailed:
+	case ipc.TypeConfig, ipc.TypeReady, ipc.TypeHeartbeat, ipc.TypeRecycle, ipc.TypeFailed, ipc.TypeDrain:
 		return true
 	}
 	return false

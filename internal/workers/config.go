@@ -28,6 +28,15 @@ type Config struct {
 	// GracefulTimeout is how long a draining worker may finish its requests
 	// before it is killed. If zero, DefaultGracefulTimeout.
 	GracefulTimeout time.Duration `json:"graceful_timeout"`
+	// ShutdownDelay is how long a stop by TERM first keeps serving: each
+	// worker answers its readiness endpoint (ReadinessPath) 503 from the
+	// TERM on, serves every other request as before and goes on accepting
+	// new connections, so that load balancers that probe readiness take it
+	// out of rotation before it stops accepting; then it drains, and
+	// GracefulTimeout counts from there. A fast stop (INT, QUIT), a
+	// retirement (HUP, TTOU, a recycle) and a worker whose master is gone
+	// skip it. If zero, a TERM drains at once.
+	ShutdownDelay time.Duration `json:"shutdown_delay"`
 	// BootTimeout is how long a new worker has to report ready; kept apart
 	// from Timeout so that a slow boot is never mistaken for a hang. If
 	// zero, DefaultBootTimeout.

@@ -29,8 +29,8 @@
 //   - exits with ErrBootFailed when the first generation fails to boot three
 //     times: no fork storm, and the worker's own error in the last line;
 //   - on a worker's "recycle" frame (a request past Config.Timeout, or
-//     Config.MaxRequests reached) starts a replacement, and sends the old
-//     worker TERM only once the replacement is ready;
+//     Config.MaxRequests reached) starts a replacement, and tells the old
+//     worker to drain only once the replacement is ready;
 //   - on HUP loads a new Config and starts a new generation; the old one is
 //     told to drain only when every new worker is ready. If a new worker
 //     fails to boot, the new generation is abandoned and the old keeps
@@ -66,17 +66,26 @@
 //
 // # Signals
 //
-//	TERM        graceful stop: workers serve what the kernel has queued, stop
-//	            accepting, finish in-flight requests within the graceful
-//	            timeout; the master exits 0
-//	INT, QUIT   fast stop
+//	TERM        graceful stop: STOPPING=1 to systemd; workers serve on for
+//	            Config.ShutdownDelay with ReadinessPath answering 503, then
+//	            serve what the kernel has queued, stop accepting, finish
+//	            in-flight requests within the graceful timeout; the master
+//	            exits 0. A second TERM ends the delay, not the drain
+//	INT, QUIT   fast stop, without a delay or ending one
 //	HUP         new generation with a reloaded Config, then retire the old
 //	TTIN, TTOU  one worker more, one fewer
 //	USR1        reopen log files: the master its own (Master.Reopen), then
 //	            every worker (Worker.Reopen: its log files)
 //	USR2        upgrade the master itself (see below)
 //
-// Workers take TERM (drain) and INT (stop now). They leave QUIT to the Go
+// Workers take TERM (a stop of the service: the shutdown delay, then the
+// drain; every later TERM is the same stop, since under systemd's
+// KillMode=control-group each worker gets systemd's TERM and its
+// master's), INT (stop now), and the drain frame on the control channel
+// (drain at once): a retirement while the service goes on (HUP, TTOU, a
+// recycle) skips the delay, and a second TERM to the master ends it.
+// The doc of internal/ipc says how a master of this release retires a
+// worker of an older one, or one not ready yet. They leave QUIT to the Go
 // runtime, which relays it between threads while dumping stacks after a
 // SIGABRT.
 //
@@ -213,10 +222,11 @@
 //	Master.OnExit    as Run returns, once every worker has exited (or been killed
 //	                 after a failure); not after handing over to a USR2 master
 //
-// In each worker: the boot function, then serving, then at TERM (or EOF on
-// the control channel) the drain, then Worker.Shutdown, then Worker.Close,
+// In each worker: the boot function, then serving, then at TERM the
+// shutdown delay and the drain (at the drain frame or EOF on the control
+// channel, the drain alone), then Worker.Shutdown, then Worker.Close,
 // then the exit. The drain and Shutdown share one deadline, the graceful
-// timeout counted from the signal, which keeps the worker's exit within
+// timeout counted from the start of the drain, which keeps the worker's exit within
 // that timeout and ahead of the master's SIGKILL one second later: a
 // Shutdown still running at its deadline is abandoned (logged as
 // "shutdown hook abandoned"), Close is skipped, and the worker exits 0 by

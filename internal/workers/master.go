@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -169,11 +170,14 @@ type Master struct {
 	nextSpawn  time.Time
 	lastTick   time.Time // when the loop last checked deadlines
 	stopping   bool
-	handedOff  bool // a master started by USR2 took over
-	started    time.Time
-	stderr     io.Writer
-	tally      tally      // the metrics, added up
-	queries    chan query // from the metrics server
+	// stopsService: the stop is the service's (TERM, INT, QUIT), not a
+	// hand-over to a new master (USR2), whose workers retire.
+	stopsService bool
+	handedOff    bool // a master started by USR2 took over
+	started      time.Time
+	stderr       io.Writer
+	tally        tally      // the metrics, added up
+	queries      chan query // from the metrics server
 }
 
 type workerState int
@@ -181,7 +185,7 @@ type workerState int
 const (
 	booting  workerState = iota // started, not ready yet
 	ready                       // serving
-	draining                    // told to stop (TERM or INT)
+	draining                    // told to stop (TERM, INT or the drain frame)
 )
 
 // worker is the master's record of one worker process.
@@ -200,8 +204,13 @@ type worker struct {
 	active   int64     // in flight, as of its last heartbeat
 	rss      int64     // resident set, in bytes, as of its last heartbeat
 	lastBeat time.Time // its last heartbeat
-	stopAt   time.Time // TERM or QUIT sent
+	stopAt   time.Time // TERM, INT or the drain frame sent
 	stopWait time.Duration
+	// acceptsDrain: its ready frame said it takes the drain frame.
+	acceptsDrain bool
+	// drainNow: it is to drain without its shutdown delay (a retirement,
+	// or a stop's delay ended by a second TERM).
+	drainNow bool
 	abortAt  time.Time // SIGABRT sent
 	killed   bool
 	bootErr  string // from a failed frame
@@ -460,9 +469,14 @@ func (m *Master) handle(ev event) error {
 	}
 	switch f.Type {
 	case ipc.TypeReady:
-		if w.state == booting {
+		w.acceptsDrain = slices.Contains(f.Accepts, ipc.TypeDrain)
+		switch {
+		case w.state == booting:
 			w.state, w.readyAt = ready, now
 			m.log.Info("worker ready", m.fields(w, zap.Duration("boot", now.Sub(w.started)))...)
+		case w.drainNow && w.acceptsDrain:
+			// Told to drain while booting, by a TERM it took for a stop.
+			m.sendDrain(w)
 		}
 	case ipc.TypeHeartbeat:
 		m.heartbeat(w, f, now)
@@ -670,6 +684,8 @@ func (m *Master) signal(sig syscall.Signal) {
 	case syscall.SIGTERM:
 		if !m.stopping {
 			m.stop(syscall.SIGTERM)
+		} else {
+			m.endDelay()
 		}
 	case syscall.SIGINT, syscall.SIGQUIT:
 		m.stop(syscall.SIGINT)
@@ -729,7 +745,7 @@ func (m *Master) stop(sig syscall.Signal) {
 		m.notify.Notify("STOPPING=1")
 		m.upg.Stop()
 	}
-	m.stopping = true
+	m.stopping, m.stopsService = true, true
 	m.stopAll(sig)
 }
 
@@ -748,24 +764,78 @@ func (m *Master) stopAll(sig syscall.Signal) {
 	}
 }
 
-// stopWorker sends TERM (drain) or INT (now) to w, once per kind. Workers take
-// INT, not QUIT, for "now": the Go runtime needs QUIT for its stack dumps.
+// stopWorker tells w to drain (sig TERM) or to stop now (INT), once per
+// kind. Workers take INT, not QUIT, for "now": the Go runtime needs QUIT
+// for its stack dumps. During a stop of the service w gets TERM, which it
+// takes for a stop: it spends its Config's ShutdownDelay first. Otherwise
+// (HUP, TTOU, a recycle, a USR2's hand-over) it retires while the service
+// goes on, and drains at once (retire).
 // why is for the log; exit is the reason its exit will be counted under,
 // unless it already had one.
 func (m *Master) stopWorker(w *worker, sig syscall.Signal, why, exit string) {
 	if w.exit == "" {
 		w.exit = exit
 	}
-	wait := quitGrace
-	if sig == syscall.SIGTERM {
-		if w.state == draining {
-			return
-		}
-		wait = w.cfg.gracefulTimeout() + killGrace
+	if sig == syscall.SIGTERM && w.state == draining {
+		return
 	}
 	m.log.Info("stopping worker", m.fields(w, signalField(sig), zap.String("reason", why))...)
-	w.state, w.stopAt, w.stopWait = draining, time.Now(), wait
-	w.cmd.Process.Signal(sig)
+	w.state, w.stopAt = draining, time.Now()
+	switch {
+	case sig != syscall.SIGTERM:
+		w.stopWait = quitGrace
+		w.cmd.Process.Signal(sig)
+	case m.stopsService:
+		w.stopWait = w.cfg.ShutdownDelay + w.cfg.gracefulTimeout() + killGrace
+		w.cmd.Process.Signal(sig)
+	default:
+		m.retire(w)
+	}
+}
+
+// retire makes a worker drain at once, without a shutdown delay: with the
+// drain frame if it accepts it; otherwise (an older release, or a worker
+// not ready yet) with TERM, which a worker of this release takes for a
+// stop, delay included: its deadline allows for the delay, and handle
+// sends the frame once the worker is ready.
+func (m *Master) retire(w *worker) {
+	w.drainNow, w.stopWait = true, w.cfg.gracefulTimeout()+killGrace
+	if w.acceptsDrain {
+		m.sendDrain(w)
+		return
+	}
+	w.stopWait += w.cfg.ShutdownDelay
+	w.cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// sendDrain sends w the drain frame; if the channel is broken, TERM.
+func (m *Master) sendDrain(w *worker) {
+	// The frame is far smaller than the socket buffer: Send does not block.
+	if err := w.ctrl.Send(ipc.Frame{Type: ipc.TypeDrain}); err != nil {
+		w.cmd.Process.Signal(syscall.SIGTERM)
+	}
+}
+
+// endDelay answers a second TERM during a stop: the workers still in
+// their shutdown delay drain now (a fast stop is INT or QUIT). A worker
+// that does not accept the drain frame yet is sent it once ready.
+func (m *Master) endDelay() {
+	now := time.Now()
+	ended := 0
+	for _, w := range m.workers {
+		if w.state != draining || w.drainNow || !now.Before(w.stopAt.Add(w.cfg.ShutdownDelay)) {
+			continue
+		}
+		ended++
+		w.drainNow = true
+		if w.acceptsDrain {
+			w.stopAt, w.stopWait = now, w.cfg.gracefulTimeout()+killGrace
+			m.sendDrain(w)
+		}
+	}
+	if ended > 0 {
+		m.log.Info("shutdown delay ended by a second TERM", zap.Int("workers", ended))
+	}
 }
 
 // abort sends SIGABRT: the Go runtime prints every goroutine's stack to

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -23,6 +24,10 @@ import (
 //     master: both drain (INT, a terminal's Ctrl-C, is not the fast stop a
 //     master's INT is), and a second one ends the drain, or abandons
 //     Worker.Shutdown, at once, where a master would kill the worker.
+//   - A TERM spends Config.ShutdownDelay first as a worker does (the
+//     readiness endpoint answers 503, everything else is served); a second
+//     TERM or an INT ends the delay and starts the drain, and a code
+//     reload's handover waits for the stop instead. An INT skips the delay.
 //   - A recycle (Config.Timeout, MaxRequests) is logged and the process
 //     goes on serving: no master would start its replacement.
 //   - Worker.Counters is not counted on: no master adds the counts up.
@@ -53,7 +58,8 @@ type Solo struct {
 // Run is the whole life of a Solo worker, as RunWorker is a worker's under
 // a master: it takes TERM, INT and USR1 first (a signal that arrives while
 // booting is handled once it serves), boots with boot, serves until a
-// signal or a handover, drains within Config.GracefulTimeout, then runs
+// signal or a handover, waits Config.ShutdownDelay after a TERM, drains
+// within Config.GracefulTimeout, then runs
 // Worker.Shutdown with what remains of it and Worker.Close. USR1 calls
 // Worker.Reopen. It reports whether the worker was handed over (see
 // Handover); it returns an error wrapping ErrBootFailed when boot fails.
@@ -73,7 +79,8 @@ func (s *Solo) Run(boot func() (*Worker, error)) (handedOver bool, err error) {
 	abandoned := false // the shutdown hook overran its deadline
 	defer func() { release(w, log, abandoned) }()
 
-	srv := newServer(w, s.Config, log, nil, func(reason string) {
+	var ready readiness
+	srv := newServer(w, s.Config, log, &ready, nil, func(reason string) {
 		log.Warn("under a master this process would now be recycled; with none it goes on serving", zap.String("reason", reason))
 	})
 	srv.Serve(s.Listeners)
@@ -88,6 +95,10 @@ func (s *Solo) Run(boot func() (*Worker, error)) (handedOver bool, err error) {
 				continue
 			}
 			log.Info("stopping", signalField(sig))
+			ready.stop()
+			if sig == syscall.SIGTERM {
+				s.shutdownDelay(sigs, w, log)
+			}
 			stop = true
 		case <-s.Handover:
 			log.Info("handing over: finishing the requests in flight")
@@ -126,4 +137,31 @@ func (s *Solo) Run(boot func() (*Worker, error)) (handedOver bool, err error) {
 	hookCancel()
 	cancel()
 	return handedOver && !<-stopped, nil
+}
+
+// shutdownDelay is Config.ShutdownDelay after the TERM that stops a Solo
+// worker: it goes on serving, its readiness endpoint answering 503, until
+// the delay has passed or a second TERM or an INT comes. USR1 reopens the
+// logs meanwhile; a handover is left waiting: the stop wins.
+func (s *Solo) shutdownDelay(sigs <-chan os.Signal, w *Worker, log *zap.Logger) {
+	d := s.Config.ShutdownDelay
+	if d <= 0 {
+		return
+	}
+	log.Info("shutdown delay: not ready, still serving", zap.Duration("duration", d))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case sig := <-sigs:
+			if sig == syscall.SIGUSR1 {
+				reopen(w, log)
+				continue
+			}
+			log.Info("shutdown delay cut short", signalField(sig))
+			return
+		}
+	}
 }

@@ -50,8 +50,9 @@ type Worker struct {
 	// its drain, when no request is in flight any more (TERM, or its
 	// master gone), or when Config.GracefulTimeout cut the drain short; at
 	// once after a fast stop (INT). Its context's deadline is what remains
-	// of the graceful timeout, counted from the signal: the drain and the
-	// hook share that budget, and the master kills the worker one second
+	// of the graceful timeout, counted from the start of the drain (the
+	// signal, or the end of Config.ShutdownDelay): the drain and the hook
+	// share that budget, and the master kills the worker one second
 	// after it. After a fast stop the deadline is FastStopShutdown away. A
 	// hook still running at its deadline is abandoned: the worker logs
 	// "shutdown hook abandoned" and exits without waiting for it, and
@@ -92,7 +93,8 @@ func IsWorker() bool {
 // RunWorker is the whole life of a worker process: it takes its control
 // channel and listeners from the fds its master passed, reads its Config,
 // boots with boot, reports ready, heartbeats every second, and serves until
-// the master sends TERM (drain) or INT (stop now), or dies (drain).
+// a TERM (Config.ShutdownDelay, then drain), the master's drain frame
+// (drain), an INT (stop now), or the master's death (drain).
 //
 // It returns an error wrapping ErrProtocol when the master speaks another
 // control-protocol version, and ErrBootFailed when boot fails; the master
@@ -162,14 +164,15 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 		counts = new(Counters)
 	}
 
-	srv := newServer(w, cfg, log, &counts.set, func(reason string) {
+	var ready readiness
+	srv := newServer(w, cfg, log, &ready, &counts.set, func(reason string) {
 		log.Info("asking to be recycled", zap.String("reason", reason))
 		// Not on the request's goroutine: a Send waits while the
 		// master does not read (stopped, its socket buffer full).
 		go ctrl.Send(ipc.Frame{Type: ipc.TypeRecycle, Reason: reason})
 	})
 	srv.Serve(lns)
-	if err := ctrl.Send(ipc.Frame{Type: ipc.TypeReady}); err != nil {
+	if err := ctrl.Send(ipc.Frame{Type: ipc.TypeReady, Accepts: []string{ipc.TypeDrain}}); err != nil {
 		srv.Close()
 		// Booted, so the hook closes what boot opened.
 		ctx, cancel := context.WithTimeout(context.Background(), FastStopShutdown)
@@ -179,11 +182,18 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	}
 
 	masterGone := make(chan struct{})
+	drainNow := make(chan struct{}) // closed at the master's drain frame
 	go func() {
 		defer close(masterGone)
+		told := false
 		for {
-			if _, err := ctrl.Recv(); err != nil {
+			f, err := ctrl.Recv()
+			if err != nil {
 				return
+			}
+			if f.Type == ipc.TypeDrain && !told {
+				told = true
+				close(drainNow)
 			}
 		}
 	}()
@@ -193,25 +203,38 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	defer sendHeartbeat(ctrl, srv, &counts.set)
 
 	// The deadline of the drain and of the shutdown hook after it runs
-	// from the signal (or the master's death).
+	// from the start of the drain: the signal, the end of a TERM's
+	// shutdown delay, the master's drain frame or its death.
 	var ctx context.Context
 	var cancel context.CancelFunc
+	stopNow := func(sig os.Signal) {
+		log.Info("stopping now", signalField(sig))
+		ctx, cancel = context.WithTimeout(context.Background(), FastStopShutdown)
+		srv.Close()
+	}
 	for ctx == nil {
 		select {
 		case <-masterGone:
 			log.Warn("master gone")
+			ready.stop()
+			ctx, cancel = drain(context.Background(), srv, cfg)
+		case <-drainNow:
+			log.Info("told to drain")
 			ctx, cancel = drain(context.Background(), srv, cfg)
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGTERM:
 				log.Info("signal", signalField(sig))
+				ready.stop()
+				if sig := shutdownDelay(cfg.ShutdownDelay, sigs, drainNow, masterGone, w, log); sig != nil {
+					stopNow(sig)
+					break
+				}
 				ctx, cancel = drain(context.Background(), srv, cfg)
 			case syscall.SIGUSR1:
 				reopen(w, log)
 			default: // INT
-				log.Info("stopping now", signalField(sig))
-				ctx, cancel = context.WithTimeout(context.Background(), FastStopShutdown)
-				srv.Close()
+				stopNow(sig)
 			}
 		}
 	}
@@ -220,17 +243,54 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	return nil
 }
 
+// shutdownDelay is a worker's Config.ShutdownDelay, after the TERM that
+// stops the service: its readiness endpoint answers 503 already, and it
+// goes on serving everything else, accepting new connections too, until
+// the delay has passed, its master tells it to drain (a second TERM to the
+// master), or its master is gone. It returns nil then, for the drain to
+// begin. Further TERMs change nothing: under systemd a worker gets one
+// from systemd and one from its master. USR1 reopens the logs meanwhile;
+// an INT ends the delay with a fast stop: it returns that signal.
+func shutdownDelay(d time.Duration, sigs <-chan os.Signal, drainNow, masterGone <-chan struct{}, w *Worker, log *zap.Logger) os.Signal {
+	if d <= 0 {
+		return nil
+	}
+	log.Info("shutdown delay: not ready, still serving", zap.Duration("duration", d))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return nil
+		case <-drainNow:
+			log.Info("told to drain: shutdown delay cut short")
+			return nil
+		case <-masterGone:
+			log.Warn("master gone")
+			return nil
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGTERM:
+			case syscall.SIGUSR1:
+				reopen(w, log)
+			default: // INT
+				return sig
+			}
+		}
+	}
+}
+
 // FastStopShutdown is the deadline of Worker.Shutdown after a fast stop
 // (INT): the master kills the worker a second after it sent INT.
 const FastStopShutdown = 500 * time.Millisecond
 
 // newServer is the server of a booted Worker, under a master (RunWorker)
-// or without one (Solo): w's handler, logs, proxies and TLS, cfg's
-// request and connection limits, hardened (see Worker). counts, if
-// non-nil, counts its requests; onRecycle is told when the process should
-// be replaced (serve.Options).
-func newServer(w *Worker, cfg Config, log *zap.Logger, counts *metrics.Set, onRecycle func(reason string)) *serve.Server {
-	return serve.New(w.Handler, serve.Options{
+// or without one (Solo): w's handler behind the readiness endpoint ready
+// answers, w's logs, proxies and TLS, cfg's request and connection limits,
+// hardened (see Worker). counts, if non-nil, counts its requests;
+// onRecycle is told when the process should be replaced (serve.Options).
+func newServer(w *Worker, cfg Config, log *zap.Logger, ready *readiness, counts *metrics.Set, onRecycle func(reason string)) *serve.Server {
+	return serve.New(ready.handler(w.Handler), serve.Options{
 		Timeout:       cfg.Timeout,
 		KeepAlive:     cfg.KeepAlive,
 		MaxRequests:   maxRequests(cfg),
