@@ -79,6 +79,7 @@ type conn struct {
 	closeReq   bool           // the drain asked its reader to close it
 	idleClosed bool           // closed by the drain for being idle
 	ours       bool           // hijacked by the server (a timeout), not the app
+	cut        bool           // hijacked by the app, closed at the drain's deadline (hijack.go)
 	quietSince time.Time      // the drain's sweeps: since when it is quiet
 	quietAt    uint64         // ... as of which request
 	closed     bool
@@ -223,14 +224,11 @@ func (c *conn) Close() error {
 
 // sweep is one look of the drain at the connection: once it has been quiet
 // (idle, no byte of a new request) for grace, its reader is asked to close
-// it. It reports whether the connection still counts as open for the
-// drain: one the app hijacked (a WebSocket) is the app's to end.
-func (c *conn) sweep(now time.Time, grace time.Duration) (open bool) {
+// it. One the app hijacked (a WebSocket) is never quiet: it is the app's
+// to end; sweep reports whether the connection is one.
+func (c *conn) sweep(now time.Time, grace time.Duration) (hijackedByApp bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state == http.StateHijacked && !c.ours {
-		return false
-	}
 	quiet := (c.state == http.StateNew || c.state == http.StateIdle) && c.reads.Load() == c.idleReads && !c.idleClosed
 	switch {
 	case !quiet:
@@ -246,7 +244,7 @@ func (c *conn) sweep(now time.Time, grace time.Duration) (open bool) {
 		c.closeReq = true
 		c.Conn.SetReadDeadline(aLongTimeAgo)
 	}
-	return true
+	return c.state == http.StateHijacked && !c.ours
 }
 
 // ending tells release how the connection ended: closed by the drain for

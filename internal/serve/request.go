@@ -345,7 +345,13 @@ func (w *responseWriter) WriteHeader(code int) {
 	if w.refuse() || w.started {
 		return
 	}
-	if code >= 200 || code == http.StatusSwitchingProtocols {
+	switch {
+	case code == http.StatusSwitchingProtocols:
+		// An upgrade (a WebSocket) keeps its "Connection: Upgrade", drain
+		// or not: the connection is the app's from now on (hijack.go).
+		w.started = true
+		w.status = code
+	case code >= 200:
 		w.beginResponse()
 		w.status = code
 	}

@@ -134,9 +134,10 @@ type Server struct {
 	ended        drainCounts   // how connections ended since the drain started
 }
 
-// drainCounts counts how connections ended during a drain.
+// drainCounts counts how connections ended during a drain; hijacked: the
+// app's, closed by the app or its client.
 type drainCounts struct {
-	afterResponse, idle, byClient atomic.Int64
+	afterResponse, idle, byClient, hijacked atomic.Int64
 }
 
 // New returns a Server for h; Serve starts it.
@@ -224,7 +225,12 @@ func (s *Server) Active() int64 { return s.active.Load() }
 // and connections quiet for IdleGrace are closed. http.Server.Shutdown is
 // not used: it closes idle connections at once, and drops (closes without
 // an answer) any request it reads after it began. Requests that timed out
-// are not waited for; connections the app hijacked (WebSockets) neither.
+// are not waited for.
+//
+// The connections the app hijacked (WebSockets) are waited for too, up to
+// ctx's end, where they are closed: the app learns of the drain from
+// Draining, whose channel closes as Drain starts, and ends them its own
+// way (see hijack.go).
 //
 // Its first log line, "draining", is written once every later answer is
 // sure to carry "Connection: close".
@@ -244,15 +250,15 @@ func (s *Server) Drain(ctx context.Context) error {
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
 	for {
-		open := s.sweep(time.Now(), grace)
-		if open == 0 {
-			s.logDrained(start, 0)
+		open, hijacked := s.sweep(time.Now(), grace)
+		if open+hijacked == 0 {
+			s.logDrained(start, 0, 0)
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			s.srv.Close()
-			s.logDrained(start, open)
+			s.logDrained(start, open, s.cutHijacked())
 			return ctx.Err()
 		case <-t.C:
 		}
@@ -260,16 +266,18 @@ func (s *Server) Drain(ctx context.Context) error {
 }
 
 // sweep passes every connection to conn.sweep and returns how many are
-// open, not counting those the app hijacked.
-func (s *Server) sweep(now time.Time, grace time.Duration) (open int) {
+// open: the app's hijacked ones, and the others.
+func (s *Server) sweep(now time.Time, grace time.Duration) (open, hijacked int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.sweep(now, grace) {
+			hijacked++
+		} else {
 			open++
 		}
 	}
-	return open
+	return open, hijacked
 }
 
 // release forgets a closed connection: its slot is free, its contexts
@@ -287,6 +295,12 @@ func (s *Server) release(c *conn) {
 	if !s.draining.Load() {
 		return
 	}
+	if app, cut := c.hijackedByApp(); app {
+		if !cut { // cutHijacked counts those
+			s.ended.hijacked.Add(1)
+		}
+		return
+	}
 	switch idle, state := c.ending(); {
 	case idle:
 		s.ended.idle.Add(1)
@@ -298,16 +312,18 @@ func (s *Server) release(c *conn) {
 }
 
 // logDrained logs how the drain's connections ended; dropped were open at
-// its deadline.
-func (s *Server) logDrained(start time.Time, dropped int) {
+// its deadline, and cut too, of those the app had hijacked.
+func (s *Server) logDrained(start time.Time, dropped, cut int) {
 	fields := []zap.Field{
 		zap.Int64("closed_after_response", s.ended.afterResponse.Load()),
 		zap.Int64("closed_idle", s.ended.idle.Load()),
 		zap.Int64("closed_by_client", s.ended.byClient.Load()),
+		zap.Int64("hijacked_closed", s.ended.hijacked.Load()),
+		zap.Int("hijacked_cut", cut),
 		zap.Int("dropped", dropped),
 		zap.Duration("duration", time.Since(start)),
 	}
-	if dropped > 0 {
+	if dropped > 0 || cut > 0 {
 		fields = append(fields, zap.Int64("requests_in_flight", s.Active()))
 		s.opts.Logger.Warn("drained: connections dropped at the graceful timeout", fields...)
 		return
