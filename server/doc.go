@@ -70,6 +70,74 @@
 // which runs in every process that serves (the dev server, each worker)
 // before it serves, and whose error stops that process's boot.
 //
+// # Long-lived connections
+//
+// A WebSocket, a Server-Sent Events stream or a long poll outlives the
+// requests around it, and a process that retires (a HUP's new generation,
+// TTOU, a recycle, TERM, the dev server's code reload) would cut it: its
+// client sees a broken connection rather than a WebSocket close frame or
+// a last event. Draining(r) is a channel closed when the process serving r
+// starts to drain; select on it to end the connection cleanly. The drain
+// waits for such connections as for requests in flight, and the process
+// exits once they have ended, or at --graceful-timeout, where it closes
+// what remains and logs how many (hijacked_cut, dropped).
+//
+// A WebSocket, here with github.com/coder/websocket, ends with status 1001
+// ("going away"), which tells a client to reconnect, and reach a process
+// that serves:
+//
+//	app.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
+//		c, err := websocket.Accept(w, r, nil)
+//		if err != nil {
+//			return
+//		}
+//		defer c.CloseNow()
+//		ctx, cancel := context.WithCancel(context.Background())
+//		defer cancel()
+//		go func() {
+//			select {
+//			case <-server.Draining(r):
+//				c.Close(websocket.StatusGoingAway, "server restarting")
+//			case <-ctx.Done():
+//			}
+//		}()
+//		for {
+//			typ, msg, err := c.Read(ctx)
+//			if err != nil {
+//				return // closed: by the client, or by the goroutine above
+//			}
+//			c.Write(ctx, typ, msg) // echo
+//		}
+//	})
+//
+// A Server-Sent Events stream sends a last event and returns; the
+// browser's EventSource reconnects on its own:
+//
+//	app.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
+//		w.Header().Set("Content-Type", "text/event-stream")
+//		tick := time.NewTicker(time.Second)
+//		defer tick.Stop()
+//		for {
+//			select {
+//			case <-server.Draining(r):
+//				fmt.Fprint(w, "event: bye\ndata: server restarting\n\n")
+//				return
+//			case <-r.Context().Done():
+//				return // the client went
+//			case t := <-tick.C:
+//				fmt.Fprintf(w, "data: %s\n\n", t.Format(time.RFC3339))
+//				http.NewResponseController(w).Flush()
+//			}
+//		}
+//	})
+//
+// A streaming response is a request: --timeout bounds it as any other
+// (past it the stream is cut and the worker recycled), so a stream meant
+// to last longer needs a --timeout as long; a hijacked connection (a
+// WebSocket) is not bounded. With --shutdown-delay the channel closes when
+// the drain starts, at the end of the delay: until then the process serves
+// as usual.
+//
 // # Dev and prod
 //
 // `server run` is one process for a developer's machine: coloured logs,
