@@ -207,8 +207,10 @@
 // the same way (internal/serve's Server.Drain): the connections the kernel
 // queued are served, each request still arriving on a keep-alive
 // connection is answered with "Connection: close", an idle connection is
-// closed after a grace with a FIN, never a reset, and the worker logs how
-// its connections ended ("drained").
+// closed after a grace with a FIN, never a reset, connections the app
+// hijacked (WebSockets) are waited for, the app told by the channel of
+// server.Draining, and the worker logs how its connections ended
+// ("drained").
 //
 // # Hooks
 //

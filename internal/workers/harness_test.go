@@ -89,6 +89,7 @@ func testApp() {
 	// GODEBUG=asyncpreemptoff=1 it holds the only P forever, so the whole
 	// worker, heartbeat included, falls silent: a hung process.
 	app.HandleFunc("GET /wedge", func(http.ResponseWriter, *http.Request) { spin() })
+	longLivedRoutes(app)
 	app.OnBoot = func(server.Config) error {
 		if d, err := time.ParseDuration(os.Getenv(envBootDelay)); err == nil {
 			time.Sleep(d)
