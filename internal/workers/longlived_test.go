@@ -541,3 +541,45 @@ func TestSoloHandoverEndsWebSocket(t *testing.T) {
 		t.Fatal("Run still draining 5s after its only WebSocket closed")
 	}
 }
+
+// TestShutdownDelayKeepsWebSocketsOpen: with --shutdown-delay, a TERM
+// tells the app of the drain at the end of the delay, not at the signal:
+// the WebSockets get their close frames once the drain begins, a delay
+// after the TERM, and the master exits 0 once they have closed.
+func TestShutdownDelayKeepsWebSocketsOpen(t *testing.T) {
+	skipIfShort(t)
+	const delay = time.Second
+	p, url := prod(t, nil, "--workers", "1", "--shutdown-delay", delay.String(), "--graceful-timeout", "10s")
+	addr := strings.TrimPrefix(url, "http://")
+	old := proctest.Children(p.Pid())[0]
+	const n = 10
+	all := dialAll(t, addr, "/ws", n, old)
+	termAt := time.Now()
+	p.Signal(t, syscall.SIGTERM)
+	ends := awaitAll(all, delay+10*time.Second)
+	if code := p.Wait(t, 10*time.Second); code != 0 {
+		t.Errorf("master exit code %d, want 0", code)
+	}
+	drainAt := logTime(t, workerLine(t, p, old, "draining", time.Second))
+	first, last := time.Time{}, time.Time{}
+	for i, e := range ends {
+		if e.err != nil || e.closeAt.IsZero() || e.code != wsGoingAway {
+			t.Errorf("WebSocket %d: %+v, want a close frame with status %d", i+1, e, wsGoingAway)
+			continue
+		}
+		if first.IsZero() || e.closeAt.Before(first) {
+			first = e.closeAt
+		}
+		if e.closeAt.After(last) {
+			last = e.closeAt
+		}
+	}
+	t.Logf("TERM with --shutdown-delay %v and %d WebSockets: the drain began %v after it; close frames %v to %v after the TERM",
+		delay, n, drainAt.Sub(termAt).Round(time.Millisecond), first.Sub(termAt).Round(time.Millisecond), last.Sub(termAt).Round(time.Millisecond))
+	if first.Sub(termAt) < delay {
+		t.Errorf("first close frame %v after the TERM, want after the %v shutdown delay", first.Sub(termAt), delay)
+	}
+	if last.Sub(drainAt) > time.Second {
+		t.Errorf("last close frame %v after the drain began, want within 1s", last.Sub(drainAt))
+	}
+}
