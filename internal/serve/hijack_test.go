@@ -191,3 +191,66 @@ func TestDrainingOutsideAServer(t *testing.T) {
 		t.Errorf("Draining of a context from no Server: %v, want nil", ch)
 	}
 }
+
+// With Options.HijackedGrace, a hijacked connection whose handler ignores
+// the drain is closed after the grace, long before the drain's deadline,
+// and a request in flight still gets its answer.
+func TestHijackedGrace(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.Handle("/ws", hijackUntilDrain(true))
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "done")
+	})
+	const grace = 300 * time.Millisecond
+	s, url := serveOn(t, mux, Options{Logger: zap.New(core), HijackedGrace: grace})
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v, want 101", resp, err)
+	}
+	br.ReadString('\n') // "hi"
+	slow := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(url + "/slow")
+		if err == nil {
+			resp.Body.Close()
+		}
+		slow <- err
+	}()
+	for s.Active() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+
+	start := time.Now()
+	done := drainAsync(s, 10*time.Second)
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("connection ignoring the drain: read %v, want EOF after the grace", err)
+	}
+	cutAfter := time.Since(start)
+	close(release)
+	if err := <-slow; err != nil {
+		t.Errorf("request in flight: %v, want its answer", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Drain: %v, want nil: its deadline is far", err)
+	}
+	if cutAfter < grace || cutAfter > 5*time.Second {
+		t.Errorf("hijacked connection closed %v into the drain, want after the %v grace and long before the 10s deadline", cutAfter, grace)
+	}
+	line := drainedLine(t, logs)
+	if line["hijacked_cut"] != int64(1) || line["dropped"] != int64(0) {
+		t.Errorf("drained line %v, want hijacked_cut 1 and dropped 0", line)
+	}
+	if w := logs.FilterMessage("drained: hijacked connections closed after the hijacked grace").Len(); w != 1 {
+		t.Errorf("%d warnings that hijacked connections were closed after the grace, want 1", w)
+	}
+}

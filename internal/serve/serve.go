@@ -97,6 +97,12 @@ type Options struct {
 	// (http.MaxBytesReader), its connection then closed. If zero, bodies
 	// are not capped.
 	MaxBodySize int64
+	// HijackedGrace, if above zero, is how long a drain waits for the
+	// connections the app hijacked (WebSockets) before it closes them,
+	// however long its deadline: the dev server's, where a browser tab's
+	// WebSocket must not hold up a code reload or a Ctrl-C until
+	// --graceful-timeout. If zero, they get the whole deadline.
+	HijackedGrace time.Duration
 	// MaxConns caps the connections open at once, over all listeners
 	// (idle keep-alive ones included). Past it the server stops accepting,
 	// and new connections wait in the kernel's accept queue, where another
@@ -249,16 +255,21 @@ func (s *Server) Drain(ctx context.Context) error {
 	s.serving.Wait()
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
+	cut := 0 // hijacked connections closed by the drain
 	for {
-		open, hijacked := s.sweep(time.Now(), grace)
+		now := time.Now()
+		open, hijacked := s.sweep(now, grace)
+		if hijacked > 0 && s.opts.HijackedGrace > 0 && now.Sub(start) >= s.opts.HijackedGrace {
+			cut += s.cutHijacked()
+		}
 		if open+hijacked == 0 {
-			s.logDrained(start, 0, 0)
+			s.logDrained(start, 0, cut)
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			s.srv.Close()
-			s.logDrained(start, open, s.cutHijacked())
+			s.logDrained(start, open, cut+s.cutHijacked())
 			return ctx.Err()
 		case <-t.C:
 		}
@@ -312,7 +323,8 @@ func (s *Server) release(c *conn) {
 }
 
 // logDrained logs how the drain's connections ended; dropped were open at
-// its deadline, and cut too, of those the app had hijacked.
+// its deadline, and cut were the app's hijacked ones that the drain
+// closed, at its deadline or at Options.HijackedGrace.
 func (s *Server) logDrained(start time.Time, dropped, cut int) {
 	fields := []zap.Field{
 		zap.Int64("closed_after_response", s.ended.afterResponse.Load()),
@@ -323,9 +335,13 @@ func (s *Server) logDrained(start time.Time, dropped, cut int) {
 		zap.Int("dropped", dropped),
 		zap.Duration("duration", time.Since(start)),
 	}
-	if dropped > 0 || cut > 0 {
+	switch {
+	case dropped > 0 || cut > 0 && s.opts.HijackedGrace == 0:
 		fields = append(fields, zap.Int64("requests_in_flight", s.Active()))
 		s.opts.Logger.Warn("drained: connections dropped at the graceful timeout", fields...)
+		return
+	case cut > 0:
+		s.opts.Logger.Warn("drained: hijacked connections closed after the hijacked grace", fields...)
 		return
 	}
 	s.opts.Logger.Info("drained", fields...)

@@ -542,6 +542,52 @@ func TestSoloHandoverEndsWebSocket(t *testing.T) {
 	}
 }
 
+// TestSoloHandoverCutsIgnoredWebSocket: a WebSocket whose app ignores the
+// drain holds the dev server's code reload back for SoloHijackedGrace, not
+// for its graceful timeout: it is closed then, and Run returns.
+func TestSoloHandoverCutsIgnoredWebSocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	handover, serving := make(chan struct{}), make(chan struct{})
+	solo := &workers.Solo{
+		Config:    workers.Config{GracefulTimeout: 20 * time.Second},
+		Listeners: []net.Listener{ln},
+		OnServing: func() { close(serving) },
+		Handover:  handover,
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := solo.Run(func() (*workers.Worker, error) { return &workers.Worker{Handler: http.HandlerFunc(wsEcho)}, nil })
+		done <- err
+	}()
+	<-serving
+	ws, err := wsDial(ln.Addr().String(), "/ws?ignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	close(handover)
+	e := ws.await(10 * time.Second)
+	if e.err != nil || !e.closeAt.IsZero() || e.endAt.IsZero() {
+		t.Fatalf("ignored WebSocket at the handover: %+v, want its connection closed without a close frame", e)
+	}
+	cut := e.endAt.Sub(at)
+	t.Logf("ignored WebSocket closed %v after the handover", cut.Round(time.Millisecond))
+	if cut < workers.SoloHijackedGrace || cut > 5*time.Second {
+		t.Errorf("ignored WebSocket closed %v after the handover, want after %v and long before the 20s graceful timeout", cut, workers.SoloHijackedGrace)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still draining 5s after its only WebSocket was closed")
+	}
+}
+
 // TestShutdownDelayKeepsWebSocketsOpen: with --shutdown-delay, a TERM
 // tells the app of the drain at the end of the delay, not at the signal:
 // the WebSockets get their close frames once the drain begins, a delay

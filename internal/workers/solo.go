@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/remuda/remuda/internal/serve"
 )
 
 // Solo runs one Worker in this process, with no master: the process model
@@ -32,6 +34,10 @@ import (
 //     goes on serving: no master would start its replacement.
 //   - Worker.Counters is not counted on: no master adds the counts up.
 //   - Config.Workers, BootTimeout, MaxMemory and App are not read.
+//   - A drain waits at most SoloHijackedGrace for the connections the app
+//     hijacked (WebSockets): a browser tab's WebSocket, whose app may not
+//     watch server.Draining, must not hold up a code reload or a Ctrl-C
+//     until Config.GracefulTimeout.
 //
 // It may hand its listeners over to a successor instead of stopping (a
 // dev server's code reload): see Handover.
@@ -54,6 +60,12 @@ type Solo struct {
 	// If nil, only a signal stops the worker.
 	Handover <-chan struct{}
 }
+
+// SoloHijackedGrace is how long a Solo worker's drain waits for the
+// connections the app hijacked before it closes them
+// (serve.Options.HijackedGrace): time for an app that watches
+// server.Draining to send its close frames.
+const SoloHijackedGrace = time.Second
 
 // Run is the whole life of a Solo worker, as RunWorker is a worker's under
 // a master: it takes TERM, INT and USR1 first (a signal that arrives while
@@ -80,9 +92,11 @@ func (s *Solo) Run(boot func() (*Worker, error)) (handedOver bool, err error) {
 	defer func() { release(w, log, abandoned) }()
 
 	var ready readiness
-	srv := newServer(w, s.Config, log, &ready, nil, func(reason string) {
+	opts := serverOptions(w, s.Config, log, nil, func(reason string) {
 		log.Warn("under a master this process would now be recycled; with none it goes on serving", zap.String("reason", reason))
 	})
+	opts.HijackedGrace = SoloHijackedGrace
+	srv := serve.New(ready.handler(w.Handler), opts)
 	srv.Serve(s.Listeners)
 	if s.OnServing != nil {
 		s.OnServing()

@@ -165,12 +165,13 @@ func RunWorker(boot func(Config) (*Worker, error)) error {
 	}
 
 	var ready readiness
-	srv := newServer(w, cfg, log, &ready, &counts.set, func(reason string) {
+	opts := serverOptions(w, cfg, log, &counts.set, func(reason string) {
 		log.Info("asking to be recycled", zap.String("reason", reason))
 		// Not on the request's goroutine: a Send waits while the
 		// master does not read (stopped, its socket buffer full).
 		go ctrl.Send(ipc.Frame{Type: ipc.TypeRecycle, Reason: reason})
 	})
+	srv := serve.New(ready.handler(w.Handler), opts)
 	srv.Serve(lns)
 	if err := ctrl.Send(ipc.Frame{Type: ipc.TypeReady, Accepts: []string{ipc.TypeDrain}}); err != nil {
 		srv.Close()
@@ -284,13 +285,14 @@ func shutdownDelay(d time.Duration, sigs <-chan os.Signal, drainNow, masterGone 
 // (INT): the master kills the worker a second after it sent INT.
 const FastStopShutdown = 500 * time.Millisecond
 
-// newServer is the server of a booted Worker, under a master (RunWorker)
-// or without one (Solo): w's handler behind the readiness endpoint ready
-// answers, w's logs, proxies and TLS, cfg's request and connection limits,
-// hardened (see Worker). counts, if non-nil, counts its requests;
-// onRecycle is told when the process should be replaced (serve.Options).
-func newServer(w *Worker, cfg Config, log *zap.Logger, ready *readiness, counts *metrics.Set, onRecycle func(reason string)) *serve.Server {
-	return serve.New(ready.handler(w.Handler), serve.Options{
+// serverOptions are the options of a booted Worker's server, under a
+// master (RunWorker) or without one (Solo): w's logs, proxies and TLS,
+// cfg's request and connection limits, hardened (see Worker). counts, if
+// non-nil, counts its requests; onRecycle is told when the process should
+// be replaced (serve.Options). The server serves w's handler behind the
+// readiness endpoint (readiness.handler).
+func serverOptions(w *Worker, cfg Config, log *zap.Logger, counts *metrics.Set, onRecycle func(reason string)) serve.Options {
+	return serve.Options{
 		Timeout:       cfg.Timeout,
 		KeepAlive:     cfg.KeepAlive,
 		MaxRequests:   maxRequests(cfg),
@@ -309,7 +311,7 @@ func newServer(w *Worker, cfg Config, log *zap.Logger, ready *readiness, counts 
 		Metrics:     counts,
 		MaxConns:    cfg.connections(),
 		MaxBodySize: cfg.MaxBodySize,
-	})
+	}
 }
 
 // drain retires the worker without losing a request (serve.Server.Drain),
