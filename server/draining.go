@@ -21,7 +21,9 @@ import (
 // from the start of the drain, whichever comes first; there it closes the
 // ones still open, and its "drained" log line counts them: hijacked_cut
 // (WebSockets the app had not closed) and dropped (requests in flight,
-// streams included). With --shutdown-delay, a TERM closes the channel at
+// streams included). The dev server waits at most a second for the
+// WebSockets, so that a browser tab the app does not end cannot hold a
+// code reload back. With --shutdown-delay, a TERM closes the channel at
 // the end of the delay, when the drain starts, not at the signal: during
 // the delay the process serves as usual, and so do its long-lived
 // connections.
