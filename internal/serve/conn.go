@@ -79,6 +79,8 @@ type conn struct {
 	closeReq   bool           // the drain asked its reader to close it
 	idleClosed bool           // closed by the drain for being idle
 	ours       bool           // hijacked by the server (a timeout), not the app
+	http2      bool           // carries HTTP/2, which serveHTTP2 drains
+	h2c        bool           // its first Read looks for h2c's preface (sniffH2C)
 	quietSince time.Time      // the drain's sweeps: since when it is quiet
 	quietAt    uint64         // ... as of which request
 	closed     bool
@@ -139,6 +141,10 @@ func (c *conn) setState(st http.ConnState) {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
+	if c.h2c {
+		c.h2c = false
+		return c.sniffH2C(p)
+	}
 	for {
 		n, err := c.Conn.Read(p)
 		if n > 0 {
@@ -228,6 +234,9 @@ func (c *conn) Close() error {
 func (c *conn) sweep(now time.Time, grace time.Duration) (open bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.http2 {
+		return true
+	}
 	if c.state == http.StateHijacked && !c.ours {
 		return false
 	}
@@ -328,6 +337,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		nc = s.opts.ProxyProtocol.wrap(nc, s.opts.Logger)
 	}
 	c := &conn{Conn: nc, srv: s, slot: slot}
+	c.h2c = s.opts.HTTP2Cleartext && s.opts.TLS == nil
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
