@@ -4,7 +4,8 @@
 // and a drain that loses no request: it serves every connection the kernel
 // had already queued, answers each request still arriving on keep-alive
 // connections with "Connection: close", and closes idle connections only
-// after a grace, never with a reset (conn.go).
+// after a grace, never with a reset (conn.go). HTTP/2 connections get a
+// GOAWAY in two steps, which no stream the client opens can race (h2.go).
 package serve
 
 import (
