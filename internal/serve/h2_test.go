@@ -59,11 +59,12 @@ func TestFrameScanner(t *testing.T) {
 
 // h2client speaks HTTP/2 frame by frame, to see and time every frame.
 type h2client struct {
-	t   *testing.T
-	c   net.Conn
-	fr  *http2.Framer
-	enc *hpack.Encoder
-	buf bytes.Buffer
+	t       *testing.T
+	c       net.Conn
+	fr      *http2.Framer
+	enc     *hpack.Encoder
+	buf     bytes.Buffer
+	goAways []*http2.GoAwayFrame // read, and not yet returned by goAway
 }
 
 // dialH2C opens an h2c connection with prior knowledge and exchanges
@@ -133,6 +134,10 @@ func (h *h2client) next(what string, want func(http2.Frame) bool) http2.Frame {
 		if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
 			h.fr.WriteSettingsAck()
 		}
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			// Kept: it may come while another frame is awaited.
+			h.goAways = append(h.goAways, ga)
+		}
 		if want(f) {
 			return f
 		}
@@ -172,10 +177,16 @@ func (h *h2client) answer(id uint32) (int, *http2.GoAwayFrame) {
 	return code, nil
 }
 
-// goAway reads frames until a GOAWAY, and returns it.
+// goAway returns the next GOAWAY, reading frames until one comes if none
+// was read yet.
 func (h *h2client) goAway() *http2.GoAwayFrame {
 	h.t.Helper()
-	return h.next("GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+	if len(h.goAways) == 0 {
+		h.next("GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok })
+	}
+	ga := h.goAways[0]
+	h.goAways = h.goAways[1:]
+	return ga
 }
 
 // TestHTTP2DrainInTwoSteps: a draining server first sends GOAWAY naming
