@@ -133,7 +133,7 @@ func h2loadThroughReloads(t *testing.T, scheme string, flags ...string) (h2loadR
 	dir := t.TempDir()
 	addr := proctest.FreeAddr(t)
 	accessLog := filepath.Join(dir, "access.log")
-	args := append([]string{"run", "--prod", "--workers", "2", "--bind", addr, "--database", "sqlite:" + filepath.Join(dir, "server.db"), "--access-log", accessLog}, flags...)
+	args := append([]string{"run", "--prod", "--workers", "2", "--bind", addr, "--database", "sqlite:" + filepath.Join(dir, "server.db"), "--access-log", accessLog, "--log-level", "debug"}, flags...)
 	p := proctest.Start(t, os.Args[0], []string{envHandoverApp + "=1", "SERVER_SECRET_KEY=" + secret}, args...)
 	p.WaitReady(t, 1)
 
@@ -225,13 +225,18 @@ func h2loadThroughReloads(t *testing.T, scheme string, flags ...string) (h2loadR
 	for _, l := range p.Find(proctest.Msg("drained")) {
 		drains = append(drains, fmt.Sprintf("%.3fs", l.Fields["duration"]))
 	}
-	return r, counts, handovers{took, bytes.Count(log, []byte(`"path":"/healthz"`)), drains}
+	opened := 0
+	for _, l := range p.Find(proctest.Msg("http2 connection closed")) {
+		opened += l.Int("streams")
+	}
+	return r, counts, handovers{took, bytes.Count(log, []byte(`"path":"/healthz"`)), opened, drains}
 }
 
 // handovers is what the server side saw of h2loadThroughReloads.
 type handovers struct {
 	took   time.Duration // the three handovers, from the first HUP
 	served int           // requests in the access log
+	opened int           // streams the clients opened, as the workers read them
 	drains []string      // each worker's drain, as long as it took
 }
 
@@ -242,13 +247,15 @@ type handovers struct {
 // h2load's "errored" are no such loss. Its client library, nghttp2, may
 // queue a request, then read the GOAWAY before it sends it: it never
 // sends it (RFC 9113 §6.8 forbids new streams after a GOAWAY) and closes
-// its stream REFUSED_STREAM, which h2load counts as errored. The access
-// log shows those requests never reached the server: every request logged
-// was counted as succeeded by a client.
+// its stream REFUSED_STREAM, which h2load counts as errored. The workers
+// show those requests never reached the server: they count the streams
+// the clients opened (the HEADERS of a new stream read from the
+// connection), which are as many as the requests in the access log, which
+// are as many as the answers the clients counted.
 func checkH2Load(t *testing.T, how string, r h2loadResult, counts *h2Counts, h handovers) {
 	t.Helper()
-	t.Logf("%s through two HUPs and one USR2 (%v; drains %v), 2 busy loops: h2load -c16 -m10: %v; Go client, 16×10: %v; %d requests in the access log",
-		how, h.took, h.drains, r, counts, h.served)
+	t.Logf("%s through two HUPs and one USR2 (%v; drains %v), 2 busy loops: h2load -c16 -m10: %v; Go client, 16×10: %v; %d streams opened, %d requests in the access log",
+		how, h.took, h.drains, r, counts, h.opened, h.served)
 	if r.failed != r.errored || r.timeout != 0 || r.succeeded == 0 {
 		t.Errorf("h2load: %v; want every answer a success, 0 timeout", r)
 	}
@@ -257,6 +264,9 @@ func checkH2Load(t *testing.T, how string, r h2loadResult, counts *h2Counts, h h
 	}
 	if answered := r.succeeded + int(counts.ok); h.served != answered {
 		t.Errorf("the server logged %d requests, the clients got %d answers: want as many", h.served, answered)
+	}
+	if h.opened != h.served {
+		t.Errorf("the clients opened %d streams, the server logged %d requests: want as many", h.opened, h.served)
 	}
 }
 

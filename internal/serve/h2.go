@@ -3,13 +3,16 @@ package serve
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/net/http2"
 
 	"github.com/remuda/remuda/internal/strict"
@@ -44,6 +47,7 @@ import (
 // HTTP/2 frames (RFC 9113 §4.1, §6.7, §6.8).
 const (
 	frameHeaderLen = 9
+	frameHeaders   = 0x1
 	framePing      = 0x6
 	frameGoAway    = 0x7
 	flagAck        = 0x1
@@ -129,6 +133,12 @@ func (s *Server) serveHTTP2(ctx context.Context, nc net.Conn, hc *h2conn, h http
 		}
 	}()
 	h2s.ServeConn(nc, &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: s.srv, SawClientPreface: sawPreface})
+	select {
+	case <-hc.acked:
+		s.opts.Logger.Debug("http2 connection closed", zap.Int64("streams", hc.streams.Load()), zap.Bool("drained", true))
+	default:
+		s.opts.Logger.Debug("http2 connection closed", zap.Int64("streams", hc.streams.Load()), zap.Bool("drained", false))
+	}
 }
 
 // checkFields refuses, as internal/strict refuses an HTTP/1 request,
@@ -195,12 +205,14 @@ type h2conn struct {
 	net.Conn
 	shutdown func()        // starts the server's graceful shutdown (once)
 	acked    chan struct{} // closed when the drain's PING was answered
+	streams  atomic.Int64  // streams the client opened (HEADERS of a new id)
 
 	// The reader's side (one goroutine at a time).
 	in      frameScanner
 	rest    []byte // read past the PING's answer, to return next
 	ackRead bool   // the last Read returned the end of the PING's answer
 	gotAck  bool   // the PING's answer was read (a client may send more)
+	last    uint32 // the last id of a stream the client opened
 
 	mu      sync.Mutex
 	out     frameScanner
@@ -232,6 +244,12 @@ func (c *h2conn) Read(p []byte) (int, error) {
 	for k := 0; k < n; {
 		m, ended := c.in.next(p[k:n])
 		k += m
+		if ended && c.in.hdr[3] == frameHeaders {
+			if id := binary.BigEndian.Uint32(c.in.hdr[5:]) & (1<<31 - 1); id > c.last {
+				c.streams.Add(1)
+				c.last = id
+			}
+		}
 		if ended && !c.gotAck && c.in.isDrainAck() {
 			c.ackRead, c.gotAck = true, true
 			c.rest = append(append([]byte(nil), p[k:n]...), c.rest...)
