@@ -92,6 +92,7 @@ func bootApp(app *App, cfg Config, log *zap.Logger, out zapcore.WriteSyncer, reo
 		Reopen:         reopenAll(reopenLog, reopenAccess),
 		TrustedProxies: proxies,
 		ProxyProtocol:  proxyProtocol,
+		HTTP2Cleartext: cfg.HTTP2Cleartext == HTTP2PriorKnowledge,
 		TLS:            tlsCfg,
 		Counters:       counts,
 		Close:          closeModules,

@@ -98,6 +98,10 @@ const (
 	// proxy on the same host (Gunicorn's defaults).
 	DefaultProxyProtocol  = "off"
 	DefaultProxyAllowFrom = "127.0.0.1,::1"
+	// HTTP2Off and HTTP2PriorKnowledge are the values of http2_cleartext
+	// (Gunicorn's names; its "upgrade" and "both" are not offered).
+	HTTP2Off            = "off"
+	HTTP2PriorKnowledge = "prior-knowledge"
 	// DefaultMaxBodySize is 10 MiB.
 	DefaultMaxBodySize = 10 << 20
 )
@@ -179,6 +183,12 @@ type Config struct {
 	// ProxyProtocol is on (Gunicorn's --proxy-allow-from). Default:
 	// DefaultProxyAllowFrom.
 	ProxyAllowFrom string `json:"proxy_allow_from"`
+	// HTTP2Cleartext is Gunicorn's http2_cleartext: HTTP2Off (the
+	// default), or HTTP2PriorKnowledge, which serves HTTP/2 without TLS
+	// (h2c) on the connections that open with the HTTP/2 preface, from
+	// the peers in ForwardedAllowIPs only; see
+	// serve.Options.HTTP2Cleartext.
+	HTTP2Cleartext string `json:"http2_cleartext"`
 	// CertFile and KeyFile, both or neither, serve HTTPS (TLS 1.2 and up,
 	// HTTP/2), for a server without a proxy in front.
 	CertFile string `json:"certfile"`
@@ -267,6 +277,7 @@ func serverDefaults(prod bool) Config {
 		ForwardedAllowIPs: DefaultForwardedAllowIPs,
 		ProxyProtocol:     DefaultProxyProtocol,
 		ProxyAllowFrom:    DefaultProxyAllowFrom,
+		HTTP2Cleartext:    HTTP2Off,
 	}
 	if prod {
 		c.Workers = min(runtime.NumCPU(), MaxWorkers)
@@ -372,6 +383,9 @@ var serverSettings = settingTable{
 		field: func(c *Config) any { return &c.ProxyProtocol }},
 	{key: "proxy_allow_from", arg: "LIST", help: `proxies whose PROXY protocol header to require and believe ("*": all)`,
 		want: `IP addresses or CIDR prefixes, comma-separated, or "*"`, field: func(c *Config) any { return &c.ProxyAllowFrom }},
+	{key: "http2_cleartext", arg: "MODE", help: "cleartext HTTP/2 (h2c) for --forwarded-allow-ips peers: off, or prior-knowledge (a connection that opens with the HTTP/2 preface)",
+		want: "one of " + HTTP2Off + ", " + HTTP2PriorKnowledge, enum: []string{HTTP2Off, HTTP2PriorKnowledge},
+		field: func(c *Config) any { return &c.HTTP2Cleartext }},
 	{key: "max_body_size", arg: "SIZE", help: "larger request bodies get 413 (K, M, G suffixes; 0: no limit)",
 		want:  wantSize + ", as 10M",
 		field: func(c *Config) any { return &c.MaxBodySize }},

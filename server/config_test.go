@@ -72,6 +72,7 @@ func withAuthDefaults(c Config) Config {
 	}
 	c.ForwardedAllowIPs, c.MaxBodySize = "127.0.0.1,::1", 10<<20
 	c.ProxyProtocol, c.ProxyAllowFrom = "off", "127.0.0.1,::1"
+	c.HTTP2Cleartext = "off"
 	c.ErrorLog, c.Connections = "-", 1000
 	c.Backlog = 2048
 	c.LimitRequestLine, c.LimitRequestFields, c.LimitRequestFieldSize = 4094, 100, 8190
@@ -316,7 +317,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "file shutdown delay not a duration", file: "shutdown_delay = \"soon\"\n",
 			has: []string{`config file $FILE: shutdown_delay = "soon"`, "want a duration from 0 to 5m"}},
 		{name: "file unknown key", file: "wokers = 2\n",
-			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, shutdown_delay, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, backlog, forwarded_allow_ips, proxy_protocol, proxy_allow_from, max_body_size, limit_request_line, limit_request_fields, limit_request_field_size, certfile, keyfile, user, group, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, jwt_leeway`},
+			want: `config file $FILE: unknown key "wokers" (did you mean workers?); known keys: prod, bind, workers, timeout, graceful_timeout, shutdown_delay, boot_timeout, keep_alive, max_requests, max_requests_jitter, pidfile, access_log, log_level, error_log, metrics_bind, max_worker_memory, worker_connections, backlog, forwarded_allow_ips, proxy_protocol, proxy_allow_from, http2_cleartext, max_body_size, limit_request_line, limit_request_fields, limit_request_field_size, certfile, keyfile, user, group, database, secret_key, access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, blacklist_after_rotation, jwt_algorithm, jwt_private_key, jwt_public_keys, jwt_issuer, jwt_audience, jwt_leeway`},
 		{name: "file unknown table", file: "[server]\nworkers = 2\n",
 			has: []string{`config file $FILE: unknown key "server"`, "known keys: prod, bind"}},
 		{name: "file config key", file: "config = \"/etc/other.toml\"\n",
@@ -473,6 +474,7 @@ func TestLoadConfigBadValues(t *testing.T) {
 		"forwarded_allow_ips":      {"localhost", `"10.0.0.0/33"`},
 		"proxy_protocol":           {"true", "true"},
 		"proxy_allow_from":         {"10.0.0.0/33", `"localhost"`},
+		"http2_cleartext":          {"upgrade", "true"},
 		"max_body_size":            {"-1", `"big"`},
 		"limit_request_line":       {"8191", "-1"},
 		"limit_request_fields":     {"32769", `"100"`},
@@ -1069,6 +1071,60 @@ func TestProxyProtocolSettings(t *testing.T) {
 		{"on", []string{"--proxy-protocol", "on"}, "", `--proxy-protocol "on": want one of off, v1, v2, auto`},
 		{"boolean in the file", nil, "proxy_protocol = true\n", `proxy_protocol = true: a string is needed; want one of off, v1, v2, auto`},
 		{"Gunicorn's file key", nil, "proxy_allow_ips = \"10.0.0.5\"\n", `unknown key "proxy_allow_ips"; known keys: `},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append(args, "--config", writeFile(t, tt.file))
+			}
+			_, err := loadConfig(args, env(nil))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("loadConfig(%q): got %v, want an error containing %q", args, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestHTTP2CleartextSetting: http2_cleartext is off by default, takes
+// prior-knowledge from every source, which turns h2c on in the worker,
+// and refuses Gunicorn's other values, naming those allowed.
+func TestHTTP2CleartextSetting(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		want string
+	}{
+		{name: "default", want: HTTP2Off},
+		{name: "flag", args: []string{"--http2-cleartext", "prior-knowledge"}, want: HTTP2PriorKnowledge},
+		{name: "env", env: map[string]string{"SERVER_HTTP2_CLEARTEXT": "prior-knowledge"}, want: HTTP2PriorKnowledge},
+		{name: "file", file: "http2_cleartext = \"prior-knowledge\"\n", want: HTTP2PriorKnowledge},
+		{name: "flag over file", args: []string{"--http2-cleartext", "off"}, file: "http2_cleartext = \"prior-knowledge\"\n", want: HTTP2Off},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append(args, "--config", writeFile(t, tt.file))
+			}
+			c, err := loadConfig(args, env(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.HTTP2Cleartext != tt.want {
+				t.Errorf("got %q, want %q", c.HTTP2Cleartext, tt.want)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		file string
+		want string
+	}{
+		{"Gunicorn's upgrade", []string{"--http2-cleartext", "upgrade"}, "", `--http2-cleartext "upgrade": want one of off, prior-knowledge`},
+		{"Gunicorn's both", []string{"--http2-cleartext", "both"}, "", `--http2-cleartext "both": want one of off, prior-knowledge`},
+		{"boolean in the file", nil, "http2_cleartext = true\n", `http2_cleartext = true: a string is needed; want one of off, prior-knowledge`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			args := tt.args

@@ -80,6 +80,8 @@ type conn struct {
 	idleClosed bool           // closed by the drain for being idle
 	ours       bool           // hijacked by the server (a timeout), not the app
 	cut        bool           // hijacked by the app, closed at the drain's deadline (hijack.go)
+	http2      bool           // carries HTTP/2, which serveHTTP2 drains
+	h2c        bool           // its first Read looks for h2c's preface (sniffH2C)
 	quietSince time.Time      // the drain's sweeps: since when it is quiet
 	quietAt    uint64         // ... as of which request
 	closed     bool
@@ -140,6 +142,10 @@ func (c *conn) setState(st http.ConnState) {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
+	if c.h2c {
+		c.h2c = false
+		return c.sniffH2C(p)
+	}
 	for {
 		n, err := c.Conn.Read(p)
 		if n > 0 {
@@ -229,6 +235,9 @@ func (c *conn) Close() error {
 func (c *conn) sweep(now time.Time, grace time.Duration) (hijackedByApp bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.http2 {
+		return false // open until serveHTTP2 has drained it
+	}
 	quiet := (c.state == http.StateNew || c.state == http.StateIdle) && c.reads.Load() == c.idleReads && !c.idleClosed
 	switch {
 	case !quiet:
@@ -326,6 +335,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		nc = s.opts.ProxyProtocol.wrap(nc, s.opts.Logger)
 	}
 	c := &conn{Conn: nc, srv: s, slot: slot}
+	c.h2c = s.opts.HTTP2Cleartext && s.opts.TLS == nil
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()

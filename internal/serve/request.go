@@ -330,10 +330,11 @@ type responseWriter struct {
 func (w *responseWriter) refuse() bool { return w.done || w.timedOut.Load() }
 
 // beginResponse is called, under mu, before the first byte of the answer:
-// while the server drains, the answer closes the connection, so that the
-// client does not send on it again.
+// while the server drains, an HTTP/1 answer closes the connection, so
+// that the client does not send on it again (HTTP/2 drains with GOAWAY:
+// h2.go).
 func (w *responseWriter) beginResponse() {
-	if !w.started && w.srv.draining.Load() {
+	if !w.started && w.srv.draining.Load() && w.req.ProtoMajor == 1 {
 		w.ResponseWriter.Header()["Connection"] = closeValue
 	}
 	w.started = true
@@ -416,7 +417,7 @@ func (w *responseWriter) finish() bool {
 	if w.done && !w.hijacked {
 		return false
 	}
-	if !w.done && !w.started && w.srv.draining.Load() {
+	if !w.done && !w.started && w.srv.draining.Load() && w.req.ProtoMajor == 1 {
 		w.ResponseWriter.Header()["Connection"] = closeValue
 	}
 	w.done = true

@@ -4,7 +4,8 @@
 // and a drain that loses no request: it serves every connection the kernel
 // had already queued, answers each request still arriving on keep-alive
 // connections with "Connection: close", and closes idle connections only
-// after a grace, never with a reset (conn.go).
+// after a grace, never with a reset (conn.go). HTTP/2 connections get a
+// GOAWAY in two steps, which no stream the client opens can race (h2.go).
 package serve
 
 import (
@@ -71,6 +72,14 @@ type Options struct {
 	// protocol header of the connections from the peers it lists: see
 	// ProxyProtocol.
 	ProxyProtocol ProxyProtocol
+	// HTTP2Cleartext serves HTTP/2 without TLS (h2c) to the peers in
+	// Proxies that open a connection with the HTTP/2 preface ("prior
+	// knowledge", as Envoy, nginx's grpc_pass or a load balancer speaking
+	// HTTP/2 upstream do). Everyone else is served exactly as if it were
+	// off: the preface is then a malformed HTTP/1 request. Ignored with TLS,
+	// where ALPN chooses. HTTP/2 requests meet the same limits as HTTP/1
+	// ones (Hardened, MaxBodySize, Timeout, Proxies).
+	HTTP2Cleartext bool
 	// Hardened is prod's HTTP hardening: request heads capped at
 	// MaxHeaderBytes (larger: 431), a write deadline of Timeout plus
 	// WriteGrace for each response (a streaming handler lifts it with
@@ -79,14 +88,17 @@ type Options struct {
 	// smuggling requests that net/http would serve. (Over TLS the check
 	// would have to sit above the TLS layer, which hides the connection
 	// state from net/http and so HTTP/2: TLS connections are not checked.)
+	// HTTP/2 requests, over TLS or h2c, have their header checked as
+	// strict.CheckFields says.
 	Hardened bool
 	// Limits bound request heads as Gunicorn's limit_request_line,
 	// limit_request_fields and limit_request_field_size do, where
 	// internal/strict checks requests (Hardened, plain HTTP); see
 	// strict.Limits, whose zero value is Gunicorn's 0 in every field.
 	Limits strict.Limits
-	// TLS, if non-nil, serves HTTPS (HTTP/2 and HTTP/1.1) on every
-	// listener.
+	// TLS, if non-nil, serves HTTPS (HTTP/2 and HTTP/1.1, negotiated
+	// with ALPN; "h2" is added to NextProtos) on every listener. HTTP/2
+	// connections drain with GOAWAY (h2.go).
 	TLS *tls.Config
 	// Metrics, if non-nil, counts every request by method, status code and
 	// duration (a timed-out request as the 503 its client got).
@@ -177,7 +189,7 @@ func New(h http.Handler, opts Options) *Server {
 		},
 	}
 	if opts.TLS != nil {
-		s.srv.TLSConfig = opts.TLS
+		s.configureHTTP2()
 	}
 	if opts.Hardened {
 		s.srv.MaxHeaderBytes = MaxHeaderBytes

@@ -73,6 +73,9 @@ type Worker struct {
 	// connections from the peers it lists (see serve.ProxyProtocol). Its
 	// zero value is off.
 	ProxyProtocol serve.ProxyProtocol
+	// HTTP2Cleartext serves cleartext HTTP/2 with prior knowledge to the
+	// TrustedProxies (see serve.Options.HTTP2Cleartext).
+	HTTP2Cleartext bool
 	// TLS, if non-nil, serves HTTPS with HTTP/2 on every listener.
 	TLS *tls.Config
 	// Counters, if non-nil, is where the worker counts its requests and the
@@ -293,15 +296,16 @@ const FastStopShutdown = 500 * time.Millisecond
 // readiness endpoint (readiness.handler).
 func serverOptions(w *Worker, cfg Config, log *zap.Logger, counts *metrics.Set, onRecycle func(reason string)) serve.Options {
 	return serve.Options{
-		Timeout:       cfg.Timeout,
-		KeepAlive:     cfg.KeepAlive,
-		MaxRequests:   maxRequests(cfg),
-		OnRecycle:     onRecycle,
-		Logger:        log,
-		AccessLog:     w.AccessLog,
-		Proxies:       w.TrustedProxies,
-		ProxyProtocol: w.ProxyProtocol,
-		Hardened:      true,
+		Timeout:        cfg.Timeout,
+		KeepAlive:      cfg.KeepAlive,
+		MaxRequests:    maxRequests(cfg),
+		OnRecycle:      onRecycle,
+		Logger:         log,
+		AccessLog:      w.AccessLog,
+		Proxies:        w.TrustedProxies,
+		ProxyProtocol:  w.ProxyProtocol,
+		HTTP2Cleartext: w.HTTP2Cleartext,
+		Hardened:       true,
 		Limits: strict.Limits{
 			RequestLine: cfg.LimitRequestLine,
 			Fields:      cfg.LimitRequestFields,
