@@ -691,7 +691,7 @@ func TestDevServesAsProd(t *testing.T) {
 		}
 	})
 	t.Run("TLS", func(t *testing.T) {
-		certFile, keyFile, pool := selfSigned(t)
+		certFile, keyFile, pool := proctest.SelfSigned(t)
 		_, url := startDev(t, "--certfile", certFile, "--keyfile", keyFile)
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
 		https := "https://" + strings.TrimPrefix(url, "http://")

@@ -497,28 +497,37 @@ func TestHUPCutsIgnoredWebSocketsAtGracefulTimeout(t *testing.T) {
 	}
 }
 
-// TestSoloHandoverEndsWebSocket: the dev server's worker (Solo) tells the
-// app of a handover (a code reload) as a prod worker does, and waits for
-// its WebSocket's close handshake.
-func TestSoloHandoverEndsWebSocket(t *testing.T) {
+// serveSolo runs a Solo worker that serves wsEcho on 127.0.0.1 with
+// graceful as its graceful timeout, and returns its address, its Handover
+// channel and where Run's error comes.
+func serveSolo(t *testing.T, graceful time.Duration) (addr string, handover chan struct{}, done <-chan error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	handover, serving := make(chan struct{}), make(chan struct{})
 	solo := &workers.Solo{
-		Config:    workers.Config{GracefulTimeout: 10 * time.Second},
+		Config:    workers.Config{GracefulTimeout: graceful},
 		Listeners: []net.Listener{ln},
 		OnServing: func() { close(serving) },
 		Handover:  handover,
 	}
-	done := make(chan error, 1)
+	errc := make(chan error, 1)
 	go func() {
 		_, err := solo.Run(func() (*workers.Worker, error) { return &workers.Worker{Handler: http.HandlerFunc(wsEcho)}, nil })
-		done <- err
+		errc <- err
 	}()
 	<-serving
-	ws, err := wsDial(ln.Addr().String(), "/ws")
+	return ln.Addr().String(), handover, errc
+}
+
+// TestSoloHandoverEndsWebSocket: the dev server's worker (Solo) tells the
+// app of a handover (a code reload) as a prod worker does, and waits for
+// its WebSocket's close handshake.
+func TestSoloHandoverEndsWebSocket(t *testing.T) {
+	addr, handover, done := serveSolo(t, 10*time.Second)
+	ws, err := wsDial(addr, "/ws")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -546,24 +555,8 @@ func TestSoloHandoverEndsWebSocket(t *testing.T) {
 // drain holds the dev server's code reload back for SoloHijackedGrace, not
 // for its graceful timeout: it is closed then, and Run returns.
 func TestSoloHandoverCutsIgnoredWebSocket(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	handover, serving := make(chan struct{}), make(chan struct{})
-	solo := &workers.Solo{
-		Config:    workers.Config{GracefulTimeout: 20 * time.Second},
-		Listeners: []net.Listener{ln},
-		OnServing: func() { close(serving) },
-		Handover:  handover,
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := solo.Run(func() (*workers.Worker, error) { return &workers.Worker{Handler: http.HandlerFunc(wsEcho)}, nil })
-		done <- err
-	}()
-	<-serving
-	ws, err := wsDial(ln.Addr().String(), "/ws?ignore")
+	addr, handover, done := serveSolo(t, 20*time.Second)
+	ws, err := wsDial(addr, "/ws?ignore")
 	if err != nil {
 		t.Fatal(err)
 	}
