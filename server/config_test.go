@@ -1061,17 +1061,26 @@ func TestProxyProtocolSettings(t *testing.T) {
 		t.Errorf("SERVER_PROXY_PROTOCOL=auto: got %v %v, %v; want auto from 127.0.0.1 and ::1", pp.Mode, pp.AllowFrom, err)
 	}
 
-	for _, tt := range []struct {
-		name string
-		args []string
-		file string
-		want string
-	}{
+	checkRefusals(t, []loadRefusal{
 		{"bare flag, as Gunicorn's", []string{"--proxy-protocol"}, "", "flag --proxy-protocol needs a value, as in --proxy-protocol MODE"},
 		{"on", []string{"--proxy-protocol", "on"}, "", `--proxy-protocol "on": want one of off, v1, v2, auto`},
 		{"boolean in the file", nil, "proxy_protocol = true\n", `proxy_protocol = true: a string is needed; want one of off, v1, v2, auto`},
 		{"Gunicorn's file key", nil, "proxy_allow_ips = \"10.0.0.5\"\n", `unknown key "proxy_allow_ips"; known keys: `},
-	} {
+	})
+}
+
+// loadRefusal is a command line, with a config file if file is not
+// empty, that loadConfig refuses with an error containing want.
+type loadRefusal struct {
+	name string
+	args []string
+	file string
+	want string
+}
+
+func checkRefusals(t *testing.T, tests []loadRefusal) {
+	t.Helper()
+	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := tt.args
 			if tt.file != "" {
@@ -1116,27 +1125,11 @@ func TestHTTP2CleartextSetting(t *testing.T) {
 			}
 		})
 	}
-	for _, tt := range []struct {
-		name string
-		args []string
-		file string
-		want string
-	}{
+	checkRefusals(t, []loadRefusal{
 		{"Gunicorn's upgrade", []string{"--http2-cleartext", "upgrade"}, "", `--http2-cleartext "upgrade": want one of off, prior-knowledge`},
 		{"Gunicorn's both", []string{"--http2-cleartext", "both"}, "", `--http2-cleartext "both": want one of off, prior-knowledge`},
 		{"boolean in the file", nil, "http2_cleartext = true\n", `http2_cleartext = true: a string is needed; want one of off, prior-knowledge`},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			args := tt.args
-			if tt.file != "" {
-				args = append(args, "--config", writeFile(t, tt.file))
-			}
-			_, err := loadConfig(args, env(nil))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("loadConfig(%q): got %v, want an error containing %q", args, err, tt.want)
-			}
-		})
-	}
+	})
 }
 
 // TestShutdownDelaySetting: shutdown_delay is 0 (off) by default, takes 0
