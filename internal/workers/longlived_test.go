@@ -487,13 +487,19 @@ func TestHUPCutsIgnoredWebSocketsAtGracefulTimeout(t *testing.T) {
 	if first.Sub(drainAt) < graceful-10*time.Millisecond {
 		t.Errorf("first WebSocket cut %v after the drain began, want at the %v graceful timeout", first.Sub(drainAt), graceful)
 	}
-	if exit.Msg() != "worker exited" || exitAt.Sub(drainAt) > graceful+time.Second {
-		t.Errorf("old worker: %s %v after the drain began, want it to exit by itself at the %v graceful timeout", exit.Msg(), exitAt.Sub(drainAt), graceful)
+	// By itself, not killed by the master; when, by its own clock: on a
+	// busy machine its log lines and the clients' EOFs may come seconds
+	// after the cut (CI saw 3 s).
+	if exit.Msg() != "worker exited" || exit.Fields["status"] != "exit status 0" {
+		t.Errorf("old worker: %s, want it to exit by itself (exit status 0)", exit.Raw)
 	}
 	drained := workerLine(t, p, old, "drained", time.Second)
 	t.Logf("old worker: %s", drained.Raw)
 	if drained.Int("hijacked_cut") != n || drained.Int("hijacked_closed") != 0 || drained.Fields["level"] != "warn" {
 		t.Errorf("drained line %s, want a warning with hijacked_cut %d, hijacked_closed 0", drained.Raw, n)
+	}
+	if d, _ := drained.Fields["duration"].(float64); d < graceful.Seconds() || d > (graceful+time.Second).Seconds() {
+		t.Errorf("drain took %.3fs by the worker's clock, want the %v graceful timeout", d, graceful)
 	}
 }
 
