@@ -211,6 +211,17 @@ type Config struct {
 	sources map[string]string
 }
 
+// Setting returns the value of the module setting named name ("database",
+// of auth.Module) as its type (bool, string or time.Duration), and
+// whether c holds one: the server's own settings are c's fields.
+func (c Config) Setting(name string) (any, bool) {
+	p, ok := c.modules[name]
+	if !ok {
+		return nil, false
+	}
+	return valueAt(p), true
+}
+
 // MarshalJSON encodes c as one JSON object keyed by the settings' names:
 // the server's settings and the modules'.
 func (c Config) MarshalJSON() ([]byte, error) {

@@ -199,6 +199,12 @@ func TestModuleSettings(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
+	if v, ok := cfg.Setting("kit_wait"); !ok || v != 9*time.Second {
+		t.Errorf("cfg.Setting(kit_wait) = %v, %t; want 9s, true", v, ok)
+	}
+	if v, ok := cfg.Setting("workers"); ok {
+		t.Errorf("cfg.Setting(workers) = %v, true; want false: the server's settings are fields", v)
+	}
 	var toml bytes.Buffer
 	if err := writeConfig(&toml, cfg); err != nil {
 		t.Fatal(err)
