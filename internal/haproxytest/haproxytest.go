@@ -16,16 +16,7 @@ import (
 )
 
 // Binary returns the path of haproxy, or skips t with what to install.
-func Binary(t testing.TB) string {
-	t.Helper()
-	for _, p := range []string{"/usr/sbin/haproxy", "haproxy"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	t.Skip("haproxy is not installed (Debian package haproxy; .ci/run installs it)")
-	return ""
-}
+func Binary(t testing.TB) string { return proctest.Binary(t, "haproxy", "haproxy") }
 
 // Start runs haproxy with conf (its global, defaults, frontend and backend
 // sections), after checking it with haproxy -c, and waits until every one

@@ -27,16 +27,7 @@ type Nginx struct {
 }
 
 // Binary returns the path of nginx, or skips t with what to install.
-func Binary(t testing.TB) string {
-	t.Helper()
-	for _, p := range []string{"/usr/sbin/nginx", "nginx"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	t.Skip("nginx not installed: apt-get install nginx")
-	return ""
-}
+func Binary(t testing.TB) string { return proctest.Binary(t, "nginx", "nginx") }
 
 // Addr picks the address Start will listen on, so that a test can write
 // it into the site's configuration first.
